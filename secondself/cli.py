@@ -1,0 +1,291 @@
+"""The command line: thin commands that build settings, call the library, and print.
+
+Only `click` is imported at module level so `secondself --help` is instant; everything heavy (numpy,
+torch, the store) is imported inside the command that needs it. Typed errors from the core become one
+`error: ...` line and exit code 2; `ingest` exits 1 when some files failed; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+EXIT_FILES_FAILED = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class Context:
+    """Per-invocation state built from global flags; the store and embedder are opened on demand."""
+
+    def __init__(self, home: str | None, person: str | None, embedder: str | None) -> None:
+        from .config import load_settings
+
+        self.settings = load_settings(home, {"person": person, "embedder": embedder})
+        self._store = None
+        self._embedder = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from .store import Store
+
+            self._store = Store(self.settings.db_path)
+        return self._store
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from .backends.embedders import make_embedder
+
+            self._embedder = make_embedder(self.settings.embedder, self.settings.embed_batch)
+        return self._embedder
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+class _Bars:
+    """A progress callback that draws one tqdm bar per stage on stderr (hidden when not a terminal)."""
+
+    def __init__(self, labels: dict[str, str], enabled: bool = True) -> None:
+        self.labels, self.enabled, self.bars = labels, enabled, {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not self.enabled or stage not in self.labels:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None or (total is not None and bar.total != total):
+            if bar is not None:
+                bar.close()
+            bar = self.bars[stage] = tqdm(total=total, desc=self.labels[stage], unit="file" if stage == "ingest"
+                                          else "chunk", file=sys.stderr, disable=None, leave=False)
+        bar.n = done
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="SECONDSELF_HOME", type=click.Path(file_okay=False),
+              help="Data directory (default ~/.secondself; env SECONDSELF_HOME).")
+@click.option("--person", default=None, help="Whose memory (one database each; default 'me').")
+@click.option("--embedder", default=None, help="Override the embedding model: minilm | hashing | a model dir.")
+@click.version_option(package_name="secondself")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, person: str | None, embedder: str | None) -> None:
+    """secondself: a local, private memory for one person.
+
+    Pipeline: ingest → search (later: build → train → chat/serve). Nothing leaves this machine.
+    """
+    ctx.obj = Context(home, person, embedder)
+    ctx.call_on_close(ctx.obj.close)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--source-name", help="Name the source (one path only). Default: the folder or file name.")
+@click.option("--prune", is_flag=True, help="Remove files (and sources) that disappeared from disk.")
+@click.option("--watch", "watch_", is_flag=True, help="Keep syncing as files change (Ctrl-C to stop).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="List every file, not only failures and changes.")
+@click.pass_obj
+def ingest(obj: Context, paths: tuple[str, ...], source_name: str | None, prune: bool, watch_: bool,
+           as_json: bool, verbose: bool) -> None:
+    """Ingest files and folders (re-scans all known sources when no PATHS are given).
+
+    Re-running is cheap: unchanged files are skipped, changed ones replaced. Exit code 1 if any file failed.
+    """
+    from .ingest.pipeline import ingest as run_ingest
+
+    def once(prune_now: bool) -> int:
+        bars = _Bars({"ingest": "ingest"}, enabled=not as_json)
+        try:
+            report = run_ingest(obj.store, obj.embedder, paths, source_name=source_name, prune=prune_now,
+                                person_name=obj.settings.person_name, chunk_words=obj.settings.chunk_words,
+                                on_progress=bars)
+        finally:
+            bars.close()
+        _print_ingest(report, as_json, verbose)
+        return EXIT_FILES_FAILED if report.failed else 0
+
+    code = once(prune)
+    if not watch_:
+        sys.exit(code)
+    from pathlib import Path
+
+    from .ingest.watch import watch
+
+    targets = [Path(p).resolve() for p in paths] or [Path(r) for r in obj.store.source_roots().values()]
+    click.echo(f"watching {len(targets)} path(s); Ctrl-C to stop", err=True)
+    watch(targets, lambda: once(True))
+
+
+def _print_ingest(report, as_json: bool, verbose: bool) -> None:
+    if as_json:
+        _emit_json({"summary": report.summary(), "chunks_written": report.chunks_written,
+                    "seconds": round(report.seconds, 3), "embed_seconds": round(report.embed_seconds, 3),
+                    "files": [o.__dict__ for o in report.outcomes]})
+        return
+    quiet = {"unchanged"} if verbose else {"unchanged", "added", "updated"}
+    for o in report.outcomes:
+        if o.status not in quiet:
+            reason = f": {o.reason}" if o.reason else ""
+            click.echo(f"  {o.status:<9} {o.source}/{o.path}{reason}",
+                       err=o.status == "failed")
+    s = report.summary()
+    parts = [f"{v} {k}" for k, v in s.items() if v]
+    click.echo(f"{', '.join(parts) or 'nothing to do'}; {report.chunks_written} chunks written "
+               f"in {report.seconds:.1f}s")
+    if report.failed:
+        click.echo(f"{len(report.failed)} file(s) could not be read (listed above); the rest were ingested. "
+                   "Fix or remove them and run ingest again.", err=True)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "--k", "k", default=5, show_default=True, help="Number of results.")
+@click.option("--source", "sources", multiple=True, help="Only these sources (repeatable).")
+@click.option("--since", help="Only memories on or after this date (YYYY-MM-DD).")
+@click.option("--until", help="Only memories on or before this date (YYYY-MM-DD).")
+@click.option("--speaker", help="Only chunks where this person speaks or wrote.")
+@click.option("--mode", type=click.Choice(["hybrid", "keyword", "vector"]), default="hybrid", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
+@click.pass_obj
+def search(obj: Context, query: str, k: int, sources: tuple[str, ...], since: str | None, until: str | None,
+           speaker: str | None, mode: str, as_json: bool) -> None:
+    """Search memories: keyword + vector, fused. Prints cited passages."""
+    from .memory.search import Searcher, hit_to_dict
+    from .types import SearchFilters
+
+    searcher = Searcher(obj.store, obj.embedder)
+    _reembed_if_stale(obj, quiet=as_json)
+    hits = searcher.search(query, k=k, filters=SearchFilters(tuple(sources), since, until, speaker), mode=mode)
+    if as_json:
+        _emit_json({"query": query, "mode": mode, "results": [hit_to_dict(h) for h in hits]})
+        return
+    if not hits:
+        click.echo("no matching memories")
+    for i, h in enumerate(hits, 1):
+        c = h.chunk
+        where = " › ".join(p for p in (c.title, c.heading) if p)
+        who = f" — {', '.join(c.speakers)}" if c.speakers else ""
+        click.echo(click.style(f"[{i}] {c.source}/{c.path}", bold=True) + f"  {(c.date or '')[:10]}{who}")
+        if where:
+            click.echo(f"    {where}")
+        click.echo(f"    {h.snippet}\n")
+
+
+def _reembed_if_stale(obj: Context, quiet: bool) -> None:
+    """After an embedding-model switch, embed what the new model lacks (with a progress bar)."""
+    from .ingest.pipeline import ensure_embeddings
+
+    missing = obj.store.count_missing_vectors(obj.embedder.name)
+    if missing:
+        if not quiet:
+            click.echo(f"embedding {missing} chunk(s) with {obj.embedder.name} (model changed or new)…", err=True)
+        bars = _Bars({"embed": "embed"}, enabled=not quiet)
+        try:
+            ensure_embeddings(obj.store, obj.embedder, on_progress=bars)
+        finally:
+            bars.close()
+
+
+@cli.command()
+@click.pass_obj
+def reindex(obj: Context) -> None:
+    """Embed every chunk that lacks a vector from the configured embedding model."""
+    _reembed_if_stale(obj, quiet=False)
+    click.echo(f"all {obj.store.stats()['chunks']} chunks have {obj.embedder.name} vectors")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def sources(obj: Context, as_json: bool) -> None:
+    """List sources with document/chunk counts and last ingest time."""
+    rows = obj.store.sources()
+    if as_json:
+        _emit_json([r.__dict__ for r in rows])
+        return
+    if not rows:
+        click.echo("no sources yet: run `secondself ingest PATH`")
+    for r in rows:
+        failed = f", {r.failed_files} failed" if r.failed_files else ""
+        click.echo(f"{r.name:<20} {r.documents:>6} docs {r.chunks:>7} chunks{failed}  "
+                   f"last ingest {r.last_ingest_at or 'never'}  ({r.root})")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def forget(obj: Context, source: str, yes: bool) -> None:
+    """Delete a source and everything derived from it."""
+    obj.store.source_id(source)  # raises a clear error for an unknown name before asking
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Forget source {source!r} and everything derived from it?", abort=True)
+    counts = obj.store.delete_source(source)
+    click.echo(f"forgot {source}: {counts['files']} files, {counts['chunks']} chunks and their vectors")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(obj: Context, as_json: bool) -> None:
+    """Counts, disk use, embedding model, and what is stale."""
+    from .status import memory_status
+
+    st = memory_status(obj.store, obj.settings)
+    if as_json:
+        _emit_json(st)
+        return
+    click.echo(f"person      {st['person']}  ({st['database']}, {st['db_mb']} MB)")
+    click.echo(f"memories    {st['sources']} sources, {st['documents']} documents, {st['chunks']} chunks")
+    click.echo(f"embedder    {st['embedder']}  vectors: {st['vectors']}")
+    stale = st["stale"]
+    if not any(stale.values()):
+        click.echo("stale       nothing: memory is up to date")
+        return
+    if stale["missing_vectors"]:
+        click.echo(f"stale       {stale['missing_vectors']} chunks lack {st['embedder']} vectors → secondself reindex")
+    for key, hint in (("changed_files", "secondself ingest"), ("new_files", "secondself ingest"),
+                      ("missing_files", "secondself ingest --prune"), ("failed_files", "fix, then ingest")):
+        if stale[key]:
+            click.echo(f"stale       {len(stale[key])} {key.replace('_', ' ')} → {hint}")
+            for p in stale[key][:10]:
+                click.echo(f"              {p}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and translate our typed errors into messages and exit codes."""
+    from .errors import SecondSelfError
+
+    try:
+        cli.main(args=argv, prog_name="secondself", standalone_mode=False)
+    except SecondSelfError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo("\ninterrupted: the database is consistent; run the command again to finish", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The exception tree of secondself, written out once.
+
+Core code raises these typed errors; the edges (CLI, HTTP, MCP) translate them into messages and exit
+codes. Every message says what happened *and what to do next*.
+
+    SecondSelfError                 base of everything we raise on purpose
+    ├── ConfigError                 a settings file or flag is wrong (bad TOML, unknown model name, ...)
+    ├── StoreError                  the SQLite store cannot be opened, is corrupt or is newer than this code
+    ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
+    ├── IngestError                 a whole ingest could not run (path missing, ...)
+    │   └── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
+    │                               (the pipeline records it and continues with the rest of the batch)
+    └── BackendError                a model backend failed
+        ├── ModelNotAvailableError  model files / packages are missing; the message names the install step
+        └── EmbeddingMismatchError  vectors of different models/dimensions would be mixed
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "SecondSelfError",
+    "ConfigError",
+    "StoreError",
+    "SourceNotFoundError",
+    "IngestError",
+    "UnreadableFileError",
+    "BackendError",
+    "ModelNotAvailableError",
+    "EmbeddingMismatchError",
+]
+
+
+class SecondSelfError(Exception):
+    """Base class: anything secondself raises deliberately. `str(err)` is a user-facing message."""
+
+
+class ConfigError(SecondSelfError):
+    pass
+
+
+class StoreError(SecondSelfError):
+    pass
+
+
+class SourceNotFoundError(SecondSelfError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no source named {name!r}; run `secondself sources` to list them")
+        self.name = name
+
+
+class IngestError(SecondSelfError):
+    pass
+
+
+class UnreadableFileError(IngestError):
+    """One file could not be turned into text.
+
+    `reason` is short and human ("encrypted PDF", "not a zip archive (corrupt .docx?)");
+    `kind` is one of: "corrupt", "encrypted", "unsupported", "empty", "too_large", "io".
+    Unsupported and empty files are skipped, not failures; the others make `ingest` exit non-zero.
+    """
+
+    def __init__(self, path: str | Path, reason: str, kind: str = "corrupt") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+        self.kind = kind
+
+
+class BackendError(SecondSelfError):
+    pass
+
+
+class ModelNotAvailableError(BackendError):
+    pass
+
+
+class EmbeddingMismatchError(BackendError):
+    pass

@@ -1,0 +1,1 @@
+"""Turning files into chunks: readers, chunking, the ingest pipeline."""

@@ -1,0 +1,152 @@
+"""Lenient date parsing for everything readers meet: front matter, e-mail headers, chat exports, PDFs.
+
+Contract: `parse_date` and `date_in_heading` never raise; they return a timezone-aware `datetime`
+(naive input is taken as UTC) or None. Month names are English and matched without `strptime`, so
+results do not depend on the process locale.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+
+__all__ = ["parse_date", "date_in_heading"]
+
+_MONTHS = {
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
+    "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
+}  # fmt: skip
+_MONTH = (
+    r"(?P<m>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DAY = r"(?P<d>\d{1,2})(?:st|nd|rd|th)?\.?"
+_YEAR = r"(?P<y>\d{4})"
+_TIME = r"(?:(?:[ T]|,\s*|\s+at\s+)(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?\s*(?P<ap>[ap]\.?m\.?)?)?"
+_WEEKDAY = r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?"
+
+# Date patterns without anchors; `_FULL` anchors them (plus weekday/time) for parse_date, while
+# date_in_heading searches for them anywhere in a heading.
+_DATE_PATTERNS = [
+    re.compile(r"(?<!\d)(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})(?!\d)"),
+    re.compile(rf"(?<!\d){_DAY}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR}(?!\d)", re.I),
+    re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+{_YEAR}(?!\d)", re.I),
+    re.compile(r"(?<!\d)(?P<y>\d{4})[/.](?P<m>\d{1,2})[/.](?P<d>\d{1,2})(?!\d)"),
+]
+_FULL = [re.compile(rf"^{_WEEKDAY}{p.pattern}{_TIME}$", p.flags | re.I) for p in _DATE_PATTERNS]
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_PDF_DATE = re.compile(
+    r"^D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?\s*(?:([Zz+-])(?:(\d{2})'?(\d{2})?'?)?)?"
+)
+# Seconds beyond this are taken as milliseconds (1e11 s is the year 5138; JS exports use ms).
+_MS_THRESHOLD = 1e11
+
+
+def parse_date(value: str | int | float | datetime | date | None) -> datetime | None:
+    """Parse ISO 8601, RFC 2822, unix seconds (or ms), PDF dates and common written forms.
+
+    Returns an aware datetime (naive → UTC) or None if unparseable; never raises.
+    """
+    try:
+        return _parse(value)
+    except (ValueError, TypeError, OverflowError, OSError, IndexError):
+        return None
+
+
+def date_in_heading(text: str) -> datetime | None:
+    """The date a heading names ("## 2025-03-14", "## Monday, 14 March 2025", "Trip, 2025/03/14").
+
+    Only full dates (day, month and year) count; a bare number is never read as a timestamp.
+    """
+    try:
+        cleaned = text.strip().strip("#").strip().strip("*_").strip()
+        if not cleaned or _NUMBER.match(cleaned):
+            return None
+        for pattern in _DATE_PATTERNS:
+            m = pattern.search(cleaned)
+            if m:
+                found = _from_match(m)
+                if found is not None:
+                    return found
+        return None
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _parse(value: object) -> datetime | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return _aware(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, int | float):
+        return _from_timestamp(float(value))
+    if not isinstance(value, str):
+        return None
+    s = value.strip()
+    if not s:
+        return None
+    if _NUMBER.match(s):
+        # "20250314" is ISO basic format; long digit runs are unix timestamps; "2025" alone is no date.
+        if len(s) == 8:
+            return _aware(datetime.fromisoformat(s))
+        return _from_timestamp(float(s)) if len(s.split(".")[0].lstrip("-")) >= 9 else None
+    if s.startswith("D:"):
+        return _from_pdf(s)
+    try:
+        return _aware(datetime.fromisoformat(s))
+    except ValueError:
+        pass
+    for pattern in _FULL:
+        m = pattern.match(s)
+        if m:
+            return _from_match(m)
+    if re.search(r"\d{1,2}:\d{2}", s):  # RFC 2822 always has a time; without one it guesses too freely
+        try:
+            return _aware(parsedate_to_datetime(s))
+        except (ValueError, TypeError, IndexError):
+            pass
+    return None
+
+
+def _from_timestamp(seconds: float) -> datetime | None:
+    if abs(seconds) > _MS_THRESHOLD:
+        seconds /= 1000.0
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _from_match(m: re.Match[str]) -> datetime | None:
+    groups = m.groupdict()
+    month_raw = groups["m"]
+    month = int(month_raw) if month_raw.isdigit() else _MONTHS[month_raw.lower()[:3]]
+    hour = int(groups.get("H") or 0)
+    ap = (groups.get("ap") or "").lower()
+    if ap.startswith("p") and hour < 12:
+        hour += 12
+    elif ap.startswith("a") and hour == 12:
+        hour = 0
+    try:
+        return datetime(
+            int(groups["y"]), month, int(groups["d"]),
+            hour, int(groups.get("M") or 0), int(groups.get("S") or 0), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:  # 31 February and the like
+        return None
+
+
+def _from_pdf(s: str) -> datetime | None:
+    m = _PDF_DATE.match(s)
+    if not m:
+        return None
+    y, mo, d, h, mi, sec, sign, tzh, tzm = m.groups()
+    tz = UTC
+    if sign in ("+", "-") and tzh:
+        offset = timedelta(hours=int(tzh), minutes=int(tzm or 0))
+        tz = timezone(offset if sign == "+" else -offset)
+    return datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(sec or 0), tzinfo=tz)

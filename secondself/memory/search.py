@@ -1,0 +1,160 @@
+"""Hybrid search: keyword (FTS5/BM25) and vector (exact cosine), fused by reciprocal rank fusion.
+
+On personal data the keyword side often wins (names, places, rare words) and the vector side wins on
+paraphrase; RRF needs no score calibration between them. Both sides apply the same filters (source,
+date range, speaker) before ranking, so a filter never empties a result list that has matches.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..backends.embedders import Embedder
+from ..errors import ConfigError, EmbeddingMismatchError
+from ..ingest.dates import parse_date
+from ..store import Store
+from ..types import Chunk, Hit, SearchFilters
+from .vectors import VectorIndex
+
+__all__ = ["Searcher", "fts_query", "make_snippet", "MODES"]
+
+MODES = ("hybrid", "keyword", "vector")
+RRF_K = 60
+
+_STOP = frozenset("""a an and are as at be been but by can could did do does for from had has have how i i'm
+if in into is it its me my of on or our so than that the their them then there these they this to was we
+were what when where which who whom why will with would you your about after before did does am""".split())
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def _terms(query: str) -> list[str]:
+    words = [w.lower() for w in _TOKEN.findall(query)]
+    content = [w for w in words if w not in _STOP]
+    return list(dict.fromkeys(content or words))
+
+
+def fts_query(query: str) -> str:
+    """A safe FTS5 query: every term quoted (no syntax injection), OR-ed, so BM25 ranks partial matches."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in _terms(query))
+
+
+def make_snippet(text: str, query: str, width: int = 32) -> str:
+    """The `width`-word window of `text` with the most query terms, with ellipses where cut."""
+    words = text.split()
+    if len(words) <= width:
+        return " ".join(words)
+    terms = set(_terms(query))
+    hits = [1 if w.strip(".,;:!?\"'()[]«»").lower() in terms else 0 for w in words]
+    best, best_score, score = 0, -1, 0
+    for i, h in enumerate(hits):
+        score += h
+        if i >= width:
+            score -= hits[i - width]
+        if i >= width - 1 and score > best_score:
+            best, best_score = i - width + 1, score
+    out = " ".join(words[best:best + width])
+    return ("… " if best > 0 else "") + out + (" …" if best + width < len(words) else "")
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    since_iso: str | None
+    until_iso: str | None
+    since_ts: float | None
+    until_ts: float | None
+
+
+def _bounds(f: SearchFilters) -> _Bounds:
+    """Normalize since/until to UTC; a date-only `until` includes that whole day."""
+    def parse(value: str | None, end: bool) -> datetime | None:
+        if not value:
+            return None
+        d = parse_date(value)
+        if d is None:
+            raise ConfigError(f"cannot read the date {value!r}; use YYYY-MM-DD")
+        if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            d = d + timedelta(days=1) - timedelta(seconds=1)
+        return d.astimezone(UTC)
+
+    s, u = parse(f.since, False), parse(f.until, True)
+    iso = lambda d: d.isoformat(timespec="seconds") if d else None  # noqa: E731
+    return _Bounds(iso(s), iso(u), s.timestamp() if s else None, u.timestamp() if u else None)
+
+
+class Searcher:
+    """Searches one store with one embedder; caches the vector matrix until the store changes."""
+
+    def __init__(self, store: Store, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self._index: VectorIndex | None = None
+
+    def index(self) -> VectorIndex:
+        gen = self.store.generation
+        if self._index is None or self._index.generation != gen:
+            ids, matrix, sources, dates = self.store.load_vectors(self.embedder.name)
+            if len(ids) and matrix.shape[1] != self.embedder.dim:
+                raise EmbeddingMismatchError(
+                    f"stored vectors for {self.embedder.name} have dimension {matrix.shape[1]}, the model "
+                    f"gives {self.embedder.dim}; run `secondself reindex`")
+            self._index = VectorIndex(ids, matrix, sources, dates, self.embedder.name, gen)
+        return self._index
+
+    def stale(self) -> int:
+        """Chunks without a vector from the current embedder (search still works; `reindex` fixes it)."""
+        return self.store.count_missing_vectors(self.embedder.name)
+
+    def search(self, query: str, k: int = 5, filters: SearchFilters | None = None,
+               mode: str = "hybrid", candidates: int = 50) -> list[Hit]:
+        if mode not in MODES:
+            raise ConfigError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        if k < 1:
+            raise ConfigError("k must be at least 1")
+        filters = filters or SearchFilters()
+        bounds = _bounds(filters)
+        sql_filters = SearchFilters(filters.sources, bounds.since_iso, bounds.until_iso, filters.speaker)
+        n = max(candidates, k)
+        keyword: list[tuple[int, float]] = []
+        vector: list[tuple[int, float]] = []
+        if mode in ("hybrid", "keyword") and (q := fts_query(query)):
+            keyword = self.store.keyword_search(q, sql_filters, n)
+        if mode in ("hybrid", "vector"):
+            vector = self._vector_side(query, sql_filters, bounds, n)
+
+        kw_rank = {cid: r for r, (cid, _) in enumerate(keyword, 1)}
+        vec_rank = {cid: r for r, (cid, _) in enumerate(vector, 1)}
+        fused: dict[int, float] = {}
+        for ranks in (kw_rank, vec_rank):
+            for cid, r in ranks.items():
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + r)
+        if mode == "keyword":
+            fused = {cid: s for cid, s in keyword}
+        elif mode == "vector":
+            fused = {cid: s for cid, s in vector}
+        best = sorted(fused, key=lambda c: (-fused[c], c))[:k]
+        chunks = self.store.chunks(best)
+        return [Hit(chunk=chunks[c], score=fused[c], snippet=make_snippet(chunks[c].text, query),
+                    keyword_rank=kw_rank.get(c), vector_rank=vec_rank.get(c)) for c in best if c in chunks]
+
+    def _vector_side(self, query: str, f: SearchFilters, b: _Bounds, n: int) -> list[tuple[int, float]]:
+        index = self.index()
+        if len(index) == 0:
+            return []
+        source_ids = [self.store.source_id(s) for s in f.sources] if f.sources else None
+        allowed = self.store.chunk_ids_matching(SearchFilters(speaker=f.speaker)) if f.speaker else None
+        mask = index.mask(source_ids, b.since_ts, b.until_ts, allowed)
+        qvec = self.embedder.embed([query])[0]
+        return index.top_k(qvec, n, mask)
+
+
+def hit_to_dict(hit: Hit) -> dict[str, object]:
+    """The stable, documented JSON shape of a search result (README: "Search output")."""
+    c: Chunk = hit.chunk
+    return {
+        "chunk_id": c.id, "score": round(hit.score, 6), "snippet": hit.snippet, "text": c.text,
+        "source": c.source, "path": c.path, "title": c.title, "heading": c.heading, "position": c.position,
+        "date": c.date, "speakers": list(c.speakers), "kind": c.kind,
+        "keyword_rank": hit.keyword_rank, "vector_rank": hit.vector_rank,
+    }

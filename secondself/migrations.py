@@ -1,0 +1,114 @@
+"""Schema migrations: an ordered list of small named functions, each applied once and recorded.
+
+Add a migration by appending a function to MIGRATIONS; never edit one that has shipped.
+Each runs inside the store's transaction together with its record in `_migrations`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    """Execute statements one by one: `executescript` would COMMIT the surrounding transaction."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement!r}")
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    _run(db, """        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            root TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_ingest_at TEXT
+        );
+        -- One row per file seen under a source, including failed and skipped ones (so `status` can
+        -- report them and re-ingest can skip unchanged content by hash).
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            content_hash TEXT,
+            size INTEGER,
+            mtime REAL,
+            status TEXT NOT NULL,            -- ok | failed | skipped | duplicate
+            reason TEXT,
+            duplicate_of INTEGER REFERENCES files(id) ON DELETE SET NULL,
+            ingested_at TEXT NOT NULL,
+            UNIQUE (source_id, path)
+        );
+        CREATE INDEX files_hash ON files(content_hash);
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            date TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (file_id, key)
+        );
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            heading TEXT NOT NULL DEFAULT '',
+            date TEXT,
+            speakers TEXT NOT NULL DEFAULT ''  -- '|Maya|Tomás|' so a speaker filter is one instr()
+        );
+        CREATE INDEX chunks_document ON chunks(document_id);
+        CREATE INDEX chunks_source_date ON chunks(source_id, date);
+        -- Vectors are keyed by model, so switching embedders keeps the old vectors (switching back is free).
+        CREATE TABLE embeddings (
+            chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (chunk_id, model)
+        ) WITHOUT ROWID;
+        CREATE INDEX embeddings_model ON embeddings(model);
+        -- Keyword index; rowid = chunks.id. A plain (not contentless) table so it works on SQLite < 3.43;
+        -- the trigger keeps it in step when chunks go, including through ON DELETE CASCADE.
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, title, tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            DELETE FROM chunks_fts WHERE rowid = old.id;
+        END;
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('generation', '0');
+        """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations in order; return the names applied. Caller owns the transaction."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    known = {m.__name__ for m in MIGRATIONS}
+    if done - known:
+        from .errors import StoreError
+
+        raise StoreError(f"database was written by a newer secondself (migrations {sorted(done - known)}); "
+                         "upgrade secondself to open it")
+    applied = []
+    for m in MIGRATIONS:
+        if m.__name__ not in done:
+            m(db)
+            db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (m.__name__,))
+            applied.append(m.__name__)
+    return applied

@@ -1,0 +1,50 @@
+"""Test isolation: every test gets its own SECONDSELF_HOME, and real models refuse to load unless the
+test is marked `slow` (those run with --slow, as CI does)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run slow integration tests (real models)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow") or os.environ.get("SECONDSELF_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow integration test: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    monkeypatch.setenv("SECONDSELF_HOME", str(tmp_path / "home"))
+    for var in ("SECONDSELF_PERSON", "SECONDSELF_EMBEDDER", "SECONDSELF_PERSON_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    if "slow" not in request.keywords:
+        monkeypatch.setenv("SECONDSELF_REAL_MODELS", "deny")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    from secondself.store import Store
+
+    s = Store(tmp_path / "memory.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def embedder():
+    from secondself.backends.embedders import HashingEmbedder
+
+    return HashingEmbedder(128)
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
