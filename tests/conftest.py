@@ -47,4 +47,3 @@ def embedder():
     return HashingEmbedder(128)
 
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -7,7 +7,7 @@ import pytest
 
 from secondself.backends.embedders import HashingEmbedder
 from secondself.errors import IngestError
-from secondself.ingest.pipeline import ensure_embeddings, ingest, remove_path
+from secondself.ingest.pipeline import ensure_embeddings, ingest
 from secondself.memory.search import Searcher
 
 
@@ -187,11 +187,46 @@ def test_single_file_source_and_source_name(store, embedder, vault):
     assert r.summary()["unchanged"] == 1
 
 
-def test_remove_path_for_watch(store, embedder, vault):
-    ingest(store, embedder, [vault])
-    removed = remove_path(store, vault / "notes")
-    assert [o.path for o in removed] == ["notes/cello.txt"]
-    assert not Searcher(store, embedder).search("Elgar", mode="keyword")
+def test_large_files_stream_through_the_pipeline(store, embedder, tmp_path, monkeypatch):
+    import secondself.ingest.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_MATERIALIZE_BYTES", 100)  # treat every file as large
+    big = write(tmp_path / "big" / "log.txt", "\n\n".join(f"entry {i} about the harbour" for i in range(500)))
+    r = ingest(store, embedder, [big.parent])
+    assert r.summary()["added"] == 1 and r.chunks_written > 5
+    assert Searcher(store, embedder).search("entry 499", mode="keyword")
+
+
+def test_watch_keeps_a_folder_in_sync(store, embedder, tmp_path):
+    import threading
+    import time
+
+    from secondself.ingest.watch import watch
+
+    v = tmp_path / "watched"
+    v.mkdir()
+    synced = threading.Event()
+
+    def sync():
+        ingest(store, embedder, [v], prune=True)
+        synced.set()
+
+    stop = threading.Event()
+    t = threading.Thread(target=watch, args=([v], sync, stop), kwargs={"debounce": 0.2}, daemon=True)
+    t.start()
+    time.sleep(0.5)  # let the observer start
+    try:
+        write(v / "new.md", "The harbour seals are back.")
+        assert synced.wait(10)
+        assert [h.chunk.path for h in Searcher(store, embedder).search("harbour seals", mode="keyword")] == ["new.md"]
+        synced.clear()
+        (v / "new.md").unlink()
+        assert synced.wait(10)
+        assert not Searcher(store, embedder).search("harbour seals", mode="keyword")
+    finally:
+        stop.set()
+        t.join(5)
+    assert not t.is_alive()
 
 
 def test_vectors_are_normalized(store, embedder, vault):

@@ -102,7 +102,9 @@ class SentenceTransformerEmbedder:
                     "the embedding model needs sentence-transformers: run `bash scripts/bootstrap.sh` or "
                     "`pip install -e .[embed]`; or set `embedder = \"hashing\"` in settings.toml") from e
             import torch
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # our own progress bars report the work
             device = "cuda" if torch.cuda.is_available() else "cpu"
             try:
                 self._model = SentenceTransformer(str(self.model_dir), device=device, local_files_only=True)

@@ -26,7 +26,7 @@ from ..types import ChunkDraft, ParsedDocument
 from .chunking import chunk_blocks
 from .readers import is_supported, read_file
 
-__all__ = ["ingest", "ensure_embeddings", "remove_path", "IngestReport", "FileOutcome",
+__all__ = ["ingest", "ensure_embeddings", "IngestReport", "FileOutcome",
            "Progress", "embedding_text", "walk_files"]
 
 log = logging.getLogger(__name__)
@@ -324,26 +324,6 @@ def _record_failure(store: Store, source: str, sid: int, rel: str, st: os.stat_r
     store.record_file(sid, rel, content_hash=None, size=st.st_size, mtime=st.st_mtime, status="failed",
                       reason=reason)
     return FileOutcome(source, rel, "failed", reason)
-
-
-def remove_path(store: Store, path: str | Path) -> list[FileOutcome]:
-    """Remove a file (or everything under a folder) that was deleted on disk. Used by watch mode."""
-    target = Path(path).expanduser().resolve()
-    removed: list[FileOutcome] = []
-    with store.transaction():
-        for name, root in store.source_roots().items():
-            root_p = Path(root)
-            base = root_p.parent if root_p.suffix and not root_p.is_dir() else root_p
-            try:
-                rel = target.relative_to(base).as_posix()
-            except ValueError:
-                continue
-            sid = store.source_id(name)
-            for f in store.files(sid):
-                if f.path == rel or f.path.startswith(rel.rstrip("/") + "/") or rel == ".":
-                    store.delete_file(f.id)
-                    removed.append(FileOutcome(name, f.path, "removed", "deleted on disk"))
-    return removed
 
 
 def ensure_embeddings(store: Store, embedder: Embedder, on_progress: Progress | None = None,

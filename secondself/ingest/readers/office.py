@@ -7,6 +7,7 @@ exceptions are left to the registry (`read_file`) to translate, except where a r
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,9 @@ def read_pdf(path: Path) -> list[ParsedDocument]:
     """
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
+
+    # pypdf logs every repair it attempts; we report the file's fate once, as UnreadableFileError.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
     with open(path, "rb") as f:
         if b"%PDF-" not in f.read(1024):  # pypdf would report a confusing stream error instead

