@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the bundled example person, top to bottom. Data goes to ./.demo (delete it to restart).
-#   ingest → search   (later steps of the pipeline are added here as they land)
+#   ingest → search → ask   (later steps of the pipeline are added here as they land)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -18,3 +18,9 @@ ss search "who taught me cello" --k 2
 ss search "breakup" --k 2 --speaker Tomás
 ss search "moving boxes" --k 2 --since 2025-06-01 --until 2025-07-31
 ss status
+
+# Chat as the person, offline, with the embedded 135M model (converted once on first use).
+ss models
+ss ask "What is my current home address?"
+ss ask "Who is my manager at Tidewater?"
+ss ask "What is my blood type?"                       # not in her memories: it says it does not know

@@ -5,7 +5,9 @@ Layout of the home directory (moved with `SECONDSELF_HOME`, default `~/.secondse
     settings.toml                 optional; keys as in `Settings` (see `secondself config` / README)
     persons/<person>/memory.sqlite3   one SQLite database per person (default person: "me")
 
-Environment overrides: SECONDSELF_HOME, SECONDSELF_PERSON, SECONDSELF_EMBEDDER.
+Environment overrides: SECONDSELF_HOME, SECONDSELF_PERSON, SECONDSELF_PERSON_NAME, SECONDSELF_EMBEDDER,
+SECONDSELF_PERSONA_MODEL, SECONDSELF_TEACHER_MODEL. API keys are read from the variable named by
+`api_key_env` at call time and never written anywhere.
 Nothing here runs at import time; `load_settings()` is called by the CLI/server and the result passed on.
 """
 
@@ -41,12 +43,27 @@ class Settings:
                           "or a path to a local sentence-transformers model directory"},
     )
     person_name: str = field(default="", metadata={"help": "the person's display name (chat exports say 'me')"})
+    persona_model: str = field(
+        default="embedded",
+        metadata={"help": "the model that answers as the person: 'embedded' (SmolLM2-135M, bundled), "
+                          "a local HF model directory or .gguf file, 'openai:MODEL@BASE_URL' for any "
+                          "OpenAI-compatible endpoint, or 'fake' (scripted, for demos)"},
+    )
+    teacher_model: str = field(default="embedded", metadata={"help": "the model used to build layers 1-2; "
+                                                                     "same forms as persona_model"})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the "
+                                                                         "endpoint's API key (never stored)"})
     chunk_words: int = field(default=160, metadata={"help": "target chunk size in words"})
     embed_batch: int = field(default=64, metadata={"help": "texts per embedding call"})
 
     @property
     def person_dir(self) -> Path:
         return self.home / "persons" / self.person
+
+    @property
+    def models_dir(self) -> Path:
+        """Converted model checkpoints (shared by every person)."""
+        return self.home / "models"
 
     @property
     def db_path(self) -> Path:
@@ -56,7 +73,8 @@ class Settings:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
 
 
-_ENV = {"SECONDSELF_PERSON": "person", "SECONDSELF_EMBEDDER": "embedder", "SECONDSELF_PERSON_NAME": "person_name"}
+_ENV = {"SECONDSELF_PERSON": "person", "SECONDSELF_EMBEDDER": "embedder", "SECONDSELF_PERSON_NAME": "person_name",
+        "SECONDSELF_PERSONA_MODEL": "persona_model", "SECONDSELF_TEACHER_MODEL": "teacher_model"}
 
 
 def load_settings(home: str | Path | None = None, overrides: Mapping[str, object] | None = None,

@@ -12,7 +12,10 @@ codes. Every message says what happened *and what to do next*.
     │                               (the pipeline records it and continues with the rest of the batch)
     └── BackendError                a model backend failed
         ├── ModelNotAvailableError  model files / packages are missing; the message names the install step
-        └── EmbeddingMismatchError  vectors of different models/dimensions would be mixed
+        ├── EmbeddingMismatchError  vectors of different models/dimensions would be mixed
+        ├── StructuredOutputError   a model did not produce valid structured output after N attempts
+        ├── ContextOverflowError    prompt + requested reply exceed the chat model's context window
+        └── EndpointError           an HTTP model endpoint is unreachable, rejects the key, or fails
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ __all__ = [
     "BackendError",
     "ModelNotAvailableError",
     "EmbeddingMismatchError",
+    "StructuredOutputError",
+    "ContextOverflowError",
+    "EndpointError",
 ]
 
 
@@ -79,3 +85,22 @@ class ModelNotAvailableError(BackendError):
 
 class EmbeddingMismatchError(BackendError):
     pass
+
+
+class StructuredOutputError(BackendError):
+    """The model's output never validated. `attempts` holds (raw output, error) for each try."""
+
+    def __init__(self, what: str, attempts: list[tuple[str, str]]) -> None:
+        last = attempts[-1][1] if attempts else "no output"
+        super().__init__(f"the model could not produce valid {what} after {len(attempts)} attempt(s) "
+                         f"(last error: {last}). A stronger teacher model usually fixes this: see "
+                         "`secondself models`.")
+        self.attempts = attempts
+
+
+class ContextOverflowError(BackendError):
+    """The prompt plus `max_tokens` do not fit the model's context window; the message says what to shorten."""
+
+
+class EndpointError(BackendError):
+    """An HTTP endpoint failed. The message names the URL and the next step, never the API key."""

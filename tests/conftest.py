@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("SECONDSELF_HOME", str(tmp_path / "home"))
-    for var in ("SECONDSELF_PERSON", "SECONDSELF_EMBEDDER", "SECONDSELF_PERSON_NAME"):
+    for var in ("SECONDSELF_PERSON", "SECONDSELF_EMBEDDER", "SECONDSELF_PERSON_NAME", "SECONDSELF_PERSONA_MODEL",
+                "SECONDSELF_TEACHER_MODEL"):
         monkeypatch.delenv(var, raising=False)
     if "slow" not in request.keywords:
         monkeypatch.setenv("SECONDSELF_REAL_MODELS", "deny")
@@ -47,3 +48,21 @@ def embedder():
     return HashingEmbedder(128)
 
 
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="session")
+def maya_memory(tmp_path_factory):
+    """The example person ingested once per session with the real embedder (slow tests only)."""
+    from secondself.backends.embedders import make_embedder
+    from secondself.ingest.pipeline import ingest
+    from secondself.store import Store
+
+    os.environ.pop("SECONDSELF_REAL_MODELS", None)
+    store = Store(tmp_path_factory.mktemp("maya") / "memory.sqlite3")
+    embedder = make_embedder("minilm")
+    report = ingest(store, embedder, [EXAMPLES / "maya" / "corpus"], source_name="maya", person_name="Maya")
+    yield store, embedder, report
+    store.close()

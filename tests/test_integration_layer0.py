@@ -2,41 +2,24 @@
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from secondself.backends.embedders import make_embedder
+from secondself.evaluation import is_relevant, load_queries
 from secondself.ingest.pipeline import ingest
 from secondself.memory.search import Searcher
-from secondself.store import Store
-
-
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CORPUS = EXAMPLES / "maya" / "corpus"
 
 
-def _norm(s: str) -> str:
-    return re.sub(r"\s+", " ", s).strip().lower()
-
-
-def _relevant(chunk, entry) -> bool:
-    return chunk.path.split("#")[0] == entry["path"] and _norm(entry["contains"]) in _norm(chunk.text)
-
-
-@pytest.fixture(scope="module")
-def maya(tmp_path_factory):
-    os.environ.pop("SECONDSELF_REAL_MODELS", None)
-    store = Store(tmp_path_factory.mktemp("maya") / "memory.sqlite3")
-    embedder = make_embedder("minilm")
-    report = ingest(store, embedder, [CORPUS], source_name="maya", person_name="Maya")
-    yield store, embedder, report
-    store.close()
+@pytest.fixture
+def maya(maya_memory):
+    return maya_memory
 
 
 def test_example_person_ingests_completely(maya):
@@ -62,15 +45,13 @@ def test_reingest_is_a_noop(maya):
 def test_hybrid_search_finds_labelled_passages(maya):
     store, embedder, _ = maya
     searcher = Searcher(store, embedder)
-    queries = [json.loads(line) for line in (EXAMPLES / "maya" / "queries.jsonl").read_text().splitlines()
-               if line.strip()]
-    answerable = [q for q in queries if q["answerable"]]
+    answerable = [q for q in load_queries(EXAMPLES / "maya" / "queries.jsonl") if q.answerable]
     hit = {}
     for mode in ("keyword", "vector", "hybrid"):
         found = 0
         for q in answerable:
-            hits = searcher.search(q["question"], k=5, mode=mode)
-            found += any(_relevant(h.chunk, e) for h in hits for e in q["relevant"])
+            hits = searcher.search(q.question, k=5, mode=mode)
+            found += any(is_relevant(h.chunk, q) for h in hits)
         hit[mode] = found / len(answerable)
     print("hit@5", hit)
     # Measured 2026-11-22 (see the closing note / bench/retrieval.py); thresholds sit below those figures.

@@ -1,0 +1,117 @@
+"""The command line: thin commands that build settings, call the library, and print.
+
+Only `click` is imported at module level so `secondself --help` is instant; everything heavy (numpy,
+torch, the store) is imported inside the command that needs it. Typed errors from the core become one
+`error: ...` line and exit code 2; `ingest` exits 1 when some files failed; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+EXIT_FILES_FAILED = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class Context:
+    """Per-invocation state built from global flags; the store and embedder are opened on demand."""
+
+    def __init__(self, home: str | None, person: str | None, embedder: str | None) -> None:
+        from ..config import load_settings
+
+        self.settings = load_settings(home, {"person": person, "embedder": embedder})
+        self._store = None
+        self._embedder = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from ..store import Store
+
+            self._store = Store(self.settings.db_path)
+        return self._store
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from ..backends.embedders import make_embedder
+
+            self._embedder = make_embedder(self.settings.embedder, self.settings.embed_batch)
+        return self._embedder
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+class _Bars:
+    """A progress callback that draws one tqdm bar per stage on stderr (hidden when not a terminal)."""
+
+    def __init__(self, labels: dict[str, str], enabled: bool = True) -> None:
+        self.labels, self.enabled, self.bars = labels, enabled, {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not self.enabled or stage not in self.labels:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None or (total is not None and bar.total != total):
+            if bar is not None:
+                bar.close()
+            bar = self.bars[stage] = tqdm(total=total, desc=self.labels[stage], unit="file" if stage == "ingest"
+                                          else "chunk", file=sys.stderr, disable=None, leave=False)
+        bar.n = done
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="SECONDSELF_HOME", type=click.Path(file_okay=False),
+              help="Data directory (default ~/.secondself; env SECONDSELF_HOME).")
+@click.option("--person", default=None, help="Whose memory (one database each; default 'me').")
+@click.option("--embedder", default=None, help="Override the embedding model: minilm | hashing | a model dir.")
+@click.version_option(package_name="secondself")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, person: str | None, embedder: str | None) -> None:
+    """secondself: a local, private memory for one person.
+
+    Pipeline: ingest → search (later: build → train → chat/serve). Nothing leaves this machine.
+    """
+    ctx.obj = Context(home, person, embedder)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and translate our typed errors into messages and exit codes."""
+    from ..errors import SecondSelfError
+
+    try:
+        cli.main(args=argv, prog_name="secondself", standalone_mode=False)
+    except SecondSelfError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo("\ninterrupted: the database is consistent; run the command again to finish", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+
+
+# Commands live in modules named for what they touch; importing them registers them on `cli`.
+from . import chat as _chat  # noqa: E402,F401
+from . import memory as _memory  # noqa: E402,F401

@@ -1,0 +1,199 @@
+"""Chat commands: ask (one question), chat (a REPL with history), models (what runs where).
+
+Every turn is logged in the person's database when it ends; Ctrl-C mid-answer logs the partial text as
+"interrupted" and exits 130. When the persona model is a remote endpoint, the CLI says so on stderr
+before anything is sent.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import Context, _emit_json, cli
+
+
+def _persona(obj: Context, model_spec: str | None, k: int | None):
+    from ..backends.registry import make_chat_model, parse_spec
+    from ..memory.search import Searcher
+    from ..persona import Persona, PersonaConfig
+    from .memory import _reembed_if_stale
+
+    s = obj.settings
+    spec = model_spec or s.persona_model
+    parsed = parse_spec(spec)
+    if parsed.remote:
+        click.echo(f"note: the persona model is remote ({parsed.base_url}); your question and the memories "
+                   "retrieved for it are sent there", err=True)
+    model = make_chat_model(spec, s.models_dir, s.api_key_env)
+    _reembed_if_stale(obj, quiet=True)
+    config = PersonaConfig(k=k) if k else PersonaConfig()
+    return Persona(model, Searcher(obj.store, obj.embedder), name=s.person_name, config=config), spec
+
+
+def _print_citations(answer) -> None:
+    if answer.abstained:
+        if answer.raw:
+            click.echo(click.style(f"\n(withdrawn: {answer.reason})", fg="yellow"), err=True)
+            click.echo(answer.text)
+        if answer.passages:
+            click.echo(click.style("closest memories:", dim=True))
+            for p in answer.passages[:3]:
+                click.echo(f"  ({p.chunk.source}/{p.chunk.path}, {(p.chunk.date or '')[:10]})")
+        return
+    click.echo()
+    for c in answer.citations:
+        how = "" if c["cited_by"] == "model" else " (by overlap)"
+        click.echo(click.style(f"[{c['n']}] {c['source']}/{c['path']}  {(c['date'] or '')[:10]}{how}", bold=True))
+        click.echo(f"    {c['snippet'][:200]}")
+
+
+def _answer_dict(answer, conversation_id: int, model: str) -> dict:
+    return {"answer": answer.text, "abstained": answer.abstained, "reason": answer.reason,
+            "citations": answer.citations, "timings": {k: round(v, 4) for k, v in answer.timings.items()},
+            "usage": answer.usage, "conversation_id": conversation_id, "model": model,
+            "passages": [p.citation("retrieval") | {"cosine": round(p.cosine, 4)} for p in answer.passages]}
+
+
+def _turn(obj: Context, persona, question: str, history, conversation_id: int, as_json: bool, spec: str):
+    """Ask, stream (unless JSON), log both turns, and return the Answer."""
+    from ..backends.chat import Message
+    from ..conversations import ConversationLog, Turn
+
+    log = ConversationLog(obj.store)
+    reply = persona.ask(question, history=history)
+    log.add(conversation_id, Turn("user", question))
+    try:
+        if as_json:
+            answer = reply.answer()
+        else:
+            for delta in reply:
+                click.echo(delta, nl=False)
+            answer = reply.answer()
+            click.echo()
+    except KeyboardInterrupt:
+        log.add(conversation_id, Turn("assistant", reply.partial(), status="interrupted"))
+        raise
+    log.add(conversation_id, Turn("assistant", answer.text, answer.citations,
+                                  meta={"abstained": answer.abstained, "reason": answer.reason, "model": spec,
+                                        "timings": answer.timings, "usage": answer.usage}))
+    history.extend([Message("user", question), Message("assistant", answer.text)])
+    return answer
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Answer, citations, timings and token counts as JSON.")
+@click.option("--model", "model_spec", help="Model spec for this question (default: persona_model).")
+@click.option("-k", "--k", "k", type=int, help="How many memories to show the model (default 4).")
+@click.pass_obj
+def ask(obj: Context, question: str, as_json: bool, model_spec: str | None, k: int | None) -> None:
+    """Ask your second self one question; it answers from your memories and cites them."""
+    from ..conversations import ConversationLog
+
+    persona, spec = _persona(obj, model_spec, k)
+    cid = ConversationLog(obj.store).start(question, spec)
+    answer = _turn(obj, persona, question, [], cid, as_json, spec)
+    if as_json:
+        _emit_json(_answer_dict(answer, cid, spec))
+    else:
+        _print_citations(answer)
+
+
+_HELP = "commands: /sources  /reset  /list  /continue ID  /quit"
+
+
+@cli.command()
+@click.option("--model", "model_spec", help="Model spec (default: persona_model).")
+@click.option("--continue", "continue_id", type=int, help="Continue a past conversation by id.")
+@click.option("--list", "list_", is_flag=True, help="List past conversations and exit.")
+@click.pass_obj
+def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: bool) -> None:
+    """Talk with your second self (REPL with history)."""
+    from ..backends.chat import Message
+    from ..conversations import ConversationLog
+
+    log = ConversationLog(obj.store)
+    if list_:
+        for c in log.list():
+            click.echo(f"{c.id:>5}  {c.updated_at[:16]}  {c.turns:>3} turns  {c.title}")
+        return
+    persona, spec = _persona(obj, model_spec, None)
+    history: list = []
+    cid = None
+    last = None
+
+    def load(conversation_id: int) -> None:
+        nonlocal cid
+        turns = log.turns(conversation_id)
+        history[:] = [Message(t.role, t.content) for t in turns if t.role in ("user", "assistant")
+                      and t.status == "complete"]
+        cid = conversation_id
+        click.echo(f"continuing conversation {cid} ({len(turns)} turns)")
+
+    if continue_id:
+        load(continue_id)
+    click.echo(_HELP, err=True)
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/reset":
+            history.clear()
+            cid = None
+            click.echo("new conversation")
+        elif line == "/list":
+            for c in log.list():
+                click.echo(f"{c.id:>5}  {c.updated_at[:16]}  {c.turns:>3} turns  {c.title}")
+        elif line.startswith("/continue"):
+            arg = line.split()[1:]
+            if arg and arg[0].isdigit():
+                load(int(arg[0]))
+            else:
+                click.echo("usage: /continue ID")
+        elif line == "/sources":
+            if last is None:
+                click.echo("no answer yet")
+            else:
+                _print_citations(last)
+        elif line.startswith("/"):
+            click.echo(_HELP)
+        else:
+            if cid is None:
+                cid = log.start(line, spec)
+            click.echo("me> ", nl=False)
+            last = _turn(obj, persona, line, history, cid, False, spec)
+            if last.abstained and last.raw:
+                click.echo(click.style(f"(withdrawn: {last.reason})", fg="yellow"), err=True)
+                click.echo(f"me> {last.text}")
+    if sys.stdin.isatty():
+        click.echo("bye")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models(obj: Context, as_json: bool) -> None:
+    """Configured persona, teacher and embedding models, and where each runs. Loads nothing."""
+    from ..backends.registry import parse_spec
+    from ..status import _embedder_name
+
+    s = obj.settings
+    rows = {
+        "persona": (s.persona_model, parse_spec(s.persona_model).describe()),
+        "teacher": (s.teacher_model, parse_spec(s.teacher_model).describe()),
+        "embedding": (s.embedder, f"{_embedder_name(s.embedder)} — in-process, this machine"),
+    }
+    if as_json:
+        _emit_json({k: {"spec": v[0], "where": v[1]} for k, v in rows.items()})
+        return
+    for role, (spec, where) in rows.items():
+        click.echo(f"{role:<10} {spec:<24} {where}")
+    if any(parse_spec(spec).remote for spec in (s.persona_model, s.teacher_model)):
+        click.echo(f"API key read from ${s.api_key_env} at call time (never stored)")

@@ -1,0 +1,67 @@
+"""The conversation log: every question and answer, with the memories it cited, in the person's database.
+
+Each turn is written in its own transaction when it ends, so the log is consistent even after Ctrl-C:
+an interrupted answer is stored with status "interrupted" and the text streamed so far.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .errors import SecondSelfError
+from .store import Store, now_iso
+
+__all__ = ["ConversationLog", "Turn", "ConversationSummary"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    content: str
+    citations: list[dict] = field(default_factory=list)
+    status: str = "complete"
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    title: str
+    model: str
+    turns: int
+    updated_at: str
+
+
+class ConversationLog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def start(self, title: str, model: str) -> int:
+        with self.store.transaction() as db:
+            now = now_iso()
+            cur = db.execute("INSERT INTO conversations(title, model, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                             (title[:80], model, now, now))
+            return int(cur.lastrowid or 0)
+
+    def add(self, conversation_id: int, turn: Turn) -> None:
+        with self.store.transaction() as db:
+            now = now_iso()
+            db.execute("INSERT INTO messages(conversation_id, role, content, citations, status, meta, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (conversation_id, turn.role, turn.content, json.dumps(turn.citations, ensure_ascii=False),
+                        turn.status, json.dumps(turn.meta), now))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+
+    def turns(self, conversation_id: int) -> list[Turn]:
+        if not self.store.db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone():
+            raise SecondSelfError(f"no conversation {conversation_id}; `secondself chat --list` shows them")
+        rows = self.store.db.execute("SELECT role, content, citations, status, meta FROM messages "
+                                     "WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
+        return [Turn(r[0], r[1], json.loads(r[2]), r[3], json.loads(r[4])) for r in rows]
+
+    def list(self, limit: int = 20) -> list[ConversationSummary]:
+        rows = self.store.db.execute(
+            "SELECT c.id, c.title, c.model, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id), "
+            "c.updated_at FROM conversations c ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (limit,)).fetchall()
+        return [ConversationSummary(*r) for r in rows]

@@ -1,0 +1,84 @@
+"""Judge-free evaluation helpers on a labelled query set (like `examples/maya/queries.jsonl`).
+
+Query set format, one JSON object per line:
+    {"id": "q01", "question": "...", "answer": "reference answer", "answerable": true,
+     "relevant": [{"path": "journal/2025-03-02.md", "contains": "a phrase from the passage"}]}
+
+A chunk is relevant to an entry when its file path (before any `#key`) equals `path` and it contains the
+phrase (case-insensitive, whitespace-normalized). Labels name phrases rather than chunk ids, so they
+survive re-chunking.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .types import Chunk
+
+__all__ = ["LabelledQuery", "load_queries", "is_relevant", "first_relevant_rank", "token_f1", "normalize_answer"]
+
+
+@dataclass(frozen=True)
+class LabelledQuery:
+    id: str
+    question: str
+    answer: str
+    answerable: bool
+    relevant: tuple[dict, ...]
+    type: str = ""
+
+
+def load_queries(path: str | Path) -> list[LabelledQuery]:
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            d = json.loads(line)
+            out.append(LabelledQuery(d["id"], d["question"], d.get("answer", ""), bool(d.get("answerable", True)),
+                                     tuple(d.get("relevant", ())), d.get("type", "")))
+    return out
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip().lower()
+
+
+def is_relevant(chunk: Chunk, query: LabelledQuery) -> bool:
+    text = _norm(chunk.text)
+    path = chunk.path.split("#")[0]
+    return any(path == e["path"] and _norm(e["contains"]) in text for e in query.relevant)
+
+
+def first_relevant_rank(chunks: Iterable[Chunk], query: LabelledQuery) -> int | None:
+    """1-based rank of the first relevant chunk, or None."""
+    for rank, c in enumerate(chunks, 1):
+        if is_relevant(c, query):
+            return rank
+    return None
+
+
+def normalize_answer(s: str) -> list[str]:
+    """SQuAD-style: lowercase, drop punctuation, articles and citation markers, split on whitespace."""
+    s = re.sub(r"\[\d+\]", " ", s.lower())
+    s = "".join(" " if ch in string.punctuation else ch for ch in s)
+    return [w for w in s.split() if w not in ("a", "an", "the")]
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = normalize_answer(prediction), normalize_answer(reference)
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    p, r = common / len(pred), common / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0

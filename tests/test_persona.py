@@ -1,0 +1,103 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from secondself.backends.chat import FakeChatModel, Message
+from secondself.ingest.pipeline import ingest
+from secondself.memory.search import Searcher
+from secondself.persona import IDK, Persona, PersonaConfig, unsupported_specifics
+
+
+@pytest.fixture
+def searcher(store, embedder, tmp_path: Path):
+    d = tmp_path / "mem"
+    d.mkdir()
+    (d / "2025-03-02.md").write_text("---\ndate: 2025-03-02\n---\n# Home\n\nI live in Porto on Rua de Cedofeita.\n")
+    (d / "2025-07-01.md").write_text("---\ndate: 2025-07-01\n---\n# Moving day\n\nMoved to Lisbon today, Rua dos Anjos 45.\n")
+    (d / "chat.jsonl").write_text(json.dumps({"speaker": "Tomás", "text": "Happy birthday! The blue bowl is yours.",
+                                              "timestamp": "2025-08-14T09:00:00Z"}) + "\n")
+    ingest(store, embedder, [d])
+    return Searcher(store, embedder)
+
+
+def persona(searcher, replies=(), **cfg):
+    model = FakeChatModel(list(replies))
+    return model, Persona(model, searcher, name="Maya", config=PersonaConfig(min_cosine=0.2, min_coverage=0.5, **cfg))
+
+
+def test_prompt_has_dated_sourced_passages_best_last(searcher):
+    model, p = persona(searcher, ["I moved to Lisbon [1]."])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    prompt = model.calls[0][0][-1].content
+    assert "Notes from Maya's memories" in prompt and "[1] (2025-07-01, note: Moving day)" in prompt
+    assert prompt.rindex("[1] (") > prompt.rindex("[2] (")  # best passage nearest the question
+    assert prompt.index("Question: When did I move to Lisbon?") > prompt.rindex("[1] (")
+    assert ans.citations[0]["path"] == "2025-07-01.md" and ans.citations[0]["cited_by"] == "model"
+    assert not ans.abstained and ans.usage["completion_tokens"] > 0
+    assert set(ans.timings) >= {"retrieval_s", "assembly_s", "generation_s", "first_token_s"}
+
+
+def test_unanswerable_question_says_idk_without_calling_the_model(searcher):
+    model, p = persona(searcher)
+    ans = p.ask("What is my blood type?").answer()
+    assert ans.text == IDK and ans.abstained and model.calls == []
+
+
+def test_invented_specifics_are_withdrawn(searcher):
+    model, p = persona(searcher, ["I live in Berlin since 2019 [1]."])
+    ans = p.ask("Where do I live, Lisbon or Porto?").answer()
+    assert ans.abstained and ans.text == IDK
+    assert "Berlin" in ans.reason and "2019" in ans.reason and ans.raw.startswith("I live in Berlin")
+
+
+def test_model_saying_idk_is_respected(searcher):
+    _, p = persona(searcher, ["I don't know — my memories don't say."])
+    assert p.ask("Where do I live in Lisbon?").answer().abstained
+
+
+def test_citation_falls_back_to_overlap(searcher):
+    _, p = persona(searcher, ["Tomás gave me the blue bowl for my birthday."])
+    ans = p.ask("What did Tomás give me for my birthday?").answer()
+    assert not ans.abstained and ans.citations[0]["cited_by"] == "overlap"
+    assert ans.citations[0]["path"].startswith("chat.jsonl")
+
+
+def test_context_budget_drops_weakest_passages(searcher):
+    model, p = persona(searcher, ["ok"])
+    passages = p.retrieve("Where do I live in Lisbon or Porto?")
+    full, _ = p.build_messages("Where do I live?", passages)
+    need = sum(model.count_tokens(m.content) + 4 for m in full)
+    model.context_window = need + p.config.max_tokens + 64 - 8  # a little too small for every passage
+    msgs, kept = p.build_messages("Where do I live?", passages)
+    assert 0 < len(kept) < len(passages) and kept[0].number == 1  # the weakest went first
+    assert sum(model.count_tokens(m.content) + 4 for m in msgs) <= model.context_window - p.config.max_tokens - 64
+
+
+def test_history_is_included(searcher):
+    model, p = persona(searcher, ["Lisbon [1]."])
+    history = [Message("user", "Where did I move?"), Message("assistant", "To Lisbon [1].")]
+    p.ask("And which street in Lisbon?", history=history).answer()
+    sent = model.calls[0][0]
+    assert [m.role for m in sent] == ["user", "assistant", "user"]
+
+
+def test_unsupported_specifics():
+    ev = "Moved to Lisbon on 1 July 2025, Rua dos Anjos 45. Where do I live?"
+    assert unsupported_specifics("I live in Lisbon [1], at Rua dos Anjos 45.", ev) == []
+    assert unsupported_specifics("I moved to Madrid in 2024.", ev) == ["Madrid", "2024"]
+    assert unsupported_specifics("Yes. My flat is nice.", ev) == []
+
+
+def test_content_free_or_echo_answers_are_withdrawn(searcher):
+    _, p = persona(searcher, ["I'm sorry for any mistakes. I'm sorry for any mistakes."])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert ans.abstained and "does not draw on any memory" in ans.reason
+    _, p = persona(searcher, ["When did I move to Lisbon?"])
+    assert "repeated the question" in p.ask("When did I move to Lisbon?").answer().reason
+
+
+def test_repeated_sentences_collapse():
+    from secondself.persona import collapse_repeats
+
+    assert collapse_repeats("I moved. I moved. I moved! Then I slept.") == "I moved. Then I slept."
