@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -84,6 +85,12 @@ class Reply:
         for d in self._deltas:
             self._parts.append(d)
             yield d
+            text = "".join(self._parts)
+            if _looping(text):
+                # drop the unfinished repeat; leaving the loop closes the model's stream, so no tokens
+                # are wasted on repetition
+                self._parts = [text[: max(m.end() for m in re.finditer(r"[.!?]", text))]]
+                break
 
     def answer(self) -> Answer:
         if self._answer is None:
@@ -97,7 +104,14 @@ class Reply:
 
 
 def _when(chunk: Chunk) -> str:
-    return (chunk.date or "")[:10] or "undated"
+    """'1 July 2025': the form people (and small models) answer "when" questions in."""
+    if not chunk.date:
+        return "undated"
+    try:
+        d = datetime.fromisoformat(chunk.date)
+    except ValueError:
+        return chunk.date[:10]
+    return f"{d.day} {d:%B %Y}"
 
 
 def _label(chunk: Chunk) -> str:
@@ -216,10 +230,13 @@ class Persona:
         return Reply(iter(response), finish)
 
     def _finish(self, question: str, text: str, shown: list[Passage], timings: dict, usage: dict) -> Answer:
-        text = text.strip()
-        if not text or text.lower().startswith("i don't know") or IDK.lower() in text.lower():
-            return Answer(IDK, [], shown, True, "the model found no answer in the memories", timings, usage,
-                          raw=text)
+        raw = text.strip()
+        text = _LABEL_COPY.sub("", raw).lstrip(" \n-:.").rstrip()
+        if not text:
+            return Answer(IDK, [], shown, True, "the draft answer only copied a memory's header", timings,
+                          usage, raw=raw)
+        if re.search(r"\bi don['’]t know\b", text, re.IGNORECASE):  # also 'The answer is: "I don't know."'
+            return Answer(IDK, [], shown, True, "the model found no answer in the memories", timings, usage)
         text = collapse_repeats(text)
         evidence = " ".join([question, self.name, *(p.text for p in shown), *(_label(p.chunk) for p in shown)])
         problem = self._unsupported(question, text, evidence) if self.config.guard else ""
@@ -253,6 +270,16 @@ class Persona:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# The header we put before each passage, "(8 June 2025, chat: Title; Speakers)", which small models copy.
+_LABEL_COPY = re.compile(r"(?:\[\d+\]|\d+\.)?\s*\(?\b(?:\d{1,2} [A-Z][a-z]+ \d{4}|undated), "
+                         r"(?:note|document|email|chat|web): [^)\n]*\)?")
+
+
+def _looping(text: str) -> bool:
+    """True once the last finished sentence repeats an earlier one."""
+    parts = [re.sub(r"\W+", " ", p.lower()).strip() for p in _SENTENCE.split(text)]
+    done = parts[:-1]  # the last part may still be growing
+    return len(done) >= 2 and bool(done[-1]) and done[-1] in done[:-1]
 
 
 def collapse_repeats(text: str) -> str:

@@ -30,7 +30,7 @@ def test_prompt_has_dated_sourced_passages_best_last(searcher):
     model, p = persona(searcher, ["I moved to Lisbon [1]."])
     ans = p.ask("When did I move to Lisbon?").answer()
     prompt = model.calls[0][0][-1].content
-    assert "Notes from Maya's memories" in prompt and "[1] (2025-07-01, note: Moving day)" in prompt
+    assert "Notes from Maya's memories" in prompt and "[1] (1 July 2025, note: Moving day)" in prompt
     assert prompt.rindex("[1] (") > prompt.rindex("[2] (")  # best passage nearest the question
     assert prompt.index("Question: When did I move to Lisbon?") > prompt.rindex("[1] (")
     assert ans.citations[0]["path"] == "2025-07-01.md" and ans.citations[0]["cited_by"] == "model"
@@ -101,3 +101,21 @@ def test_repeated_sentences_collapse():
     from secondself.persona import collapse_repeats
 
     assert collapse_repeats("I moved. I moved. I moved! Then I slept.") == "I moved. Then I slept."
+
+
+def test_wrapped_idk_and_copied_headers_count_as_abstentions(searcher):
+    _, p = persona(searcher, ['The answer is: "I don\'t know."'])
+    assert p.ask("When did I move to Lisbon?").answer().abstained
+    _, p = persona(searcher, ["1. 1 July 2025, note: Moving day"])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert ans.abstained and "header" in ans.reason
+    _, p = persona(searcher, ["[1] (1 July 2025, note: Moving day) I moved to Lisbon on 1 July."])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert not ans.abstained and ans.text == "I moved to Lisbon on 1 July."
+
+
+def test_generation_stops_when_the_model_loops(searcher):
+    model, p = persona(searcher, ["I moved to Lisbon. " * 50])
+    reply = p.ask("When did I move to Lisbon?")
+    assert "".join(reply).count("I moved to Lisbon.") == 2  # stopped right after the first repeat
+    assert reply.answer().text == "I moved to Lisbon."

@@ -1,0 +1,58 @@
+"""Chat as the person with the real embedded model on the example person (slow: run with --slow)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from secondself.backends.local import LocalChatModel
+from secondself.evaluation import is_relevant, load_queries
+from secondself.memory.search import Searcher
+from secondself.persona import IDK, Persona
+
+from .conftest import EXAMPLES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def persona(maya_memory, tmp_path_factory):
+    store, embedder, _ = maya_memory
+    model = LocalChatModel(None, cache_dir=tmp_path_factory.mktemp("models"))
+    return Persona(model, Searcher(store, embedder), name="Maya")
+
+
+def test_unanswerable_questions_get_i_dont_know(persona):
+    questions = [q for q in load_queries(EXAMPLES / "maya" / "queries.jsonl") if not q.answerable]
+    answers = [persona.ask(q.question).answer() for q in questions]
+    refused = [a for a in answers if a.abstained and a.text == IDK]
+    print(f"refused {len(refused)}/{len(answers)}", [(q.question, a.text[:60]) for q, a in zip(questions, answers, strict=True)])
+    assert len(refused) >= 0.7 * len(answers)
+
+
+def test_answers_cite_the_passage_they_come_from(persona):
+    qs = {q.question: q for q in load_queries(EXAMPLES / "maya" / "queries.jsonl")}
+    q = qs["What is my current home address?"]
+    a = persona.ask(q.question).answer()
+    print(a.text, a.citations)
+    assert not a.abstained and "Anjos" in a.text
+    cited = {c["chunk_id"] for c in a.citations}
+    assert any(is_relevant(p.chunk, q) for p in a.passages if p.chunk.id in cited)
+
+
+def test_cli_ask_json_with_real_models(tmp_path):
+    env = {**os.environ, "SECONDSELF_HOME": str(tmp_path / "home"), "SECONDSELF_PERSON_NAME": "Maya"}
+    env.pop("SECONDSELF_REAL_MODELS", None)
+    cmd = [sys.executable, "-m", "secondself"]
+    r = subprocess.run(cmd + ["ingest", str(EXAMPLES / "maya" / "corpus" / "documents")], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(cmd + ["ask", "--json", "What is the monthly rent in the Lisbon lease?"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["passages"] and data["passages"][0]["path"].endswith(".pdf")
+    assert data["usage"]["completion_tokens"] > 0 or data["abstained"]
+    assert data["timings"]["retrieval_s"] > 0
