@@ -32,12 +32,14 @@ How to read it
     for a quick smoke run of the pipeline's own cost (chunks/s). Absolute figures depend on the machine
     and on what else runs on it; compare ratios.
 
-    Runtime: the real model (all-MiniLM-L6-v2 on CPU) embeds roughly 15-60 chunks/s on 2 cores depending
-    on chunk length, and the synthetic corpus is embedded twice (pipeline + baseline). To keep the
-    default real-model run around 10 minutes the synthetic paragraphs are short by default with the
-    real model (`--paragraph-words 8-16`), and 100-150 words with `--embedder hashing`; the chunk count
-    stays >= 20,000 either way. Pass `--paragraph-words 100-150` to measure full-size chunks (with the
-    real model that run takes about 40 minutes on 2 cores).
+    Runtime: the real model (all-MiniLM-L6-v2 on CPU) is slow on 2 cores: about 12 chunks/s on the
+    example person's full-size chunks and about 40 chunks/s on 8-16-word paragraphs (measured with other
+    jobs on the machine), and the synthetic corpus is embedded twice (pipeline + baseline). So with the
+    real model the synthetic paragraphs are short by default (`--paragraph-words 8-16`, ~20 words per
+    embedded text with title and heading; 100-150 words with `--embedder hashing`); the chunk count
+    stays >= 20,000 either way. Even so the default real-model run takes 10-20 minutes on 2 cores
+    (17 minutes measured under load); `--embedder hashing` takes about a minute. Pass
+    `--paragraph-words 100-150` to measure full-size chunks with the real model (about an hour).
 
     python bench/ingest.py [--embedder minilm|hashing] [--synthetic-files N] [--paragraph-words A-B]
                            [--skip-example] [--skip-synthetic] [--json]

@@ -116,7 +116,13 @@ def m002_conversations(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_conversations]
+def m003_keyword_vocabulary(db: sqlite3.Connection) -> None:
+    # Per-term document counts of the keyword index, for pruning very common query terms (search.py).
+    _run(db, "CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_conversations,
+                                                          m003_keyword_vocabulary]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .backends.chat import ChatModel, Message, Sampling, complete
 from .memory.search import Searcher, _terms

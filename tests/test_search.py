@@ -115,3 +115,19 @@ def test_vector_index_top_k_and_mask():
     mask = idx.mask(None, since=10.0, until=20.0, allowed_ids=None)
     assert all(110 <= i <= 120 for i, _ in idx.top_k(m[7], 50, mask))
     assert idx.top_k(m[7], 5, np.zeros(50, bool)) == []
+
+
+def test_term_document_counts_use_the_index_stemming(mem, store):
+    counts = store.term_document_counts(["river", "rivers", "living", "zebra"])
+    assert counts == {"river": 2, "rivers": 2, "living": 1, "zebra": 0}  # "I live in Porto" counts for living
+
+
+def test_common_terms_are_pruned_only_on_large_memories(mem, monkeypatch):
+    import secondself.memory.search as search
+
+    assert mem.common_terms("river Porto") == frozenset()  # small memory: every term kept
+    monkeypatch.setattr(search, "PRUNE_FROM", 1)
+    monkeypatch.setattr(search, "COMMON_SHARE", 0.4)  # "river" is in 2 of 4 chunks
+    assert mem.common_terms("river Porto") == {"river"}
+    assert mem.search("river Porto", mode="keyword")[0].chunk.path == "porto.md"
+    assert mem.common_terms("river") == frozenset()  # never drop every term

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from ..backends.embedders import Embedder
 from ..errors import ConfigError, EmbeddingMismatchError
 from ..ingest.dates import parse_date
@@ -22,6 +24,11 @@ __all__ = ["Searcher", "fts_query", "make_snippet", "MODES"]
 
 MODES = ("hybrid", "keyword", "vector")
 RRF_K = 60
+# Cost-based pruning of OR queries on large memories: a term found in more than COMMON_SHARE of the
+# chunks has a small BM25 weight (idf ≈ ln 9 at 10%, against ≈ ln 1000 for a rare term) yet makes
+# FTS5 score every chunk that holds it. Below PRUNE_FROM chunks every term is kept.
+PRUNE_FROM = 20_000
+COMMON_SHARE = 0.10
 
 _STOP = frozenset("""a an and are as at be been but by can could did do does for from had has have how i i'm
 if in into is it its me my of on or our so than that the their them then there these they this to was we
@@ -35,9 +42,9 @@ def _terms(query: str) -> list[str]:
     return list(dict.fromkeys(content or words))
 
 
-def fts_query(query: str) -> str:
+def fts_query(query: str, drop: frozenset[str] = frozenset()) -> str:
     """A safe FTS5 query: every term quoted (no syntax injection), OR-ed, so BM25 ranks partial matches."""
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in _terms(query))
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in _terms(query) if t not in drop)
 
 
 def make_snippet(text: str, query: str, width: int = 32) -> str:
@@ -84,12 +91,14 @@ def _bounds(f: SearchFilters) -> _Bounds:
 
 
 class Searcher:
-    """Searches one store with one embedder; caches the vector matrix until the store changes."""
+    """Searches one store with one embedder; caches the vector matrix (and the chunk count and speaker
+    index) until the store changes."""
 
     def __init__(self, store: Store, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
         self._index: VectorIndex | None = None
+        self._meta: tuple[int, int, dict[str, np.ndarray]] | None = None  # generation, chunks, speakers
 
     def index(self) -> VectorIndex:
         gen = self.store.generation
@@ -101,6 +110,24 @@ class Searcher:
                     f"gives {self.embedder.dim}; run `secondself reindex`")
             self._index = VectorIndex(ids, matrix, sources, dates, self.embedder.name, gen)
         return self._index
+
+    def _metadata(self) -> tuple[int, dict[str, np.ndarray]]:
+        gen = self.store.generation
+        if self._meta is None or self._meta[0] != gen:
+            self._meta = (gen, self.store.chunk_count(), self.store.speakers_index())
+        return self._meta[1], self._meta[2]
+
+    def common_terms(self, query: str) -> frozenset[str]:
+        """Query terms to leave out of the keyword side (see COMMON_SHARE); never all of them."""
+        n, _ = self._metadata()
+        terms = _terms(query)
+        if n < PRUNE_FROM or len(terms) < 2:
+            return frozenset()
+        counts = self.store.term_document_counts(terms)
+        common = {t for t in terms if counts[t] > COMMON_SHARE * n}
+        if common == set(terms):
+            common.discard(min(terms, key=lambda t: counts[t]))
+        return frozenset(common)
 
     def stale(self) -> int:
         """Chunks without a vector from the current embedder (search still works; `reindex` fixes it)."""
@@ -118,7 +145,7 @@ class Searcher:
         n = max(candidates, k)
         keyword: list[tuple[int, float]] = []
         vector: list[tuple[int, float]] = []
-        if mode in ("hybrid", "keyword") and (q := fts_query(query)):
+        if mode in ("hybrid", "keyword") and (q := fts_query(query, self.common_terms(query))):
             keyword = self.store.keyword_search(q, sql_filters, n)
         if mode in ("hybrid", "vector"):
             vector = self._vector_side(query, sql_filters, bounds, n)
@@ -143,7 +170,9 @@ class Searcher:
         if len(index) == 0:
             return []
         source_ids = [self.store.source_id(s) for s in f.sources] if f.sources else None
-        allowed = self.store.chunk_ids_matching(SearchFilters(speaker=f.speaker)) if f.speaker else None
+        allowed = None
+        if f.speaker:
+            allowed = self._metadata()[1].get(f.speaker.lower(), np.zeros(0, np.int64))
         mask = index.mask(source_ids, b.since_ts, b.until_ts, allowed)
         qvec = self.embedder.embed([query])[0]
         return index.top_k(qvec, n, mask)
