@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -39,26 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MAYA, dump_json, log, table  # noqa: E402
 
 from secondself.backends.embedders import make_embedder  # noqa: E402
+from secondself.evaluation import relevant_entries  # noqa: E402
 from secondself.ingest.pipeline import ingest  # noqa: E402
 from secondself.memory.search import MODES, Searcher  # noqa: E402
 from secondself.store import Store  # noqa: E402
-from secondself.types import Chunk  # noqa: E402
 
 K = 10
 AT = 5
-
-
-def norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().casefold()
-
-
-def relevant_entries(chunk: Chunk, entries: list[dict]) -> set[int]:
-    """Indices of the labelled entries this chunk is relevant to. The chunk's heading path counts as part
-    of its text: a heading paragraph (e.g. a DOCX "Heading 2" line of a CV) is stored as the heading of
-    the chunks below it, not in their text, and it is indexed and embedded with them."""
-    file_path = chunk.path.split("#", 1)[0]
-    text = norm(chunk.heading + "\n" + chunk.text)
-    return {i for i, e in enumerate(entries) if e["path"] == file_path and norm(e["contains"]) in text}
 
 
 def score(hit_entries: list[set[int]], n_entries: int) -> dict[str, float]:

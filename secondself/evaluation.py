@@ -4,8 +4,8 @@ Query set format, one JSON object per line:
     {"id": "q01", "question": "...", "answer": "reference answer", "answerable": true,
      "relevant": [{"path": "journal/2025-03-02.md", "contains": "a phrase from the passage"}]}
 
-A chunk is relevant to an entry when its file path (before any `#key`) equals `path` and it contains the
-phrase (case-insensitive, whitespace-normalized). Labels name phrases rather than chunk ids, so they
+A chunk is relevant to an entry when its file path (before any `#key`) equals `path` and its heading or
+text contains the phrase (case-insensitive, whitespace-normalized). Labels name phrases rather than chunk ids, so they
 survive re-chunking.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .types import Chunk
 
-__all__ = ["LabelledQuery", "load_queries", "is_relevant", "first_relevant_rank", "token_f1", "normalize_answer"]
+__all__ = ["LabelledQuery", "load_queries", "is_relevant", "relevant_entries", "first_relevant_rank", "token_f1", "normalize_answer"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,16 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", s).strip().lower()
 
 
-def is_relevant(chunk: Chunk, query: LabelledQuery) -> bool:
-    text = _norm(chunk.text)
+def relevant_entries(chunk: Chunk, entries: Sequence[dict]) -> set[int]:
+    """Indices of the labelled entries this chunk answers. The heading counts as text: a DOCX heading
+    line is stored as the heading of the chunks below it."""
+    text = _norm(chunk.heading + " " + chunk.text)
     path = chunk.path.split("#")[0]
-    return any(path == e["path"] and _norm(e["contains"]) in text for e in query.relevant)
+    return {i for i, e in enumerate(entries) if path == e["path"] and _norm(e["contains"]) in text}
+
+
+def is_relevant(chunk: Chunk, query: LabelledQuery) -> bool:
+    return bool(relevant_entries(chunk, query.relevant))
 
 
 def first_relevant_rank(chunks: Iterable[Chunk], query: LabelledQuery) -> int | None:

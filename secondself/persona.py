@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .backends.chat import ChatModel, Message, Sampling, complete
-from .memory.search import Searcher, _terms
+from .memory.search import Searcher, query_terms
 from .prompts import render
 from .types import Chunk, Hit, SearchFilters
 
@@ -155,7 +155,7 @@ class Persona:
             return []
         qvec = self.searcher.embedder.embed([question])[0]
         cvecs = self.searcher.embedder.embed([h.chunk.text for h in hits])
-        terms = set(_terms(question))
+        terms = set(query_terms(question))
         out = []
         for i, (h, v) in enumerate(zip(hits, cvecs, strict=True), 1):
             text = h.chunk.text.lower()
@@ -248,8 +248,8 @@ class Persona:
         if cited:
             citations = [p.citation("model") for p in cited]
         else:
-            words = set(_terms(text))
-            best = max(shown, key=lambda p: len(words & set(_terms(p.text))), default=None)
+            words = set(query_terms(text))
+            best = max(shown, key=lambda p: len(words & set(query_terms(p.text))), default=None)
             citations = [best.citation("overlap")] if best else []
         return Answer(text, citations, shown, False, "", timings, usage)
 
@@ -260,7 +260,7 @@ class Persona:
         invented = unsupported_specifics(text, evidence)
         if invented:
             return f"the draft answer mentioned {', '.join(invented)}, which no memory supports"
-        new_terms = {t for t in set(_terms(text)) - set(_terms(question)) if len(t) > 2}
+        new_terms = {t for t in set(query_terms(text)) - set(query_terms(question)) if len(t) > 2}
         if not new_terms:
             return "the draft answer only repeated the question"
         known = {w.lower().rstrip("s") for w in re.findall(r"\w+", evidence)}

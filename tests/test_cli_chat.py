@@ -80,3 +80,58 @@ def test_remote_persona_is_announced(capsys, monkeypatch):
 def test_bad_model_spec_is_a_clear_error(capsys, monkeypatch):
     code, _, err = run(capsys, monkeypatch, "ask", "hi", "--model", "openai:nourl")
     assert code == 2 and "openai:MODEL@" in err
+
+
+def test_ask_against_an_openai_compatible_server(capsys, monkeypatch, notes):
+    from secondself.backends.fake_openai_server import FakeOpenAIServer
+
+    run(capsys, monkeypatch, "ingest", str(notes))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    with FakeOpenAIServer(["I live in Lisbon, Rua dos Anjos [1]."], api_key="sk-test-key", fail_first=1) as srv:
+        code, out, err = run(capsys, monkeypatch, "ask", "Where do I live now?", "--json",
+                             "--model", f"openai:fake-model@{srv.base_url}")
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["answer"] == "I live in Lisbon, Rua dos Anjos [1]." and data["citations"][0]["path"] == "move.md"
+        sent = srv.requests[-1]
+        assert sent["model"] == "fake-model" and sent["stream"] is True
+        assert "Rua dos Anjos" in sent["messages"][-1]["content"]  # the memories went into the prompt
+        assert len(srv.requests) == 2  # one 503, retried
+        assert "remote" not in err  # loopback is this machine: no remote warning
+
+
+def test_wrong_key_gives_a_clear_error_without_the_key(capsys, monkeypatch, notes):
+    from secondself.backends.fake_openai_server import FakeOpenAIServer
+
+    run(capsys, monkeypatch, "ingest", str(notes))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-secret")
+    with FakeOpenAIServer(api_key="sk-right") as srv:
+        code, out, err = run(capsys, monkeypatch, "ask", "Where do I live now?",
+                             "--model", f"openai:fake-model@{srv.base_url}")
+    assert code == 2 and "OPENAI_API_KEY" in err and "sk-wrong-secret" not in err + out
+
+
+def test_ctrl_c_mid_answer_keeps_the_log_consistent(store, embedder, notes):
+    from types import SimpleNamespace
+
+    from secondself.backends.chat import FakeChatModel
+    from secondself.cli.chat import _turn
+    from secondself.conversations import ConversationLog
+    from secondself.ingest.pipeline import ingest
+    from secondself.memory.search import Searcher
+    from secondself.persona import Persona
+
+    class Interrupting(FakeChatModel):
+        def stream(self, messages, sampling):
+            yield "I live in"
+            raise KeyboardInterrupt
+
+    ingest(store, embedder, [notes])
+    persona = Persona(Interrupting(), Searcher(store, embedder), name="Maya")
+    log = ConversationLog(store)
+    cid = log.start("q", "fake")
+    with pytest.raises(KeyboardInterrupt):
+        _turn(SimpleNamespace(store=store), persona, "Where do I live now?", [], cid, False, "fake")
+    turns = log.turns(cid)
+    assert [(t.role, t.status) for t in turns] == [("user", "complete"), ("assistant", "interrupted")]
+    assert turns[1].content == "I live in"

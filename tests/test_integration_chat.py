@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from secondself.backends.local import LocalChatModel
-from secondself.evaluation import is_relevant, load_queries
-from secondself.memory.search import Searcher
+from secondself.evaluation import load_queries
+from secondself.memory.search import Searcher, query_terms
 from secondself.persona import IDK, Persona
 
 from .conftest import EXAMPLES
@@ -32,14 +32,18 @@ def test_unanswerable_questions_get_i_dont_know(persona):
     assert len(refused) >= 0.7 * len(answers)
 
 
-def test_answers_cite_the_passage_they_come_from(persona):
-    qs = {q.question: q for q in load_queries(EXAMPLES / "maya" / "queries.jsonl")}
-    q = qs["What is my current home address?"]
-    a = persona.ask(q.question).answer()
-    print(a.text, a.citations)
-    assert not a.abstained and "Anjos" in a.text
-    cited = {c["chunk_id"] for c in a.citations}
-    assert any(is_relevant(p.chunk, q) for p in a.passages if p.chunk.id in cited)
+def test_answers_are_grounded_and_it_does_not_over_abstain(persona):
+    answerable = [q for q in load_queries(EXAMPLES / "maya" / "queries.jsonl") if q.answerable][:10]
+    answers = [persona.ask(q.question).answer() for q in answerable]
+    answered = [(q, a) for q, a in zip(answerable, answers, strict=True) if not a.abstained]
+    print([(q.question, a.text[:80], [c["path"] for c in a.citations]) for q, a in answered])
+    assert len(answered) >= len(answerable) // 2  # the guard must not silence the model
+    for q, a in answered:
+        shown = {p.chunk.id: p for p in a.passages}
+        assert a.citations and all(c["chunk_id"] in shown for c in a.citations)
+        words = set(query_terms(a.text)) - set(query_terms(q.question))
+        cited_text = " ".join(shown[c["chunk_id"]].text.lower() for c in a.citations)
+        assert any(w in cited_text for w in words), (q.question, a.text)
 
 
 def test_cli_ask_json_with_real_models(tmp_path):

@@ -20,7 +20,7 @@ from ..store import Store
 from ..types import Chunk, Hit, SearchFilters
 from .vectors import VectorIndex
 
-__all__ = ["Searcher", "fts_query", "make_snippet", "MODES"]
+__all__ = ["Searcher", "fts_query", "make_snippet", "query_terms", "hit_to_dict", "MODES"]
 
 MODES = ("hybrid", "keyword", "vector")
 RRF_K = 60
@@ -36,7 +36,7 @@ were what when where which who whom why will with would you your about after bef
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
-def _terms(query: str) -> list[str]:
+def query_terms(query: str) -> list[str]:
     words = [w.lower() for w in _TOKEN.findall(query)]
     content = [w for w in words if w not in _STOP]
     return list(dict.fromkeys(content or words))
@@ -44,7 +44,7 @@ def _terms(query: str) -> list[str]:
 
 def fts_query(query: str, drop: frozenset[str] = frozenset()) -> str:
     """A safe FTS5 query: every term quoted (no syntax injection), OR-ed, so BM25 ranks partial matches."""
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in _terms(query) if t not in drop)
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in query_terms(query) if t not in drop)
 
 
 def make_snippet(text: str, query: str, width: int = 32) -> str:
@@ -52,7 +52,7 @@ def make_snippet(text: str, query: str, width: int = 32) -> str:
     words = text.split()
     if len(words) <= width:
         return " ".join(words)
-    terms = set(_terms(query))
+    terms = set(query_terms(query))
     hits = [1 if w.strip(".,;:!?\"'()[]«»").lower() in terms else 0 for w in words]
     best, best_score, score = 0, -1, 0
     for i, h in enumerate(hits):
@@ -120,7 +120,7 @@ class Searcher:
     def common_terms(self, query: str) -> frozenset[str]:
         """Query terms to leave out of the keyword side (see COMMON_SHARE); never all of them."""
         n, _ = self._metadata()
-        terms = _terms(query)
+        terms = query_terms(query)
         if n < PRUNE_FROM or len(terms) < 2:
             return frozenset()
         counts = self.store.term_document_counts(terms)
