@@ -80,6 +80,9 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
             with no_init_weights():  # the weights are overwritten next; random init would cost seconds
                 model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)["tensors"]
+        except ImportError as e:  # transformers needs the `gguf` package to read GGUF files
+            raise ModelNotAvailableError(f"reading {gguf.name} needs the gguf package: run "
+                                         "`bash scripts/bootstrap.sh` or `pip install 'gguf>=0.10'`") from e
         except (ValueError, OSError, KeyError, NotImplementedError) as e:
             raise ModelNotAvailableError(f"cannot read {gguf} as a chat model: {e}") from e
         missing = set(model.load_state_dict(tensors, strict=False).missing_keys)
