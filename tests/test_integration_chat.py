@@ -60,3 +60,19 @@ def test_cli_ask_json_with_real_models(tmp_path):
     assert data["passages"] and data["passages"][0]["path"].endswith(".pdf")
     assert data["usage"]["completion_tokens"] > 0 or data["abstained"]
     assert data["timings"]["retrieval_s"] > 0
+
+
+def test_fields_are_filled_by_the_real_135m_model(persona):
+    from secondself.structured import Field, fill_fields
+
+    text = ("Note from 14 March 2025: Cello lesson with Margarida tonight. We worked on the Elgar "
+            "concerto for an hour; she says I can play it with the orchestra in June.")
+    out = fill_fields(persona.model, f"Read the note and answer briefly.\n\nNote: {text}",
+                      [Field("instrument", "Which instrument is this note about?"),
+                       Field("area", "Which part of life is this?", kind="choice",
+                             choices=("work", "music", "sport", "family")),
+                       Field("month", "Which month is the concert?", kind="choice",
+                             choices=("March", "June", "October"))])
+    print(out)
+    assert set(out) == {"instrument", "area", "month"}
+    assert out["area"] in ("work", "music", "sport", "family") and isinstance(out["instrument"], str)
