@@ -29,7 +29,7 @@ from .memory.search import Searcher, query_terms
 from .prompts import render
 from .types import Chunk, Hit, SearchFilters
 
-__all__ = ["Persona", "PersonaConfig", "Passage", "Reply", "Answer", "IDK", "unsupported_specifics", "answer_once",
+__all__ = ["Persona", "PersonaConfig", "Passage", "Reply", "Answer", "IDK", "unsupported_specifics",
            "collapse_repeats"]
 
 IDK = "I don't know — my memories don't say."
@@ -79,7 +79,6 @@ class Reply:
 
     def __init__(self, deltas: Iterator[str], finish) -> None:
         self._deltas, self._finish, self._parts, self._answer = deltas, finish, [], None
-        self.interrupted = False
 
     def __iter__(self) -> Iterator[str]:
         for d in self._deltas:
@@ -293,9 +292,3 @@ def collapse_repeats(text: str) -> str:
         seen.add(key)
         kept.append(sentence)
     return " ".join(kept)
-
-
-def answer_once(persona: Persona, question: str) -> Answer:
-    """Convenience for scripts and benchmarks: ask and drain."""
-    return persona.ask(question).answer()
-
