@@ -7,7 +7,12 @@ bash scripts/bootstrap.sh
 
 export SECONDSELF_HOME=${SECONDSELF_HOME:-$PWD/.demo}
 export SECONDSELF_PERSON_NAME="Maya"          # chat exports call her "me"
-ss() { echo; echo "\$ secondself $*"; .venv/bin/secondself "$@"; }
+ss() {  # print the command as a person would type it, then run it
+  printf '\n$ secondself'
+  for a in "$@"; do if [[ $a == *" "* ]]; then printf ' "%s"' "$a"; else printf ' %s' "$a"; fi; done
+  printf '\n'
+  .venv/bin/secondself "$@"
+}
 
 # Layer 0: raw memory. Every file becomes chunks with provenance, embedded and keyword-indexed.
 ss ingest examples/maya/corpus --source-name maya
