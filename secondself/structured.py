@@ -151,6 +151,11 @@ def _coerce(field: Field, raw: str) -> Any:
         lowered = {c.lower(): c for c in field.choices}
         if value.lower() in lowered:
             return lowered[value.lower()]
+        # small models answer in a sentence ("This note is about music, ..."): take the option it names first
+        named = [(m.start(), c) for lc, c in lowered.items()
+                 if (m := re.search(rf"\b{re.escape(lc)}\b", value.lower()))]
+        if named:
+            return min(named)[1]
         close = get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
         if not close:
             starts = [c for lc, c in lowered.items() if value.lower().startswith(lc) or lc.startswith(value.lower())]

@@ -67,3 +67,9 @@ def test_structured_falls_back_from_json_to_fields():
     assert structured(model, "Name it.", [Field("name", "Name:")], prefer_json=True) == {"name": "Sourdough"}
     model = FakeChatModel(['{"name": "Bouldering"}'])
     assert structured(model, "Name it.", [Field("name", "Name:")], prefer_json=True) == {"name": "Bouldering"}
+
+
+def test_choice_named_inside_a_sentence():
+    model = FakeChatModel(["This note is about music, not work: the cello."])
+    out = fill_fields(model, "i", [Field("area", "Area:", kind="choice", choices=("work", "music"))])
+    assert out == {"area": "music"}
