@@ -13,12 +13,12 @@ from .ingest.pipeline import walk_files
 from .ingest.readers import is_supported
 from .store import Store
 
-__all__ = ["memory_status"]
+__all__ = ["memory_status", "stored_embedder_name"]
 
 
 def memory_status(store: Store, settings: Settings, embedder_name: str | None = None) -> dict[str, object]:
     stats = store.stats()
-    name = embedder_name or _embedder_name(settings.embedder)
+    name = embedder_name or stored_embedder_name(settings.embedder)
     changed, new, missing, failed = [], [], [], []
     for source, root in store.source_roots().items():
         root_p = Path(root)
@@ -59,7 +59,7 @@ def memory_status(store: Store, settings: Settings, embedder_name: str | None = 
     }
 
 
-def _embedder_name(spec: str) -> str:
+def stored_embedder_name(spec: str) -> str:
     """The name vectors are stored under, without loading the model."""
     if spec == "minilm":
         return "all-MiniLM-L6-v2"
