@@ -195,8 +195,8 @@ class Persona:
                 kept = kept[:-1]
 
     def _render(self, question: str, passages: list[Passage], history: list[Message]) -> list[Message]:
-        """One compact user message: a 135M model follows it far better than a long system prompt
-        (token F1 0.20 vs 0.16 on the example questions, and no repetition loops; bench/ask.py)."""
+        """One compact user message: SmolLM2-135M looped on a long system prompt, and on an 8-question
+        probe of the example person scored token F1 0.20 this way vs 0.16 with a short system prompt."""
         ordered = list(reversed(passages)) if self.config.best_last else passages
         memories = "\n".join(f"[{p.number}] ({_label(p.chunk)}) {p.text}" for p in ordered) or "(none)"
         profile = f"About {self.name}: {self.profile}\n\n" if self.profile else ""
