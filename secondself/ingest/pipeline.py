@@ -11,7 +11,6 @@ recorded with their reason (and retried next time); unsupported and empty ones a
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,7 +28,6 @@ from .readers import is_supported, read_file
 __all__ = ["ingest", "ensure_embeddings", "IngestReport", "FileOutcome",
            "Progress", "embedding_text", "walk_files"]
 
-log = logging.getLogger(__name__)
 
 #: on_progress(stage, done, total): stage is "scan", "ingest" or "embed"; total may be None.
 Progress = Callable[[str, int, int | None], None]
