@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .backends.embedders import embedder_name
 from .config import Settings
 from .ingest.pipeline import walk_files
 from .ingest.readers import is_supported
 from .store import Store
 
-__all__ = ["memory_status", "stored_embedder_name"]
+__all__ = ["memory_status"]
 
 
-def memory_status(store: Store, settings: Settings, embedder_name: str | None = None) -> dict[str, object]:
+def memory_status(store: Store, settings: Settings) -> dict[str, object]:
     stats = store.stats()
-    name = embedder_name or stored_embedder_name(settings.embedder)
+    name = embedder_name(settings.embedder)
     changed, new, missing, failed = [], [], [], []
     for source, root in store.source_roots().items():
         root_p = Path(root)
@@ -57,12 +58,3 @@ def memory_status(store: Store, settings: Settings, embedder_name: str | None = 
             "changed_files": changed, "new_files": new, "missing_files": missing, "failed_files": failed,
         },
     }
-
-
-def stored_embedder_name(spec: str) -> str:
-    """The name vectors are stored under, without loading the model."""
-    if spec == "minilm":
-        return "all-MiniLM-L6-v2"
-    if spec == "hashing":
-        return "hashing-384"
-    return spec if spec.startswith("hashing-") else Path(spec).name

@@ -325,3 +325,14 @@ def test_importing_the_backends_does_not_import_torch() -> None:
             "print('torch' in sys.modules or 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_one_definition_of_this_machine():
+    from secondself.backends.openai_compat import OpenAIChatModel, is_remote_url
+    from secondself.backends.registry import parse_spec
+
+    for url in ("http://localhost:11434/v1", "http://127.0.0.1:8000/v1", "http://127.0.0.2:8000/v1",
+                "http://[::1]:8000/v1"):
+        assert not is_remote_url(url) and not parse_spec(f"openai:m@{url}").remote
+        assert "(remote)" not in OpenAIChatModel(url, "m").where
+    assert is_remote_url("https://api.example.com/v1") and parse_spec("openai:m@https://api.example.com/v1").remote

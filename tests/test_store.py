@@ -98,3 +98,11 @@ def test_chunk_round_trip_keeps_provenance(store):
                                  None, None, None)
     c = store.chunks([cid])[cid]
     assert (c.source, c.path, c.speakers, c.kind) == ("chat", "t.jsonl#conv1", ("Maya", "Tomás"), "chat")
+
+
+def test_embedder_name_matches_the_built_embedder():
+    from secondself.backends.embedders import embedder_name, make_embedder
+
+    for spec in ("hashing", "hashing-64"):
+        assert embedder_name(spec) == make_embedder(spec).name
+    assert embedder_name("minilm") == "all-MiniLM-L6-v2"

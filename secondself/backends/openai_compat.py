@@ -22,12 +22,18 @@ from urllib.parse import urlsplit
 from ..errors import ContextOverflowError, EndpointError, ModelNotAvailableError
 from .chat import Message, Sampling
 
-__all__ = ["OpenAIChatModel"]
+__all__ = ["OpenAIChatModel", "is_remote_url"]
 
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_LOCAL_HOSTS = {"localhost", "::1"}
 _CONTEXT_HINTS = ("context_length", "context length", "maximum context", "context window", "too many tokens",
                   "prompt is too long", "exceeds the context")
 _MAX_WAIT_S = 60.0  # a Retry-After longer than this is reported instead of slept through
+
+
+def is_remote_url(url: str) -> bool:
+    """False for this machine (localhost, ::1, the whole 127.0.0.0/8 loopback range), True otherwise."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host not in _LOCAL_HOSTS and not host.startswith("127.")
 
 
 class _Retryable(Exception):
@@ -55,8 +61,7 @@ class OpenAIChatModel:
         self._transport = transport
         self._client: Any = None
         self._sleep: Callable[[float], None] = time.sleep  # tests replace it to skip the waiting
-        host = (urlsplit(self.base_url).hostname or "").lower()
-        self.where = self.base_url if host in _LOCAL_HOSTS else f"{self.base_url} (remote)"
+        self.where = f"{self.base_url} (remote)" if is_remote_url(self.base_url) else self.base_url
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel(base_url={self.base_url!r}, model={self.name!r})"

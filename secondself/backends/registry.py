@@ -15,20 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from ..errors import ConfigError
 from .chat import ChatModel
+from .openai_compat import is_remote_url  # httpx is imported lazily there, so this stays cheap
 
-__all__ = ["ModelSpec", "parse_spec", "make_chat_model", "is_remote_url"]
-
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
-
-
-def is_remote_url(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    return host not in _LOCAL_HOSTS and not host.startswith("127.")
-
+__all__ = ["ModelSpec", "parse_spec", "make_chat_model"]
 
 @dataclass(frozen=True)
 class ModelSpec:

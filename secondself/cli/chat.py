@@ -181,14 +181,14 @@ def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: b
 @click.pass_obj
 def models(obj: Context, as_json: bool) -> None:
     """Configured persona, teacher and embedding models, and where each runs. Loads nothing."""
+    from ..backends.embedders import embedder_name
     from ..backends.registry import parse_spec
-    from ..status import stored_embedder_name
 
     s = obj.settings
     rows = {
         "persona": (s.persona_model, parse_spec(s.persona_model).describe()),
         "teacher": (s.teacher_model, parse_spec(s.teacher_model).describe()),
-        "embedding": (s.embedder, f"{stored_embedder_name(s.embedder)} — in-process, this machine"),
+        "embedding": (s.embedder, f"{embedder_name(s.embedder)} — in-process, this machine"),
     }
     if as_json:
         _emit_json({k: {"spec": v[0], "where": v[1]} for k, v in rows.items()})
