@@ -7,6 +7,8 @@ codes. Every message says what happened *and what to do next*.
     ├── ConfigError                 a settings file or flag is wrong (bad TOML, unknown model name, ...)
     ├── StoreError                  the SQLite store cannot be opened, is corrupt or is newer than this code
     ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
+    ├── ProfileError                layer 1: no build yet, unknown version or fact, nothing to edit
+    ├── BuildError                  a layer-1 build step failed; names the step and cause, `build` resumes
     ├── IngestError                 a whole ingest could not run (path missing, ...)
     │   └── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
     │                               (the pipeline records it and continues with the rest of the batch)
@@ -28,6 +30,8 @@ __all__ = [
     "StoreError",
     "SourceNotFoundError",
     "IngestError",
+    "ProfileError",
+    "BuildError",
     "UnreadableFileError",
     "BackendError",
     "ModelNotAvailableError",
@@ -58,6 +62,20 @@ class SourceNotFoundError(SecondSelfError):
 
 class IngestError(SecondSelfError):
     pass
+
+
+class ProfileError(SecondSelfError):
+    pass
+
+
+class BuildError(SecondSelfError):
+    """A build step failed. `step` names it; outputs of earlier items stay stored, so `build` resumes."""
+
+    def __init__(self, step: str, cause: BaseException | str) -> None:
+        self.step = step
+        self.cause = cause
+        super().__init__(f"layer-1 build failed at step '{step}': {cause}. What was finished is kept; fix the "
+                         "cause (or choose another teacher model) and run `secondself build` again to resume.")
 
 
 class UnreadableFileError(IngestError):

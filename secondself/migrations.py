@@ -121,8 +121,49 @@ def m003_keyword_vocabulary(db: sqlite3.Connection) -> None:
     _run(db, "CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');")
 
 
+def m004_layer1(db: sqlite3.Connection) -> None:
+    # Layer 1. Versions hold the whole layer as JSON and are never updated, only added; the current one is
+    # meta 'profile_current'. Overrides are the person's own corrections, applied on top of every build.
+    # build_cache keeps each step's validated outputs (keyed by a hash of their inputs) so a failed build
+    # resumes and an incremental one recomputes only what new memories touch. build_runs is the step log.
+    _run(db, """        CREATE TABLE profile_versions (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,               -- build | rollback | edit
+            parent INTEGER,
+            summary TEXT NOT NULL DEFAULT '',
+            data TEXT NOT NULL,
+            stats TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE profile_overrides (
+            kind TEXT NOT NULL,               -- section | pin | forget | fact
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (kind, key)
+        );
+        CREATE TABLE build_cache (
+            step TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (step, key)
+        );
+        CREATE TABLE build_runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,             -- running | done | failed | up-to-date
+            step TEXT,
+            error TEXT,
+            stats TEXT NOT NULL DEFAULT '{}',
+            version INTEGER
+        );
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_conversations,
-                                                          m003_keyword_vocabulary]
+                                                          m003_keyword_vocabulary, m004_layer1]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

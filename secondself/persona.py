@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .backends.chat import ChatModel, Message, Sampling, complete
+from .grounding import unsupported_specifics
 from .memory.search import Searcher, query_terms
 from .prompts import render
 from .types import Chunk, Hit, SearchFilters
@@ -119,26 +120,6 @@ def _label(chunk: Chunk) -> str:
     return f"{_when(chunk)}, {chunk.kind}: {where}{who}"
 
 
-_SPECIFIC = re.compile(r"\b(\d[\d.,:/-]*\d|\d)\b|(?<![.!?]\s)(?<!^)\b([A-ZÀ-Ý][\w'’-]+)")
-_ALLOWED_CAPS = {"I", "I'm", "I've", "I'd", "I'll", "My", "The", "A", "An", "It", "Yes", "No", "And", "But",
-                 "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "ChatGPT"}
-
-
-def unsupported_specifics(answer: str, evidence: str) -> list[str]:
-    """Numbers and capitalized names in `answer` (not at a sentence start) that `evidence` lacks."""
-    ev = evidence.lower()
-    missing = []
-    for m in _SPECIFIC.finditer(answer.replace(IDK, "")):
-        tok = m.group(1) or m.group(2)
-        if not tok or tok in _ALLOWED_CAPS or re.fullmatch(r"\[\d+\]", tok):
-            continue
-        if m.group(1) and answer[max(0, m.start() - 1):m.start()] == "[":
-            continue  # a citation marker
-        if tok.lower() not in ev and tok.lower().rstrip("s") not in ev:
-            missing.append(tok)
-    return list(dict.fromkeys(missing))
-
-
 class Persona:
     def __init__(self, model: ChatModel, searcher: Searcher, name: str = "", profile: str = "",
                  config: PersonaConfig | None = None) -> None:
@@ -199,7 +180,8 @@ class Persona:
         probe of the example person scored token F1 0.20 this way vs 0.16 with a short system prompt."""
         ordered = list(reversed(passages)) if self.config.best_last else passages
         memories = "\n".join(f"[{p.number}] ({_label(p.chunk)}) {p.text}" for p in ordered) or "(none)"
-        profile = f"About {self.name}: {self.profile}\n\n" if self.profile else ""
+        about = self.profile(question) if callable(self.profile) else self.profile
+        profile = f"About {self.name}: {about}\n\n" if about else ""
         prompt = render("persona_user", name=self.name, profile=profile, memories=memories, question=question)
         return [*history, Message("user", prompt)]
 
@@ -256,7 +238,7 @@ class Persona:
     @staticmethod
     def _unsupported(question: str, text: str, evidence: str) -> str:
         """Why the draft cannot stand ("" when it can): invented specifics, or no word from any memory."""
-        invented = unsupported_specifics(text, evidence)
+        invented = unsupported_specifics(text.replace(IDK, ""), evidence)
         if invented:
             return f"the draft answer mentioned {', '.join(invented)}, which no memory supports"
         new_terms = {t for t in set(query_terms(text)) - set(query_terms(question)) if len(t) > 2}

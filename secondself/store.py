@@ -290,6 +290,12 @@ class Store:
         dates = np.array([_epoch(r[2]) for r in meta], dtype=np.float64)[pos]
         return ids, matrix, sources, dates
 
+    def undated_chunks(self) -> set[int]:
+        """Chunks whose date is only their file's modification time (no date in the content or name)."""
+        return {r[0] for r in self.db.execute(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE json_extract(d.metadata, '$.date_from') = 'file modification time'")}
+
     def speakers_index(self) -> dict[str, np.ndarray]:
         """Lower-cased speaker → sorted chunk ids, for the vector side's speaker filter."""
         index: dict[str, list[int]] = {}

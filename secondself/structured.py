@@ -187,8 +187,11 @@ def fill_fields(model: ChatModel, instructions: str, fields: Sequence[Field], *,
             filled = "".join(f"{f.prompt} {_show(out[f.name])}\n" for f in fields if f.name in out)
             hint = f" (one of: {', '.join(field.choices)})" if field.choices else ""
             prompt = f"{instructions}\n\n{filled}{field.prompt}{hint}"
-            s = base if attempt == 0 else Sampling(temperature=0.7, max_tokens=base.max_tokens,
-                                                   stop=base.stop, seed=attempt)
+            # a short field gets a short budget: a value needs about two tokens per word, and small
+            # models that miss the newline otherwise ramble until max_tokens (seconds per field on a CPU)
+            budget = min(base.max_tokens, 4 + 2 * field.max_words)
+            s = Sampling(temperature=base.temperature if attempt == 0 else 0.7, max_tokens=budget, stop=base.stop,
+                         seed=None if attempt == 0 else attempt)
             raw = complete(model, [Message("user", prompt)], s).text()
             raw = raw.strip().splitlines()[0] if raw.strip() else ""
             try:

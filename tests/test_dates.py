@@ -79,3 +79,41 @@ def test_parse_date_returns_none_and_never_raises(value: object) -> None:
 )
 def test_date_in_heading(heading: str, expected: datetime | None) -> None:
     assert date_in_heading(heading) == expected
+
+
+# -- find_dates ----------------------------------------------------------------------------------------
+
+def test_find_dates_full_dates_with_spans():
+    from secondself.ingest.dates import find_dates
+
+    text = "I started on 1 March 2021, left on Sunday, 31 August 2025 and wrote 2025-09-08."
+    found = find_dates(text)
+    assert [f.day for f in found] == [date(2021, 3, 1), date(2025, 8, 31), date(2025, 9, 8)]
+    assert [text[f.start:f.end] for f in found] == ["1 March 2021", "Sunday, 31 August 2025", "2025-09-08"]
+    assert all(f.year_given for f in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "reference", "expected"),
+    [
+        ("Today, Sunday 26 October, we talked.", date(2025, 10, 26), date(2025, 10, 26)),
+        ("on the 12th of July", date(2025, 6, 14), date(2025, 7, 12)),
+        ("July 1st", date(2025, 6, 14), date(2025, 7, 1)),
+        ("30 December", date(2026, 1, 3), date(2025, 12, 30)),     # nearest year
+        ("1 July", date(2025, 12, 31), date(2025, 7, 1)),          # looking back beats looking ahead
+        ("Week of 13 Jan: five days", date(2025, 1, 20), date(2025, 1, 13)),
+    ],
+)
+def test_find_dates_without_a_year_uses_the_reference(text, reference, expected):
+    from secondself.ingest.dates import find_dates
+
+    found = find_dates(text, reference)
+    assert [(f.day, f.year_given) for f in found] == [(expected, False)]
+    assert find_dates(text) == []          # no reference, no guess
+
+
+@pytest.mark.parametrize("text", ["I may 3 times", "in March", "since 2021", "Tokyo 8-12", "45-52k", "31 April"])
+def test_find_dates_ignores_what_is_not_a_day(text):
+    from secondself.ingest.dates import find_dates
+
+    assert find_dates(text, date(2025, 6, 1)) == []

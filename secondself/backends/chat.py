@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigError, ContextOverflowError
 
-__all__ = ["Message", "Sampling", "Usage", "ChatModel", "Response", "complete", "FakeChatModel"]
+__all__ = ["Message", "Sampling", "Usage", "ChatModel", "Response", "complete", "FakeChatModel", "MeteredModel"]
 
 Role = Literal["system", "user", "assistant"]
 _ROLES = ("system", "user", "assistant")
@@ -236,13 +236,16 @@ class FakeChatModel:
     """A deterministic chat model for tests and demos.
 
     Replies come from a queue (`FakeChatModel(["a", "b"])`, `.enqueue("c")`) in order; an enqueued
-    exception is raised instead of replying. With the queue empty it answers "fake: <last user message>".
+    exception is raised instead of replying. With the queue empty it calls `respond(messages)` if given
+    (a scripted teacher that answers by what it is asked), else answers "fake: <last user message>".
     Replies stream word by word and are cut at `max_tokens` words. Every call is recorded in `.calls`
     as (messages, sampling). Tokens are whitespace-separated words.
     """
 
-    def __init__(self, replies: list[str] | None = None, name: str = "fake", context_window: int = 8192) -> None:
+    def __init__(self, replies: list[str] | None = None, name: str = "fake", context_window: int = 8192,
+                 respond: Callable[[Sequence[Message]], str] | None = None) -> None:
         self.name = name
+        self.respond = respond
         self.context_window = context_window
         self.where = "in-process fake"
         self.calls: list[tuple[tuple[Message, ...], Sampling]] = []
@@ -258,7 +261,7 @@ class FakeChatModel:
         # Not a generator function itself, so the call is recorded even if the stream is never read.
         messages = tuple(messages)
         self.calls.append((messages, sampling))
-        reply = self._queue.pop(0) if self._queue else self._default(messages)
+        reply = self._queue.pop(0) if self._queue else (self.respond or self._default)(messages)
         prompt = sum(self.count_tokens(m.content) for m in messages)
         if prompt + sampling.max_tokens > self.context_window:
             raise ContextOverflowError(
@@ -280,3 +283,51 @@ class FakeChatModel:
             if i >= limit:
                 return
             yield match.group()
+
+
+class MeteredModel:
+    """Wraps a chat model and counts what is asked of it: calls, prompt and completion tokens, seconds.
+
+    Used by builds and benchmarks to report teacher cost; token counts use the model's `count_tokens`.
+    """
+
+    def __init__(self, model: ChatModel) -> None:
+        self.model = model
+        self.calls = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.seconds = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def context_window(self) -> int:
+        return self.model.context_window
+
+    @property
+    def where(self) -> str:
+        return self.model.where
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
+
+    def stream(self, messages: Sequence[Message], sampling: Sampling) -> Iterator[str]:
+        self.calls += 1
+        self.prompt_tokens += sum(self.model.count_tokens(m.content) for m in messages)
+        return self._counted(self.model.stream(messages, sampling))
+
+    def _counted(self, deltas: Iterator[str]) -> Iterator[str]:
+        t0, parts = time.perf_counter(), []
+        try:
+            for d in deltas:
+                parts.append(d)
+                yield d
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.completion_tokens += self.model.count_tokens("".join(parts)) if parts else 0
+
+    def snapshot(self) -> dict[str, float]:
+        return {"calls": self.calls, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "seconds": round(self.seconds, 2)}

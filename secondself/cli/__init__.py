@@ -115,3 +115,4 @@ def main(argv: list[str] | None = None) -> None:
 # Commands live in modules named for what they touch; importing them registers them on `cli`.
 from . import chat as _chat  # noqa: E402,F401
 from . import memory as _memory  # noqa: E402,F401
+from . import profile as _profile  # noqa: E402,F401

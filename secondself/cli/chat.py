@@ -29,7 +29,19 @@ def _persona(obj: Context, model_spec: str | None, k: int | None):
     model = make_chat_model(spec, s.models_dir, s.api_key_env)
     _reembed_if_stale(obj, quiet=True)
     config = PersonaConfig(k=k) if k else PersonaConfig()
-    return Persona(model, Searcher(obj.store, obj.embedder), name=s.person_name, config=config), spec
+    return Persona(model, Searcher(obj.store, obj.embedder), name=s.person_name, config=config,
+                   profile=_layer1(obj)), spec
+
+
+def _layer1(obj: Context):
+    """Layer 1, condensed per question, once a profile has been built; "" before that."""
+    from ..memory.context import persona_context
+    from ..memory.versions import current_version, load_version
+
+    if current_version(obj.store) is None:
+        return ""
+    profile = load_version(obj.store)
+    return lambda question: persona_context(profile, question)
 
 
 def _print_citations(answer) -> None:

@@ -1,6 +1,6 @@
 """Lenient date parsing for everything readers meet: front matter, e-mail headers, chat exports, PDFs.
 
-Contract: `parse_date` and `date_in_heading` never raise; they return a timezone-aware `datetime`
+Contract: `parse_date`, `date_in_heading` and `find_dates` never raise; they return a timezone-aware `datetime`
 (naive input is taken as UTC) or None. Month names are English and matched without `strptime`, so
 results do not depend on the process locale.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
-__all__ = ["parse_date", "date_in_heading"]
+__all__ = ["parse_date", "date_in_heading", "find_dates", "FoundDate"]
 
 _MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
@@ -150,3 +151,73 @@ def _from_pdf(s: str) -> datetime | None:
         offset = timedelta(hours=int(tzh), minutes=int(tzm or 0))
         tz = timezone(offset if sign == "+" else -offset)
     return datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(sec or 0), tzinfo=tz)
+
+
+class FoundDate(NamedTuple):
+    """A calendar date written in a text, at text[start:end]. `year_given` is False when it was inferred."""
+
+    start: int
+    end: int
+    day: date
+    year_given: bool = True
+
+
+# Without a year, the month must be capitalized: lowercase "may" and "march" are usually not months.
+_MONTH_CAP = (
+    r"(?P<m>Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_WEEKDAY_I = rf"(?i:{_WEEKDAY})"
+_WRITTEN = [re.compile(rf"(?<![\w-]){_WEEKDAY_I}(?i:{p.pattern})", p.flags) for p in _DATE_PATTERNS]
+_YEARLESS = [
+    re.compile(rf"(?<![\w-]){_WEEKDAY_I}(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTH_CAP}(?![\w-])"),
+    re.compile(rf"(?<![\w-]){_WEEKDAY_I}{_MONTH_CAP}\s+(?:the\s+)?{_DAY}(?![\w:-])"),
+]
+
+
+def find_dates(text: str, reference: date | datetime | None = None) -> list[FoundDate]:
+    """Every calendar date written in `text` ("1 March 2021", "Sunday, 26 October", "2025-07-01"), in order.
+
+    A full date (day, month, year) is always found. A day and month without a year ("1 July", "July 1st",
+    "the 12th of July") is found only with a `reference` date, and takes the year that puts it nearest the
+    reference, days after it counting double (written on 2026-01-03, "30 December" is 2025-12-30; written on
+    2025-12-31, "1 July" is 2025-07-01). A weekday before a date is part of its span. Month-only or
+    year-only mentions ("in March", "2021") are not dates.
+    """
+    try:
+        found: list[FoundDate] = []
+        taken: list[tuple[int, int]] = []
+        for pattern in _WRITTEN:
+            for m in pattern.finditer(text):
+                got = _from_match(m)
+                if got is not None and not _overlaps(m.span(), taken):
+                    found.append(FoundDate(m.start(), m.end(), got.date()))
+                    taken.append(m.span())
+        if reference is not None:
+            ref = reference.date() if isinstance(reference, datetime) else reference
+            for pattern in _YEARLESS:
+                for m in pattern.finditer(text):
+                    if _overlaps(m.span(), taken):
+                        continue
+                    day = _nearest_year(int(m.group("d")), _MONTHS[m.group("m").lower()[:3]], ref)
+                    if day is not None:
+                        found.append(FoundDate(m.start(), m.end(), day, year_given=False))
+                        taken.append(m.span())
+        return sorted(found)
+    except (ValueError, TypeError, OverflowError, KeyError):
+        return []
+
+
+def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in taken)
+
+
+def _nearest_year(day: int, month: int, ref: date) -> date | None:
+    options = []
+    for year in (ref.year - 1, ref.year, ref.year + 1):
+        try:
+            options.append(date(year, month, day))
+        except ValueError:  # 29 February, 31 April
+            continue
+    # Days after the reference count double: a note looks back more often than it plans ahead.
+    return min(options, key=lambda d: (d - ref).days * 2 if d > ref else (ref - d).days) if options else None

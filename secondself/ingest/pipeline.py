@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -268,7 +269,7 @@ def _ingest_one(store: Store, writer: _Writer, source: str, sid: int, path: Path
         store.clear_file_documents(fid)
         return FileOutcome(source, rel, "duplicate", f"same content as {twin.path}")
 
-    fallback = datetime.fromtimestamp(st.st_mtime, UTC)
+    fallback, fallback_from = _fallback_date(path, st.st_mtime)
     try:
         parsed = _parse(path, person_name, target, materialize=st.st_size <= _MATERIALIZE_BYTES)
         if st.st_size <= _MATERIALIZE_BYTES and not any(drafts for _, drafts in parsed):
@@ -283,7 +284,8 @@ def _ingest_one(store: Store, writer: _Writer, source: str, sid: int, path: Path
     try:
         for doc, drafts in parsed:
             doc_date = doc.date or fallback
-            doc_id = store.insert_document(fid, doc.key, doc.title, doc.kind, doc_date, dict(doc.metadata))
+            meta = dict(doc.metadata) | ({} if doc.date else {"date_from": fallback_from})
+            doc_id = store.insert_document(fid, doc.key, doc.title, doc.kind, doc_date, meta)
             doc_ids.add(doc_id)
             for draft in drafts:
                 writer.add(_Buffered(doc_id, sid, doc.title, draft, doc_date))
@@ -322,6 +324,21 @@ def _record_failure(store: Store, source: str, sid: int, rel: str, st: os.stat_r
     store.record_file(sid, rel, content_hash=None, size=st.st_size, mtime=st.st_mtime, status="failed",
                       reason=reason)
     return FileOutcome(source, rel, "failed", reason)
+
+
+_NAME_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
+
+
+def _fallback_date(path: Path, mtime: float) -> tuple[datetime, str]:
+    """A document without a date of its own: a date in its file name ("2025-03-28-notes.txt"), else the
+    file's modification time — marked as such (`date_from`), since it may only say when it was copied."""
+    m = _NAME_DATE.search(path.name)
+    if m:
+        try:
+            return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC), "file name"
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(mtime, UTC), "file modification time"
 
 
 def ensure_embeddings(store: Store, embedder: Embedder, on_progress: Progress | None = None,

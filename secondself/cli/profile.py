@@ -1,0 +1,318 @@
+"""Layer-1 commands: build, profile (show, versions, diff, rollback, edit, pin, unpin, forget), facts.
+
+The person's corrections (`profile edit`, `pin`, `forget`) are stored apart from generated text and win
+in every later build; each one also saves a new version at once, so it shows up in `versions`/`diff`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import Context, _Bars, _emit_json, cli
+
+
+def _teacher(obj: Context, spec: str | None, quiet: bool):
+    from ..backends.registry import make_chat_model, parse_spec
+
+    s = obj.settings
+    spec = spec or s.teacher_model
+    parsed = parse_spec(spec)
+    if parsed.remote and not quiet:
+        click.echo(f"note: the teacher model is remote ({parsed.base_url}); excerpts of your memories are sent "
+                   "there to name topics and write the biography", err=True)
+    return make_chat_model(spec, s.models_dir, s.api_key_env), parsed
+
+
+def _person(obj: Context) -> str:
+    return obj.settings.person_name or obj.settings.person
+
+
+@cli.command()
+@click.option("--full", is_flag=True, help="Recluster and rename everything instead of updating.")
+@click.option("--teacher", "teacher_spec", help="Teacher model spec for this build (default: teacher_model).")
+@click.option("--prose/--no-prose", default=None,
+              help="Let the teacher write JSON and prose. Default: on for endpoints and local model "
+                   "directories, off for the embedded 135M model (it fills short slots only).")
+@click.option("--teacher-facts", is_flag=True, help="Also extract facts with the teacher (one call per chunk).")
+@click.option("--about", "about_file", type=click.Path(exists=True, dir_okay=False),
+              help="Your own 'about me' text (kept for later builds).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Clustering seed.")
+@click.option("--topics", "k", type=int, help="Number of topics (default: about sqrt(chunks)).")
+@click.option("--json", "as_json", is_flag=True, help="The build report as JSON.")
+@click.pass_obj
+def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None, teacher_facts: bool,
+          about_file: str | None, seed: int, k: int | None, as_json: bool) -> None:
+    """Build or update layer 1 (topics, facts, shades, biography, status) as a new version. Resumable."""
+    from pathlib import Path
+
+    from ..memory.build import BuildOptions
+    from ..memory.build import build as run_build
+    from ..memory.versions import overrides, set_override
+    from .memory import _reembed_if_stale
+
+    teacher, parsed = _teacher(obj, teacher_spec, as_json)
+    if about_file:
+        set_override(obj.store, "about", "text", Path(about_file).read_text(encoding="utf-8"))
+    about = overrides(obj.store).get("about", {}).get("text", "")
+    _reembed_if_stale(obj, quiet=as_json)
+    options = BuildOptions(seed=seed, full=full, k=k, teacher_facts=teacher_facts,
+                           prose=prose if prose is not None else parsed.kind in ("openai", "local"))
+    bars = _Bars({"topics": "naming topics", "facts": "reading facts", "shades": "describing shades"},
+                 enabled=not as_json)
+    try:
+        report = run_build(obj.store, obj.embedder.name, teacher, _person(obj), options, about=about,
+                           on_progress=bars)
+    finally:
+        bars.close()
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    if report.resumed:
+        click.echo(f"resuming: {report.resumed}")
+    for s in report.steps:
+        calls = f"  ({s.teacher_calls} teacher calls)" if s.teacher_calls else ""
+        click.echo(f"  {s.name:<10} {s.detail}  [{s.seconds:.1f}s]{calls}")
+    if report.up_to_date:
+        click.echo(f"layer 1 is up to date (version {report.version}); `build --full` rebuilds anyway")
+        return
+    t = report.teacher
+    click.echo(f"version {report.version} saved. teacher {teacher.name}: {t.get('calls', 0)} calls, "
+               f"{t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} reply tokens; "
+               f"slots filled by the teacher {report.slots['teacher']}, by fallbacks {report.slots['fallback']}")
+    if report.changes:
+        click.echo(f"changes from the previous version ({len(report.changes)}):")
+        for line in report.changes[:15]:
+            click.echo(f"  {line}")
+        if len(report.changes) > 15:
+            click.echo(f"  … `secondself profile diff {report.version - 1} {report.version}` shows all")
+
+
+def _chunk_refs(obj: Context, ids) -> str:
+    chunks = obj.store.chunks(ids)
+    refs = [f"{c.source}/{c.path}" for c in (chunks.get(i) for i in ids) if c]
+    gone = len(ids) - len(refs)
+    return ", ".join(dict.fromkeys(refs)) + (f" (+{gone} deleted)" if gone else "")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="The whole profile as JSON.")
+@click.option("--version", "version", type=int, help="Show this version instead of the current one.")
+@click.pass_context
+def profile(ctx: click.Context, as_json: bool, version: int | None) -> None:
+    """Show the profile: biography, status, shades with timelines, topics. Subcommands manage versions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..memory.versions import load_version
+
+    obj: Context = ctx.obj
+    p = load_version(obj.store, version)
+    if as_json:
+        _emit_json(p.to_dict())
+        return
+    title = click.style
+    click.echo(title(f"{p.person} — profile version {p.version}, built {p.built_at[:16]}", bold=True))
+    edited = set(p.edited)
+    click.echo(title("\nBiography", bold=True) + (" (your words)" if "biography" in edited else ""))
+    click.echo(p.biography)
+    click.echo(title("\nTo you", bold=True) + (" (your words)" if "biography_second" in edited else ""))
+    click.echo(p.biography_second)
+    click.echo(title(f"\nRecently (as of {p.status.as_of})", bold=True))
+    click.echo(p.status.recent)
+    click.echo(title("\nEarlier", bold=True))
+    click.echo(p.status.earlier)
+    click.echo(title(f"\nShades ({len(p.shades)})", bold=True))
+    for s in p.shades:
+        click.echo(title(f"• {s.name}", bold=True) + (f" — {s.role}" if s.role else "") + f": {s.description}")
+        for e in s.timeline:
+            click.echo(f"    {e.date}  {e.text}  [{', '.join(map(str, e.sources))}]")
+    click.echo(title(f"\nTopics ({len(p.topics)})", bold=True))
+    for t in p.topics:
+        click.echo(f"  {t.id:<4} {t.name} ({len(t.chunks)} chunks, {t.first_date} – {t.last_date}): "
+                   f"{', '.join(t.keywords)}")
+    if p.unclustered:
+        click.echo(f"  {len(p.unclustered)} chunks fit no topic: {', '.join(map(str, p.unclustered[:20]))}")
+    click.echo(f"\n{len(p.facts)} facts, {len(p.entities)} people: `secondself facts` lists them")
+
+
+@profile.command("versions")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def versions_cmd(obj: Context, as_json: bool) -> None:
+    """Every version of the profile: builds, edits and rollbacks."""
+    from ..memory.versions import list_versions
+
+    rows = list_versions(obj.store)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no versions yet: run `secondself build`")
+    for r in rows:
+        mark = "*" if r["current"] else " "
+        click.echo(f"{mark} {r['version']:>4}  {r['created_at'][:19]}  {r['kind']:<8}  {r['summary']}")
+
+
+@profile.command("diff")
+@click.argument("v1", type=int)
+@click.argument("v2", type=int, required=False)
+@click.pass_obj
+def diff_cmd(obj: Context, v1: int, v2: int | None) -> None:
+    """What changed from version V1 to V2 (default: the current version)."""
+    from ..memory.versions import diff, load_version
+
+    a, b = load_version(obj.store, v1), load_version(obj.store, v2)
+    lines = diff(a, b)
+    click.echo(f"version {a.version} -> {b.version}: " + (f"{len(lines)} changes" if lines else "no changes"))
+    for line in lines:
+        click.echo(line)
+
+
+@profile.command("rollback")
+@click.argument("version", type=int)
+@click.pass_obj
+def rollback_cmd(obj: Context, version: int) -> None:
+    """Make VERSION current again (saved as a new version; nothing is deleted)."""
+    from ..memory.versions import rollback
+
+    p = rollback(obj.store, version)
+    click.echo(f"version {p.version} now holds the content of version {version}")
+
+
+@profile.command("edit")
+@click.argument("target")
+@click.option("--text", help="The new text (otherwise your $EDITOR opens).")
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False), help="Read the new text from a file.")
+@click.option("--reset", is_flag=True, help="Drop your text; the next build writes this section again.")
+@click.option("--object", "object_", help="For a fact: the corrected object.")
+@click.option("--from", "valid_from", help="For a fact: since when it is true (YYYY-MM-DD, or '' for unknown).")
+@click.option("--to", "valid_to", help="For a fact: until when it was true (YYYY-MM-DD, or '' for still true).")
+@click.pass_obj
+def edit_cmd(obj: Context, target: str, text: str | None, file_: str | None, reset: bool, object_: str | None,
+             valid_from: str | None, valid_to: str | None) -> None:
+    """Correct the profile. TARGET is a section (biography, biography_second, status_recent,
+    status_earlier) or a fact id. Your version wins in every later build."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ..memory import versions as v
+
+    if target in v.SECTIONS:
+        if reset:
+            removed = v.remove_override(obj.store, "section", target)
+            click.echo(f"{target}: your text removed; the next `secondself build` writes it again" if removed
+                       else f"{target} had no text of yours")
+            return
+        current = v.load_version(obj.store)
+        if file_:
+            text = Path(file_).read_text(encoding="utf-8")
+        if text is None:
+            old = current.status.recent if target == "status_recent" else current.status.earlier \
+                if target == "status_earlier" else getattr(current, target)
+            text = click.edit(old)
+            if text is None:
+                click.echo("no change")
+                return
+        p = v.edit_section(obj.store, target, text)
+        click.echo(f"{target} saved as your text (version {p.version}); later builds keep it")
+        return
+    fact = v.find_fact(v.load_version(obj.store), target)
+    changes = {k: (val or None) for k, val in (("object", object_), ("valid_from", valid_from),
+                                               ("valid_to", valid_to)) if val is not None}
+    if not changes:
+        raise click.UsageError("for a fact, give --object, --from and/or --to")
+    for key in ("valid_from", "valid_to"):
+        if changes.get(key):
+            _check_day(changes[key])
+    edited = replace(fact, **changes, origin="person", pinned=True)
+    v.set_override(obj.store, "fact", fact.id, v.fact_dict(edited))
+    p = v.refresh(obj.store, f"edited fact {fact.id}")
+    click.echo(f"fact {fact.id} replaced by your version [{edited.id}] (version {p.version}); later builds keep it")
+
+
+def _check_day(value: str) -> None:
+    from datetime import date
+
+    from ..errors import ProfileError
+
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ProfileError(f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _fact_override(obj: Context, fact_id: str, kind: str, verb: str) -> None:
+    from ..memory import versions as v
+
+    fact = v.find_fact(v.load_version(obj.store), fact_id)
+    v.set_override(obj.store, kind, fact.id, v.fact_dict(fact))
+    if kind == "forget":
+        v.remove_override(obj.store, "pin", fact.id)
+    p = v.refresh(obj.store, f"{verb} fact {fact.id}")
+    click.echo(f"{verb} [{fact.id}] {fact.subject} {fact.predicate} {fact.object} (version {p.version})")
+
+
+@profile.command("pin")
+@click.argument("fact_id")
+@click.pass_obj
+def pin_cmd(obj: Context, fact_id: str) -> None:
+    """Keep a fact exactly as it is in every later build."""
+    _fact_override(obj, fact_id, "pin", "pinned")
+
+
+@profile.command("forget")
+@click.argument("fact_id")
+@click.pass_obj
+def forget_cmd(obj: Context, fact_id: str) -> None:
+    """Drop a fact from this and every later build."""
+    _fact_override(obj, fact_id, "forget", "forgot")
+
+
+@profile.command("unpin")
+@click.argument("fact_id")
+@click.pass_obj
+def unpin_cmd(obj: Context, fact_id: str) -> None:
+    """Undo pin, forget or an edit of a fact; the next build decides it again from your memories."""
+    from ..memory import versions as v
+
+    hits = [(k, key) for k, items in v.overrides(obj.store).items() if k in ("pin", "forget", "fact")
+            for key in items if key.startswith(fact_id)]
+    for kind, key in hits:
+        v.remove_override(obj.store, kind, key)
+    click.echo(f"removed {len(hits)} correction(s) for {fact_id}; the next `secondself build` applies it"
+               if hits else f"no pin, forget or edit for {fact_id}")
+
+
+@cli.command()
+@click.option("--about", "about", help="Only facts about this person (any of their names).")
+@click.option("--at", "at", help="Only what was true on this date (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--version", type=int, help="Facts of this profile version (default: current).")
+@click.pass_obj
+def facts(obj: Context, about: str | None, at: str | None, as_json: bool, version: int | None) -> None:
+    """Dated facts with their sources; --at answers what was true at a date."""
+    from ..memory import facts as factlib
+    from ..memory.versions import fact_dict, load_version
+
+    p = load_version(obj.store, version)
+    items = list(p.facts)
+    if about:
+        items = factlib.facts_about(items, p.entities, about)
+    if at:
+        _check_day(at)
+        items = factlib.facts_at(items, at)
+    if as_json:
+        chunks = obj.store.chunks({c for f in items for c in f.sources})
+        _emit_json([fact_dict(f) | {"source_refs": [{"chunk": c, "source": chunks[c].source, "path": chunks[c].path,
+                                                     "date": chunks[c].date} for c in f.sources if c in chunks]}
+                    for f in items])
+        return
+    if not items:
+        click.echo("no facts match")
+    for f in items:
+        span = f"{f.valid_from or '…'} – {f.valid_to or 'now'}"
+        flags = "".join(f" [{x}]" for x, on in (("pinned", f.pinned), (f.origin, f.origin != "rules")) if on)
+        click.echo(click.style(f"[{f.id}] {f.subject} {f.predicate} {f.object}", bold=True) + f"  ({span}){flags}")
+        if f.evidence:
+            click.echo(f"    “{f.evidence}”")
+        if f.sources:
+            click.echo(f"    from {_chunk_refs(obj, list(f.sources))}")

@@ -1,0 +1,44 @@
+"""Grounding checks: is generated text supported by the evidence it was made from?
+
+Used wherever a model writes text that must not invent anything (the persona's answers, layer-1
+biographies and summaries). The check is deliberately literal: numbers and capitalized names in the
+output must occur in the evidence. It cannot prove a sentence true, but it catches the typical small-model
+failure — a confident, specific detail that appears nowhere in the memories.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["unsupported_specifics", "content_overlap"]
+
+_SPECIFIC = re.compile(r"\b(\d[\d.,:/-]*\d|\d)\b|(?<![.!?]\s)(?<!^)\b([A-ZÀ-Ý][\w'’-]+)")
+_ALLOWED_CAPS = {"I", "I'm", "I've", "I'd", "I'll", "My", "The", "A", "An", "It", "Yes", "No", "And", "But",
+                 "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "ChatGPT"}
+
+
+def unsupported_specifics(answer: str, evidence: str) -> list[str]:
+    """Numbers and capitalized names in `answer` (not at a sentence start) that `evidence` lacks."""
+    ev = evidence.lower()
+    missing = []
+    for m in _SPECIFIC.finditer(answer):
+        tok = m.group(1) or m.group(2)
+        if not tok or tok in _ALLOWED_CAPS or re.fullmatch(r"\[\d+\]", tok):
+            continue
+        if m.group(1) and answer[max(0, m.start() - 1):m.start()] == "[":
+            continue  # a citation marker
+        if tok.lower() not in ev and tok.lower().rstrip("s") not in ev:
+            missing.append(tok)
+    return list(dict.fromkeys(missing))
+
+
+_WORD = re.compile(r"[^\W\d_]{4,}", re.UNICODE)
+
+
+def content_overlap(text: str, evidence: str) -> float:
+    """Share of `text`'s longer words (4+ letters) that occur in `evidence` (1.0 for text without any)."""
+    words = {w.casefold() for w in _WORD.findall(text)}
+    if not words:
+        return 1.0
+    ev = evidence.casefold()
+    return sum(1 for w in words if w in ev or w.rstrip("s") in ev) / len(words)

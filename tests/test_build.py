@@ -1,0 +1,191 @@
+"""The layer-1 build on the example person, with the hashing embedder and scripted fake teachers."""
+
+import json
+import re
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from secondself.backends.chat import FakeChatModel
+from secondself.backends.embedders import HashingEmbedder
+from secondself.errors import BuildError, EndpointError
+from secondself.ingest.pipeline import ingest
+from secondself.memory import versions as v
+from secondself.memory.build import BuildOptions, build, runs
+from secondself.store import Store
+
+from .conftest import EXAMPLES
+
+CORPUS = EXAMPLES / "maya" / "corpus"
+HELD_BACK = ["journal/2025-12-06.md", "journal/2025-12-13.md", "journal/2025-12-24.md", "journal/2025-12-31.md",
+             "notes/gift-ideas.txt"]
+EMBEDDER = HashingEmbedder(128)
+
+
+def _slot(messages) -> str:
+    """A teacher that answers each slot from the words it was shown: grounded by construction.
+    Asked for JSON (prose mode), it answers every slot at once."""
+    prompt = messages[0].content
+    words = re.search(r"Words that stand out: (.*)", prompt).group(1).split(", ")
+    answers = {"name": f"{words[0].capitalize()} and {words[1]}",
+               "summary": f"Notes about {words[0]} and {words[2]}.",
+               "role": words[0], "description": f"Time spent on {words[0]} and {words[1]}."}
+    if "Answer with JSON only" in prompt:
+        wanted = json.loads(prompt.rsplit("matching this schema:", 1)[1])["properties"]
+        return json.dumps({k: answers[k] for k in wanted})
+    last = prompt.rstrip().splitlines()[-1]
+    if last.startswith("Topic"):
+        return answers["name"]
+    if last.startswith("What the notes"):
+        return answers["summary"]
+    if "role in this" in last:
+        return answers["role"]
+    return answers["description"]
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """Two databases ingested once: the example person without 5 documents, and all of her."""
+    root = tmp_path_factory.mktemp("maya")
+    partial = root / "partial"
+    shutil.copytree(CORPUS, partial)
+    for rel in HELD_BACK:
+        (partial / rel).unlink()
+    out = {}
+    for name, folder in (("partial", partial), ("full", CORPUS)):
+        with Store(root / f"{name}.sqlite3") as s:
+            ingest(s, EMBEDDER, [folder], source_name="maya", person_name="Maya")
+        out[name] = root / f"{name}.sqlite3"
+    return out
+
+
+@pytest.fixture
+def maya(corpora, tmp_path):
+    shutil.copy(corpora["full"], tmp_path / "m.sqlite3")
+    s = Store(tmp_path / "m.sqlite3")
+    yield s
+    s.close()
+
+
+def _build(store, teacher=None, **options):
+    teacher = teacher or FakeChatModel(respond=_slot)
+    return build(store, EMBEDDER.name, teacher, "Maya", BuildOptions(**options))
+
+
+def test_build_end_to_end_cites_existing_chunks(maya):
+    report = _build(maya)
+    assert report.version == 1 and [s.name for s in report.steps] == ["load", "topics", "facts", "shades",
+                                                                      "biography", "status", "save"]
+    p = v.load_version(maya)
+    existing = {c.id for c in maya.all_chunks()}
+    # every chunk is in exactly one topic or reported as fitting none: nothing silently dropped
+    placed = [c for t in p.topics for c in t.chunks] + list(p.unclustered)
+    assert sorted(placed) == sorted(existing)
+    assert p.shades and all(e.sources and set(e.sources) <= existing for s in p.shades for e in s.timeline)
+    assert p.facts and all(f.sources and set(f.sources) <= existing for f in p.facts)
+    assert all(e.date <= p.status.as_of for s in p.shades for e in s.timeline)
+    # the scripted teacher's grounded names were accepted
+    assert report.slots["teacher"] > 0 and any(" and " in t.name for t in p.topics)
+    assert "Maya" in p.biography and p.biography_second.startswith("You ")
+    assert p.status.as_of == "2025-12-31"
+    facts = {(f.predicate, f.object): f for f in p.facts}
+    assert facts[("lives_in", "Lisbon")].valid_from == "2025-07-01"
+    assert facts[("lives_in", "Porto")].valid_to == "2025-06-30"
+
+
+def test_unchanged_memory_is_up_to_date_and_costs_nothing(maya):
+    _build(maya)
+    teacher = FakeChatModel(respond=_slot)
+    again = _build(maya, teacher)
+    assert again.up_to_date and again.version == 1 and teacher.calls == []
+    assert len(v.list_versions(maya)) == 1
+    full = _build(maya, teacher, full=True)        # same memories + seed: same topics, names from the cache
+    assert full.version == 2 and teacher.calls == []
+    assert v.diff(v.load_version(maya, 1), v.load_version(maya, 2)) == []
+
+
+def test_incremental_build_calls_the_teacher_for_what_changed(corpora, tmp_path):
+    shutil.copy(corpora["partial"], tmp_path / "p.sqlite3")
+    with Store(tmp_path / "p.sqlite3") as s:
+        first = _build(s)
+        ingest(s, EMBEDDER, [CORPUS], source_name="maya", person_name="Maya")
+        second = _build(s)
+    assert second.new_chunks > 0 and second.version == 2
+    assert 0 < first.teacher["calls"] and second.teacher["calls"] <= 0.25 * first.teacher["calls"]
+    assert second.changes                                              # the diff is reported
+
+
+def test_failed_build_names_its_step_and_resumes(maya):
+    calls = {"n": 0}
+
+    def flaky(messages):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise EndpointError("cannot reach http://127.0.0.1:9/v1: connection refused")
+        return _slot(messages)
+
+    with pytest.raises(BuildError, match="step 'topics'.*connection refused"):
+        _build(maya, FakeChatModel(respond=flaky))
+    failed = runs(maya, 1)[0]
+    assert failed["status"] == "failed" and failed["step"] == "topics"
+    assert v.current_version(maya) is None                            # no half-written profile
+    teacher = FakeChatModel(respond=_slot)
+    resumed = _build(maya, teacher)
+    assert resumed.resumed and "topics" in resumed.resumed and resumed.version == 1
+    scratch = FakeChatModel(respond=_slot)
+    with Store(maya.path.with_name("fresh.sqlite3")) as fresh:
+        shutil.copy(maya.path, maya.path.with_name("unused"))          # keep the fixture untouched
+        ingest(fresh, EMBEDDER, [CORPUS], source_name="maya", person_name="Maya")
+        _build(fresh, scratch)
+    assert len(teacher.calls) < len(scratch.calls)                     # finished names were kept
+
+
+def test_malformed_teacher_output_falls_back_and_is_counted(maya):
+    report = _build(maya, FakeChatModel(respond=lambda m: "{{{ not json, not a name at all, just noise"))
+    p = v.load_version(maya)
+    assert report.version == 1 and report.slots["fallback"] > 0 and report.slots["teacher"] == 0
+    assert all(t.name and t.summary for t in p.topics)                 # fallbacks filled every slot
+
+
+def test_edits_and_pins_survive_rebuilds_and_rollback_restores(maya):
+    _build(maya)
+    v.edit_section(maya, "biography", "Maya, in her own words.")
+    p = v.load_version(maya)
+    lisbon = next(f for f in p.facts if f.object == "Lisbon")
+    v.set_override(maya, "pin", lisbon.id, v.fact_dict(lisbon))
+    v.refresh(maya, "pin")
+    maya.delete_source("maya")                                           # every memory gone
+    ingest(maya, EMBEDDER, [CORPUS / "notes"], source_name="notes", person_name="Maya")
+    rebuilt = _build(maya)
+    p2 = v.load_version(maya)
+    assert p2.biography == "Maya, in her own words." and "biography" in p2.edited
+    kept = next(f for f in p2.facts if f.id == lisbon.id)
+    assert kept.pinned and kept.object == "Lisbon"
+    back = v.rollback(maya, 1)
+    assert replace(back, version=0) == replace(v.load_version(maya, 1), version=0)
+    assert rebuilt.version == 4 and back.version == 5
+
+
+def test_prose_biography_is_kept_only_when_grounded(maya):
+    def writer(messages):
+        prompt = messages[-1].content
+        if prompt.rstrip().endswith("Biography:"):
+            return "Maya lives in Lisbon and works at Tidewater Labs. She plays the cello and bakes bread often."
+        if prompt.rstrip().endswith("Rewritten:"):
+            return "You live in Lisbon and work at Tidewater Labs. You play the cello and bake bread often."
+        return _slot(messages)
+
+    _build(maya, FakeChatModel(respond=writer), prose=True)
+    p = v.load_version(maya)
+    assert p.biography.startswith("Maya lives in Lisbon and works at Tidewater Labs.")
+    assert p.biography_second.startswith("You live in Lisbon")
+
+    def inventor(messages):
+        if messages[-1].content.rstrip().endswith("Biography:"):
+            return "Maya lives in Madrid since 2019 and owns three horses named after Beethoven symphonies."
+        return writer(messages)
+
+    _build(maya, FakeChatModel(respond=inventor), prose=True, full=True, seed=1)
+    p = v.load_version(maya)
+    assert "Madrid" not in p.biography and "Maya" in p.biography          # the template took over
