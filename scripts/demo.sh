@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the bundled example person, top to bottom. Data goes to ./.demo (delete it to restart).
-#   ingest → search → ask   (later steps of the pipeline are added here as they land)
+#   ingest → search → build (layer 1) → profile/facts → ask   (later steps are added as they land)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -23,6 +23,17 @@ ss search "who taught me cello" --k 2
 ss search "breakup" --k 2 --speaker Tomás
 ss search "moving boxes" --k 2 --since 2025-06-01 --until 2025-07-31
 ss status
+
+# Layer 1: what the second self knows about her — topics, facts with validity intervals, shades,
+# biography and status — built by the embedded model filling short slots (a few minutes on 2 cores),
+# versioned. A second build right away is a no-op.
+ss build --about examples/maya/about_me.md
+ss build
+ss profile
+ss facts --about Maya --at 2025-03-01          # what was true in March: Porto, Atlântico Freight
+ss facts --about Maya --at 2025-10-01          # and in October: Lisbon, Tidewater Labs
+ss facts --about Tomás
+ss profile versions
 
 # Chat as the person, offline, with the embedded 135M model (converted once on first use).
 ss models

@@ -178,6 +178,12 @@ def test_dates_written_relative_vague_and_planned():
     }
 
 
+def test_the_month_may_is_not_a_hedge():
+    assert [(o.object, o.date) for o in extract_observations(note("On 3 May 2024 I moved to Oslo."), "Ann")] == \
+        [("Oslo", "2024-05-03")]
+    assert extract_observations(note("I may move to Oslo."), "Ann") == []
+
+
 def test_a_list_items_date_label_applies_to_its_sentence():
     o = extract_observations(note("- 8 September: started at Acme Labs as a data engineer.", day="2025-12-31"),
                              "Ann")

@@ -106,8 +106,8 @@ _ENSEMBLE = re.compile(r"\b(?:orchestra|orquestra|orquesta|orchestre|orchester|o
 
 # English words that start sentences or name times; never a person, place or organization on their own.
 STOPWORDS = frozenset("""
-i i'm i've i'd i'll it's me my we our you your he him his she her they them their it its this that these those the a an and or but so
-then also today tonight yesterday tomorrow now here there when while after before since if in on at for with
+i i'm i've i'd i'll it's me my we our you your he him his she her they them their it its this that these those
+the a an and or but so then also today tonight yesterday tomorrow now here there when while after before since if in on at for with
 from to of by dear hi hello hey thanks thank yes no ok okay maybe everyone everybody someone somebody nobody
 anyone nothing something everything all both each one two three first last next new old mr mrs ms dr prof
 monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
@@ -115,9 +115,9 @@ september october november december spring summer autumn fall winter christmas e
 evening afternoon night update note notes todo re fwd subject sent date from having being
 """.split())
 
-_HEDGE = re.compile(r"\b(?:not|never|no longer|would|could|might|should|may|if|unless|maybe|perhaps|whether|"
-                    r"once|hope|hoped|wish|want|wanted|dream|imagine|pretend|almost|considering|think|thinking|guess|suppose|"
-                    r"planned to|supposed to)\b|n['’]t\b", re.I)
+_HEDGE = re.compile(r"\b(?:not|never|no longer|would|could|might|should|(?-i:may)|if|unless|maybe|perhaps|"
+                    r"whether|once|hope|hoped|wish|want|wanted|dream|imagine|pretend|almost|considering|think|"
+                    r"thinking|guess|suppose|planned to|supposed to)\b|n['’]t\b", re.I)
 _FUTURE = re.compile(r"\b(?:will|going to|gonna|about to|have to|need to|plan to|planning to)\b|['’]ll\b|"
                      r"\b(?:moving|starting|relocating|joining|leaving)\b", re.I)
 _RELATIVE = {"today": 0, "tonight": 0, "this morning": 0, "this afternoon": 0, "this evening": 0,
