@@ -5,8 +5,9 @@ is built from scratch (the baseline), the 5 documents are ingested, and layer 1 
 build it prints wall time, teacher calls, prompt and reply tokens, and slots filled by the teacher vs
 deterministic fallbacks; then the incremental/scratch ratio of each.
 
-    python bench/layer1.py                          # MiniLM + the embedded 135M teacher (a few minutes)
-    python bench/layer1.py --teacher fake --embedder hashing    # plumbing only, seconds
+    python bench/layer1.py                          # MiniLM + a scripted teacher that answers every slot
+    python bench/layer1.py --teacher embedded --slots   # the embedded 135M asked for every slot (minutes)
+    python bench/layer1.py --teacher embedded       # the CLI default for it: no slot calls, deterministic text
     python bench/layer1.py --teacher openai:MODEL@http://127.0.0.1:11434/v1 --prose
 """
 
@@ -29,7 +30,9 @@ HELD_BACK = ["journal/2025-12-06.md", "journal/2025-12-13.md", "journal/2025-12-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--teacher", default="embedded")
+    ap.add_argument("--teacher", default="scripted", help="scripted | embedded | any model spec")
+    ap.add_argument("--slots", action=argparse.BooleanOptionalAction, default=None,
+                    help="ask the teacher for topic names and shade descriptions (default: as the CLI)")
     ap.add_argument("--embedder", default="minilm")
     ap.add_argument("--prose", action="store_true", help="let the teacher write prose (strong models)")
     ap.add_argument("--json", action="store_true")
@@ -46,7 +49,15 @@ def main() -> None:
     about = (ROOT / "examples" / "maya" / "about_me.md").read_text(encoding="utf-8")
     settings = load_settings(None, {})
     embedder = make_embedder(args.embedder)
-    teacher = make_chat_model(args.teacher, settings.models_dir, settings.api_key_env)
+    from secondself.backends.registry import parse_spec
+    from secondself.memory.fakes import slot_teacher
+
+    if args.teacher == "scripted":
+        teacher, slots = slot_teacher(), True
+    else:
+        teacher = make_chat_model(args.teacher, settings.models_dir, settings.api_key_env)
+        slots = parse_spec(args.teacher).kind != "embedded"
+    slots = slots if args.slots is None else args.slots
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         partial = Path(tmp) / "corpus"
@@ -59,18 +70,18 @@ def main() -> None:
                 if folder:
                     ingest(store, embedder, [folder], source_name="maya", person_name="Maya")
                 t0 = time.perf_counter()
-                r = build(store, embedder.name, teacher, "Maya", BuildOptions(prose=args.prose), about=about)
-                rows[label] = {"seconds": round(time.perf_counter() - t0, 1), **r.teacher,
+                r = build(store, embedder.name, teacher, "Maya", BuildOptions(prose=args.prose, slots=slots), about=about)
+                wall = round(time.perf_counter() - t0, 2)
+                rows[label] = {**r.teacher, "teacher_seconds": r.teacher.get("seconds", 0), "seconds": wall,
                                "slots_teacher": r.slots["teacher"], "slots_fallback": r.slots["fallback"],
                                "chunks": r.chunks, "new_chunks": r.new_chunks, "version": r.version}
-                rows[label].pop("seconds_in_teacher", None)
     s, i = rows["scratch"], rows["incremental"]
     ratio = {k: round(i[k] / s[k], 3) if s[k] else None
              for k in ("seconds", "calls", "prompt_tokens", "completion_tokens")}
     if args.json:
-        print(json.dumps({"teacher": args.teacher, "embedder": embedder.name, **rows, "ratio": ratio}, indent=2))
+        print(json.dumps({"teacher": args.teacher, "slots": slots, "embedder": embedder.name, **rows, "ratio": ratio}, indent=2))
         return
-    print(f"teacher {args.teacher}, embedder {embedder.name}, prose={args.prose}")
+    print(f"teacher {args.teacher}, embedder {embedder.name}, slots={slots}, prose={args.prose}")
     print(f"{'build':<12} {'chunks':>6} {'new':>4} {'seconds':>8} {'calls':>6} {'prompt tok':>10} {'reply tok':>9} "
           f"{'slots teacher/fallback':>23}")
     for label, r in rows.items():

@@ -1,7 +1,5 @@
 """The layer-1 build on the example person, with the hashing embedder and scripted fake teachers."""
 
-import json
-import re
 import shutil
 from dataclasses import replace
 
@@ -13,6 +11,7 @@ from secondself.errors import BuildError, EndpointError
 from secondself.ingest.pipeline import ingest
 from secondself.memory import versions as v
 from secondself.memory.build import BuildOptions, build, runs
+from secondself.memory.fakes import answer_slot, slot_teacher
 from secondself.store import Store
 
 from .conftest import EXAMPLES
@@ -21,27 +20,6 @@ CORPUS = EXAMPLES / "maya" / "corpus"
 HELD_BACK = ["journal/2025-12-06.md", "journal/2025-12-13.md", "journal/2025-12-24.md", "journal/2025-12-31.md",
              "notes/gift-ideas.txt"]
 EMBEDDER = HashingEmbedder(128)
-
-
-def _slot(messages) -> str:
-    """A teacher that answers each slot from the words it was shown: grounded by construction.
-    Asked for JSON (prose mode), it answers every slot at once."""
-    prompt = messages[0].content
-    words = re.search(r"Words that stand out: (.*)", prompt).group(1).split(", ")
-    answers = {"name": f"{words[0].capitalize()} and {words[1]}",
-               "summary": f"Notes about {words[0]} and {words[2]}.",
-               "role": words[0], "description": f"Time spent on {words[0]} and {words[1]}."}
-    if "Answer with JSON only" in prompt:
-        wanted = json.loads(prompt.rsplit("matching this schema:", 1)[1])["properties"]
-        return json.dumps({k: answers[k] for k in wanted})
-    last = prompt.rstrip().splitlines()[-1]
-    if last.startswith("Topic"):
-        return answers["name"]
-    if last.startswith("What the notes"):
-        return answers["summary"]
-    if "role in this" in last:
-        return answers["role"]
-    return answers["description"]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +47,7 @@ def maya(corpora, tmp_path):
 
 
 def _build(store, teacher=None, **options):
-    teacher = teacher or FakeChatModel(respond=_slot)
+    teacher = teacher or slot_teacher()
     return build(store, EMBEDDER.name, teacher, "Maya", BuildOptions(**options))
 
 
@@ -96,7 +74,7 @@ def test_build_end_to_end_cites_existing_chunks(maya):
 
 def test_unchanged_memory_is_up_to_date_and_costs_nothing(maya):
     _build(maya)
-    teacher = FakeChatModel(respond=_slot)
+    teacher = slot_teacher()
     again = _build(maya, teacher)
     assert again.up_to_date and again.version == 1 and teacher.calls == []
     assert len(v.list_versions(maya)) == 1
@@ -123,19 +101,18 @@ def test_failed_build_names_its_step_and_resumes(maya):
         calls["n"] += 1
         if calls["n"] > 7:
             raise EndpointError("cannot reach http://127.0.0.1:9/v1: connection refused")
-        return _slot(messages)
+        return answer_slot(messages)
 
     with pytest.raises(BuildError, match="step 'topics'.*connection refused"):
-        _build(maya, FakeChatModel(respond=flaky))
+        _build(maya, FakeChatModel(name="scripted-teacher", respond=flaky))
     failed = runs(maya, 1)[0]
     assert failed["status"] == "failed" and failed["step"] == "topics"
     assert v.current_version(maya) is None                            # no half-written profile
-    teacher = FakeChatModel(respond=_slot)
+    teacher = slot_teacher()
     resumed = _build(maya, teacher)
     assert resumed.resumed and "topics" in resumed.resumed and resumed.version == 1
-    scratch = FakeChatModel(respond=_slot)
+    scratch = slot_teacher()
     with Store(maya.path.with_name("fresh.sqlite3")) as fresh:
-        shutil.copy(maya.path, maya.path.with_name("unused"))          # keep the fixture untouched
         ingest(fresh, EMBEDDER, [CORPUS], source_name="maya", person_name="Maya")
         _build(fresh, scratch)
     assert len(teacher.calls) < len(scratch.calls)                     # finished names were kept
@@ -174,7 +151,7 @@ def test_prose_biography_is_kept_only_when_grounded(maya):
             return "Maya lives in Lisbon and works at Tidewater Labs. She plays the cello and bakes bread often."
         if prompt.rstrip().endswith("Rewritten:"):
             return "You live in Lisbon and work at Tidewater Labs. You play the cello and bake bread often."
-        return _slot(messages)
+        return answer_slot(messages)
 
     _build(maya, FakeChatModel(respond=writer), prose=True)
     p = v.load_version(maya)

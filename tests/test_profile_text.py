@@ -72,3 +72,17 @@ def test_timeline_one_event_per_day_with_sources():
     events = timeline(CELLO + [Chunk(3, "s", "x", "t", 0, "undated cello thoughts")], KW)
     assert [(e.date, e.sources) for e in events] == [("2025-05-24", (1,)), ("2025-10-04", (2,))]
     assert events[0].text == "Played the Elgar cello concerto with the orchestra."
+
+
+def test_persona_context_gives_current_dated_facts_for_the_question():
+    from secondself.memory.context import persona_context
+    from secondself.types import Profile, Status
+
+    p = Profile(1, "", "Maya", "Maya lives in Lisbon. She plays the cello. She bakes.", "", Status("2025-12-31", "", ""),
+                facts=(Fact("Maya", "lives_in", "Porto", None, "2025-06-30", (1,)),
+                       Fact("Maya", "lives_in", "Lisbon", "2025-07-01", None, (2,)),
+                       Fact("Maya", "job_title", "Data Engineer", "2025-09-08", None, (3,))))
+    ctx = persona_context(p, "Where do I live now?")
+    assert ctx.startswith("Maya lives in Lisbon. She plays the cello.") and "bakes" not in ctx
+    assert "- I live in Lisbon (since 2025-07-01)" in ctx and "Porto" not in ctx and "Engineer" not in ctx
+    assert "- I work as a Data Engineer (since 2025-09-08)" in persona_context(p, "What is my job? Do I work?")

@@ -33,6 +33,10 @@ def _person(obj: Context) -> str:
 @click.option("--prose/--no-prose", default=None,
               help="Let the teacher write JSON and prose. Default: on for endpoints and local model "
                    "directories, off for the embedded 135M model (it fills short slots only).")
+@click.option("--teacher-slots/--no-teacher-slots", "slots", default=None,
+              help="Ask the teacher to name topics and describe shades. Default: on, except for the embedded "
+                   "135M model, whose answers failed validation in every measured case (bench/layer1.py); "
+                   "deterministic names and descriptions are used instead.")
 @click.option("--teacher-facts", is_flag=True, help="Also extract facts with the teacher (one call per chunk).")
 @click.option("--about", "about_file", type=click.Path(exists=True, dir_okay=False),
               help="Your own 'about me' text (kept for later builds).")
@@ -40,7 +44,8 @@ def _person(obj: Context) -> str:
 @click.option("--topics", "k", type=int, help="Number of topics (default: about sqrt(chunks)).")
 @click.option("--json", "as_json", is_flag=True, help="The build report as JSON.")
 @click.pass_obj
-def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None, teacher_facts: bool,
+def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None, slots: bool | None,
+          teacher_facts: bool,
           about_file: str | None, seed: int, k: int | None, as_json: bool) -> None:
     """Build or update layer 1 (topics, facts, shades, biography, status) as a new version. Resumable."""
     from pathlib import Path
@@ -56,6 +61,7 @@ def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None
     about = overrides(obj.store).get("about", {}).get("text", "")
     _reembed_if_stale(obj, quiet=as_json)
     options = BuildOptions(seed=seed, full=full, k=k, teacher_facts=teacher_facts,
+                           slots=slots if slots is not None else parsed.kind != "embedded",
                            prose=prose if prose is not None else parsed.kind in ("openai", "local"))
     bars = _Bars({"topics": "naming topics", "facts": "reading facts", "shades": "describing shades"},
                  enabled=not as_json)
@@ -79,6 +85,9 @@ def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None
     click.echo(f"version {report.version} saved. teacher {teacher.name}: {t.get('calls', 0)} calls, "
                f"{t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} reply tokens; "
                f"slots filled by the teacher {report.slots['teacher']}, by fallbacks {report.slots['fallback']}")
+    if not options.slots:
+        click.echo("  (the teacher was not asked to name topics or describe shades: off by default for the embedded "
+                   "model; --teacher-slots asks it anyway)")
     if report.changes:
         click.echo(f"changes from the previous version ({len(report.changes)}):")
         for line in report.changes[:15]:

@@ -42,7 +42,10 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class BuildOptions:
     seed: int = field(default=0, metadata={"help": "clustering seed: same memories + seed = same topics"})
-    full: bool = field(default=False, metadata={"help": "recluster and rename everything (ignore the cache)"})
+    full: bool = field(default=False, metadata={"help": "recluster from scratch (clusters that come out the "
+                                                        "same keep their names)"})
+    slots: bool = field(default=True, metadata={"help": "ask the teacher to name topics and describe shades "
+                                                          "(off: deterministic names and descriptions only)"})
     prose: bool = field(default=False, metadata={"help": "let the teacher write JSON and prose (strong models)"})
     teacher_facts: bool = field(default=False, metadata={"help": "also extract facts with the teacher, per chunk"})
     k: int | None = field(default=None, metadata={"help": "number of topics (default: about sqrt(chunks))"})
@@ -187,6 +190,7 @@ class _Builder:
         self.options, self.about, self.run_row, self.report, self.progress = options, about, run, report, progress
         self.cache = _Cache(store)
         self.slots = Slots()
+        self.slot_model = meter if options.slots else None
 
     # -- driver ----------------------------------------------------------------------------------------------
     def run(self) -> BuildReport:
@@ -239,7 +243,14 @@ class _Builder:
         return f"{len(self.chunks)} chunks"
 
     def step_topics(self) -> str:
-        state = None if self.options.full else self.cache.get("topics", "state")
+        # names are reused only if they were made the same way (same teacher, slots and prose settings)
+        how = {"teacher": self.meter.name if self.meter else None, "slots": self.options.slots,
+               "prose": self.options.prose}
+        previous = self.cache.get("topics", "state")
+        if previous and previous.get("how") != how:
+            for t in previous["topics"]:
+                t["name"], t["named"] = None, []
+        state = None if self.options.full else previous
         present = set(self.by_key)
         if state:
             known = {k for t in state["topics"] for k in t["members"]} | set(state["unclustered"])
@@ -247,7 +258,8 @@ class _Builder:
             self.report.removed_chunks = len(known - present)
             state = self._update(state, present - known, present)
         if state is None:
-            state = self._recluster(self.cache.get("topics", "state"))
+            state = self._recluster(previous)
+        state["how"] = how
         # keywords and order are recomputed (cheap, deterministic); names only where membership moved
         texts = [[self.chunks[self.by_key[k]].text for k in t["members"]] for t in state["topics"]]
         kws = keywords(texts, exclude=[self.person, *self.person.split()])
@@ -259,7 +271,7 @@ class _Builder:
             t["keywords"] = kw
             if t.get("name") is None or _jaccard(t["named"], t["members"]) < self.options.rename_below:
                 central = [self.chunks[self.by_key[k]] for k in t["members"][:3]]
-                t["name"], t["summary"] = name_topic(self.meter, self.person, kw, central, self.slots,
+                t["name"], t["summary"] = name_topic(self.slot_model, self.person, kw, central, self.slots,
                                                      prose=self.options.prose)
                 t["named"] = list(t["members"])
                 renamed += 1
@@ -283,7 +295,7 @@ class _Builder:
             t = {"id": f"t{j + 1}", "centroid": centroid.tolist(), "members": members, "named": [], "name": None,
                  "summary": ""}
             match = max(old, key=lambda o: _jaccard(o["named"], members), default=None)
-            if match and _jaccard(match["named"], members) >= self.options.rename_below:
+            if match and match["name"] and _jaccard(match["named"], members) >= self.options.rename_below:
                 t.update(name=match["name"], summary=match["summary"], named=match["named"])  # unchanged cluster
             topics.append(t)
         unclustered = [self.key[self.ids[r]] for r in np.flatnonzero(result.labels < 0)]
@@ -350,11 +362,12 @@ class _Builder:
         made = 0
         for i, t in enumerate(eligible):
             state = next(s for s in self.topic_state["topics"] if s["id"] == t.id)
-            key = _hash({"topic": t.id, "name": t.name, "named": state["named"], "prose": self.options.prose})
+            key = _hash({"topic": t.id, "name": t.name, "named": state["named"], "prose": self.options.prose,
+                         "slots": self.options.slots})
             got = self.cache.get("shade", key)
             if got is None:
                 central = [self.chunks[c] for c in t.chunks[:3]]
-                role, desc = describe_shade(self.meter, self.person, t, central, self.slots, prose=self.options.prose)
+                role, desc = describe_shade(self.slot_model, self.person, t, central, self.slots, prose=self.options.prose)
                 got = {"role": role, "description": desc}
                 self.cache.put("shade", key, got)
                 made += 1

@@ -26,12 +26,17 @@ def persona_context(profile: Profile, question: str, *, max_facts: int = 4, bio_
 
     def score(text: str) -> int:
         words = {w.lower() for w in re.findall(r"\w+", text)}
-        return len(terms & words) + sum(1 for t in terms for w in words if len(t) > 4 and w.startswith(t[:5]))
+        return sum(1 for t in terms if t in words or any(len(w) >= 4 and w[:4] == t[:4] for w in words
+                                                             if len(t) >= 4))
 
     current = [f for f in profile.facts if f.valid_to is None or (as_of and f.valid_to >= as_of)]
-    ranked = sorted(current, key=lambda f: -score(f"{f.predicate.replace('_', ' ')} {f.object} {f.evidence}"))
+
+    def about(f) -> str:
+        return f"{verb_phrase(f, 0)} {f.evidence}"
+
+    ranked = sorted(current, key=lambda f: -score(about(f)))
     lines = [f"- I {_first_person(verb_phrase(f, 1))}" + (f" (since {f.valid_from})" if f.valid_from else "")
-             for f in ranked[:max_facts] if score(f"{f.predicate.replace('_', ' ')} {f.object} {f.evidence}")]
+             for f in ranked[:max_facts] if score(about(f))]
     shades = [s for s in profile.shades if score(f"{s.name} {s.role} {s.description}")][:2]
     lines += [f"- {s.name}" + (f" (I am a {s.role})" if s.role else "") for s in shades]
     return bio + ("\n" + "\n".join(lines) if lines else "")

@@ -21,6 +21,7 @@ from ..grounding import content_overlap, unsupported_specifics
 from ..prompts import render
 from ..structured import Field, structured
 from ..types import Chunk, Fact, Shade, ShadeEvent, Status, Topic
+from .observe import PREDICATES
 
 __all__ = ["Slots", "name_topic", "describe_shade", "timeline", "biography", "status", "verb_phrase",
            "best_sentence", "RECENT_DAYS"]
@@ -30,27 +31,31 @@ MAX_EVENTS = 12
 _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
 _MARKUP = re.compile(r"^[#>*\-\s\[\]x]+|\*\*|__|`")
 
-# How predicates read in the biography: third person now, second person now, third person past.
-_VERBS = {
-    "lives_in": ("lives in", "live in", "lived in"),
-    "works_at": ("works at", "work at", "worked at"),
-    "job_title": ("works as", "work as", "worked as"),
-    "manager": ("reports to", "report to", "reported to"),
-    "partner": ("is in a relationship with", "are in a relationship with", "was in a relationship with"),
-    "plays_in": ("plays in", "play in", "played in"),
-    "teacher": ("takes lessons with", "take lessons with", "took lessons with"),
-    "studied_at": ("studied at", "studied at", "studied at"),
-}
-_ORDER = list(_VERBS)
+_ORDER = list(PREDICATES)
+
+
+def _second_person(phrase: str) -> str:
+    """'lives in X' -> 'live in X', 'is in a ...' -> 'are in a ...' (the first word is the verb)."""
+    verb, _, rest = phrase.partition(" ")
+    verb = {"is": "are", "has": "have", "was": "were"}.get(verb) or (
+        verb[:-3] + "y" if verb.endswith("ies") else verb[:-1] if verb.endswith("s") and not verb.endswith("ss")
+        else verb)
+    return f"{verb} {rest}".strip()
 
 
 def verb_phrase(fact: Fact, form: int) -> str:
-    """'lives in Lisbon' (form 0), 'live in Lisbon' (1), 'lived in Lisbon' (2)."""
-    verbs = _VERBS.get(fact.predicate)
-    if verbs is None:
+    """'lives in Lisbon' (form 0), 'live in Lisbon' (1), 'lived in Lisbon' (2), from the predicate's phrases."""
+    pred = PREDICATES.get(fact.predicate)
+    if pred is None:
         label = fact.predicate.replace("_", " ")
-        verbs = (f"has {label}", f"have {label}", f"had {label}")
-    return f"{verbs[form]} {fact.object}"
+        present, past = f"has {label} {{object}}", f"had {label} {{object}}"
+    else:
+        present, past = pred.phrase, pred.end_phrase
+    obj = fact.object
+    if pred is not None and pred.object_kind == "title" and not re.match(r"(?i)(a|an|the)\s", obj):
+        obj = ("an " if obj[:1].lower() in "aeiou" else "a ") + obj
+    text = (present if form < 2 else past).format(object=obj)
+    return _second_person(text) if form == 1 else text
 
 
 @dataclass
@@ -66,6 +71,10 @@ class Slots:
         else:
             self.fallback += 1
         return ok
+
+
+def _upper_first(s: str) -> str:
+    return s[:1].upper() + s[1:]
 
 
 def _clean(s: str) -> str:
@@ -150,7 +159,7 @@ def name_topic(model: ChatModel | None, person: str, keywords: Sequence[str], ce
     got = _fill(model, instructions, fields, prose)
     name = got.get("name", "")
     if not slots.take(_ok_label(name, keywords, boiler, 6)):
-        name = " & ".join(keywords[:2]).capitalize() if keywords else "Miscellaneous"
+        name = _upper_first(" & ".join(keywords[:2])) if keywords else "Miscellaneous"
     summary = got.get("summary", "")
     if not slots.take(_ok_text(summary, evidence, 0.6, boiler)):
         summary = best_sentence(central[0].text, keywords) if central else ""
@@ -215,8 +224,21 @@ def _key(f: Fact) -> tuple:
     return (_ORDER.index(f.predicate) if f.predicate in _ORDER else len(_ORDER), f.valid_from or "")
 
 
+def _phrases(facts: Sequence[Fact], form: int) -> list[str]:
+    """One phrase per predicate: "plays in A and B" rather than "plays in A and plays in B"."""
+    by_pred: dict[str, list[Fact]] = {}
+    for f in sorted(facts, key=_key):
+        by_pred.setdefault(f.predicate, []).append(f)
+    out = []
+    for group in by_pred.values():
+        first = verb_phrase(group[0], form)
+        rest = [f.object for f in group[1:]]
+        out.append(first + "".join(f" and {o}" for o in rest))
+    return out
+
+
 def _sentences(subject: str, facts: Sequence[Fact], form: int) -> list[str]:
-    phrases = [verb_phrase(f, form) for f in sorted(facts, key=_key)]
+    phrases = _phrases(facts, form)
     return [f"{subject} {' and '.join(phrases[i:i + 2])}." for i in range(0, len(phrases), 2)]
 
 
@@ -227,7 +249,7 @@ def _quote(about: str, n: int = 2) -> str:
 
 def biography_template(person: str, facts: Sequence[Fact], shades: Sequence[Shade], about: str,
                        as_of: str | None) -> tuple[str, str]:
-    mine = [f for f in facts if f.subject.casefold() == person.casefold() and f.predicate in _VERBS]
+    mine = [f for f in facts if f.subject.casefold() == person.casefold() and f.predicate in PREDICATES]
     now = [f for f in mine if _is_current(f, as_of)]
     before = [f for f in mine if not _is_current(f, as_of)]
     third = _sentences(person, now, 0)
@@ -235,7 +257,7 @@ def biography_template(person: str, facts: Sequence[Fact], shades: Sequence[Shad
     if before:
         past = [verb_phrase(f, 2) + (f" until {f.valid_to}" if f.valid_to else "") for f in sorted(before, key=_key)]
         third.append(f"Before that, {person} {_and(past)}.")
-        second.append(f"Before that, you {_and(past)}.")
+        second.append(f"Before that, you {_and([re.sub(r'^was ', 'were ', p) for p in past])}.")
     named = [s.name + (f" (as a {s.role})" if s.role else "") for s in shades[:5]]
     if named:
         listed = "; ".join(named)
@@ -286,9 +308,9 @@ def status(person: str, facts: Sequence[Fact], shades: Sequence[Shade], topics: 
     if as_of is None:
         return Status(None, f"No dated memories yet, so nothing can be said about {person}'s recent life.", "")
     start = (date.fromisoformat(as_of) - timedelta(days=RECENT_DAYS)).isoformat()
-    mine = [f for f in facts if f.subject.casefold() == person.casefold() and f.predicate in _VERBS]
+    mine = [f for f in facts if f.subject.casefold() == person.casefold() and f.predicate in PREDICATES]
     began = sorted((f for f in mine if f.valid_from and f.valid_from >= start and _is_current(f, as_of)), key=_key)
-    ongoing = [f for f in mine if _is_current(f, as_of) and f not in began]
+    ongoing = [f for f in mine if _is_current(f, as_of) and f not in began and PREDICATES[f.predicate].functional]
     ended = sorted((f for f in mine if not _is_current(f, as_of)), key=lambda f: f.valid_to or "")
 
     def activity(t: Topic, recent: bool) -> int:

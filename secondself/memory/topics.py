@@ -139,23 +139,71 @@ def representatives(vectors: np.ndarray, members: Sequence[int], centroid: np.nd
 
 
 def words(text: str, exclude: Iterable[str] = ()) -> list[str]:
+    return [key for key, _ in _terms(text, exclude) if " " not in key]
+
+
+_CLAUSE = re.compile(r"[.!?;:,\n()\[\]\"“”|/]+")
+
+
+def _terms(text: str, exclude: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(key, surface form) of every content word and every pair of adjacent content words in a clause."""
     ex = {e.casefold() for e in exclude}
-    return [w for w in (m.group(0).casefold().strip("'-") for m in _WORD.finditer(text))
-            if len(w) > 2 and w not in _STOP and w not in ex]
+    out: list[tuple[str, str]] = []
+    for clause in _CLAUSE.split(text):
+        prev: tuple[str, str] | None = None
+        for m in _WORD.finditer(clause):
+            surface = m.group(0).strip("'-")
+            key = surface.casefold()
+            if len(key) <= 2 or key in _STOP or key in ex or "'" in key or "’" in key:   # no contractions
+                prev = None
+                continue
+            out.append((key, surface))
+            if prev:
+                out.append((f"{prev[0]} {key}", f"{prev[1]} {surface}"))
+            prev = (key, surface)
+    return out
 
 
 def keywords(texts_per_cluster: Sequence[Sequence[str]], n: int = 6, exclude: Iterable[str] = ()) -> list[list[str]]:
-    """Class-based TF-IDF: per cluster, the `n` words most specific to it (ties alphabetical)."""
+    """Class-based TF-IDF over words and two-word phrases: per cluster, the `n` terms most specific to it,
+    without overlaps ("tidewater labs" absorbs "labs"). Terms keep their most common spelling, so names stay
+    capitalized ("Tidewater Labs") and ordinary words do not. Ties are broken alphabetically."""
     exclude = tuple(exclude)
-    counts = [Counter(w for t in texts for w in words(t, exclude)) for texts in texts_per_cluster]
-    in_clusters = Counter(w for c in counts for w in c)
+    counts: list[Counter[str]] = []
+    spelling: dict[str, Counter[str]] = {}
+    for texts in texts_per_cluster:
+        c: Counter[str] = Counter()
+        for t in texts:
+            for key, surface in _terms(t, exclude):
+                c[key] += 1
+                spelling.setdefault(key, Counter())[surface] += 1
+        counts.append(c)
+    across = Counter()
+    for c in counts:
+        across.update(c)
     total = sum(sum(c.values()) for c in counts) or 1
     avg = total / max(len(counts), 1)
     out = []
     for c in counts:
         size = sum(c.values()) or 1
-        scored = sorted(((c[w] / size) * math.log(1 + avg / sum(cc[w] for cc in counts)) * (c[w] > 1 or len(c) < 40),
-                         w) for w in c if in_clusters[w])
-        best = sorted(scored, key=lambda sw: (-sw[0], sw[1]))
-        out.append([w for s, w in best[:n] if s > 0])
+        scored = [((c[w] / size) * math.log(1 + avg / across[w]) * (1.5 if " " in w else 1.0), w)
+                  for w in c if c[w] > 1 or len(c) < 40]
+        chosen: list[str] = []
+        used: set[str] = set()
+        for score, w in sorted(scored, key=lambda sw: (-sw[0], sw[1])):
+            if len(chosen) == n or score <= 0:
+                break
+            parts = set(w.split())
+            if parts & used:
+                continue
+            chosen.append(w)
+            used |= parts
+        out.append([_spell(w, spelling[w]) for w in chosen])
     return out
+
+
+def _spell(key: str, forms: Counter[str]) -> str:
+    """The most common spelling, lower-cased unless the term is mostly written capitalized mid-text."""
+    best = max(forms.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    capitalized = sum(v for f, v in forms.items() if f[:1].isupper())
+    return best if capitalized * 2 > sum(forms.values()) and best[:1].isupper() else key
