@@ -1,5 +1,6 @@
 """The layer-1 build on the example person, with the hashing embedder and scripted fake teachers."""
 
+import json
 import shutil
 from dataclasses import replace
 
@@ -145,12 +146,16 @@ def test_edits_and_pins_survive_rebuilds_and_rollback_restores(maya):
 
 
 def test_prose_biography_is_kept_only_when_grounded(maya):
-    def writer(messages):
-        prompt = messages[-1].content
-        if prompt.rstrip().endswith("Biography:"):
-            return "Maya lives in Lisbon and works at Tidewater Labs. She plays the cello and bakes bread often."
-        if prompt.rstrip().endswith("Rewritten:"):
-            return "You live in Lisbon and work at Tidewater Labs. You play the cello and bake bread often."
+    bio = "Maya lives in Lisbon and works at Tidewater Labs. She plays the cello and bakes bread often."
+    rewritten = "You live in Lisbon and work at Tidewater Labs. You play the cello and bake bread often."
+
+    def writer(messages, bio=bio):
+        first = messages[0].content
+        as_json = "Answer with JSON only" in first
+        if first.startswith("Write a short biography"):
+            return json.dumps({"biography": bio}) if as_json else bio
+        if first.startswith("Rewrite this biography"):
+            return json.dumps({"rewritten": rewritten}) if as_json else rewritten
         return answer_slot(messages)
 
     _build(maya, FakeChatModel(respond=writer), prose=True)
@@ -159,9 +164,8 @@ def test_prose_biography_is_kept_only_when_grounded(maya):
     assert p.biography_second.startswith("You live in Lisbon")
 
     def inventor(messages):
-        if messages[-1].content.rstrip().endswith("Biography:"):
-            return "Maya lives in Madrid since 2019 and owns three horses named after Beethoven symphonies."
-        return writer(messages)
+        return writer(messages, bio="Maya lives in Madrid since 2019 and owns three horses named after Beethoven "
+                                    "symphonies.")
 
     _build(maya, FakeChatModel(respond=inventor), prose=True, full=True, seed=1)
     p = v.load_version(maya)

@@ -76,3 +76,19 @@ def test_build_profile_facts_versions(capsys, journal, tmp_path):
     assert code == 2 and "no single fact" in err
     code, out, _ = run(capsys, "profile", "edit", "biography", "--reset")
     assert "removed" in out
+
+
+def test_forget_then_build_and_purge_removes_derived_text(capsys, journal):
+    run(capsys, "ingest", str(journal), "--source-name", "journal")
+    run(capsys, "build", "--topics", "2")
+    code, out, _ = run(capsys, "forget", "journal", "--yes")
+    assert "profile purge" in out
+    code, out, _ = run(capsys, "build", "--topics", "2")
+    assert code == 0 and "version 2 saved" in out
+    code, out, _ = run(capsys, "profile", "--json")
+    p = json.loads(out)
+    assert p["facts"] == [] and p["topics"] == [] and "Lisbon" not in p["biography"]
+    code, out, _ = run(capsys, "profile", "purge", "--yes")
+    assert "deleted 1 old version" in out
+    code, out, _ = run(capsys, "profile", "versions", "--json")
+    assert [r["version"] for r in json.loads(out)] == [2]

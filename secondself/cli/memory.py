@@ -154,6 +154,11 @@ def forget(obj: Context, source: str, yes: bool) -> None:
         click.confirm(f"Forget source {source!r} and everything derived from it?", abort=True)
     counts = obj.store.delete_source(source)
     click.echo(f"forgot {source}: {counts['files']} files, {counts['chunks']} chunks and their vectors")
+    from ..memory.versions import current_version
+
+    if current_version(obj.store) is not None:
+        click.echo("layer 1 still mentions these memories until the next `secondself build`; old profile versions "
+                   "keep them until `secondself profile purge`")
 
 
 @cli.command()

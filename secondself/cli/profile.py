@@ -187,6 +187,19 @@ def rollback_cmd(obj: Context, version: int) -> None:
     click.echo(f"version {p.version} now holds the content of version {version}")
 
 
+@profile.command("purge")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def purge_cmd(obj: Context, yes: bool) -> None:
+    """Delete every old version, keeping the current one (e.g. after `forget`: old versions may still
+    quote forgotten memories). Run `build` first so the current version no longer does."""
+    from ..memory.versions import purge_history
+
+    if not yes:
+        click.confirm("delete every profile version except the current one?", abort=True)
+    click.echo(f"deleted {purge_history(obj.store)} old version(s)")
+
+
 @profile.command("edit")
 @click.argument("target")
 @click.option("--text", help="The new text (otherwise your $EDITOR opens).")

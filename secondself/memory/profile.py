@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from ..backends.chat import ChatModel, Message, Sampling, complete
+from ..backends.chat import ChatModel
 from ..errors import StructuredOutputError
 from ..grounding import content_overlap, unsupported_specifics
 from ..prompts import render
@@ -289,12 +289,13 @@ def biography(model: ChatModel | None, person: str, facts: Sequence[Fact], shade
     prompt = render("biography", name=person, current=current, earlier=earlier, shades=lines or "- (none)",
                     about=about_block)
     evidence = prompt
-    text = complete(model, [Message("user", prompt)], Sampling(max_tokens=320)).text().strip()
+    # prose goes through the structured-output helper too (JSON for strong models, else one line)
+    text = _fill(model, prompt, [Field("biography", "Biography:", max_words=220)], True).get("biography", "")
     if not slots.take(_ok_text(text, evidence, 0.7) and 15 <= len(text.split()) <= 250
                       and not _copied(text, "Write a short biography of in the third person", 4)):
         return third, second
-    rewrite = complete(model, [Message("user", render("biography_second", name=person, text=text))],
-                       Sampling(max_tokens=360)).text().strip()
+    rewrite = _fill(model, render("biography_second", name=person, text=text),
+                    [Field("rewritten", "Rewritten:", max_words=250)], True).get("rewritten", "")
     if not slots.take(_ok_text(rewrite, evidence + " " + text, 0.7) and re.search(r"\byou\b", rewrite, re.I)):
         return third, second
     return text, rewrite

@@ -23,7 +23,8 @@ from ..errors import ProfileError
 from ..store import Store, now_iso
 from ..types import Fact, Profile, Status
 
-__all__ = ["save_version", "load_version", "current_version", "list_versions", "rollback", "diff",
+__all__ = ["save_version", "load_version", "current_version", "list_versions", "rollback", "diff", "purge_history",
+           "refresh", "fact_dict",
            "set_override", "remove_override", "overrides", "apply_overrides", "SECTIONS", "edit_section",
            "find_fact"]
 
@@ -74,6 +75,14 @@ def list_versions(store: Store) -> list[dict[str, Any]]:
              "stats": json.loads(r[5]), "current": r[0] == current}
             for r in store.db.execute("SELECT id, created_at, kind, parent, summary, stats FROM profile_versions "
                                       "ORDER BY id")]
+
+
+def purge_history(store: Store) -> int:
+    """Delete every version except the current one (after `forget`, old versions may still quote the
+    forgotten memories). Returns how many were deleted. The one deliberate exception to "never delete"."""
+    current = current_version(store)
+    with store.transaction() as db:
+        return db.execute("DELETE FROM profile_versions WHERE id IS NOT ?", (current,)).rowcount
 
 
 def rollback(store: Store, version: int) -> Profile:
