@@ -170,3 +170,25 @@ def test_prose_biography_is_kept_only_when_grounded(maya):
     _build(maya, FakeChatModel(respond=inventor), prose=True, full=True, seed=1)
     p = v.load_version(maya)
     assert "Madrid" not in p.biography and "Maya" in p.biography          # the template took over
+
+
+def test_teacher_facts_are_kept_only_when_grounded(maya):
+    def extractor(messages):
+        prompt = messages[0].content
+        if "Answer with JSON only" not in prompt or "Igreja da Lapa" not in prompt:
+            return json.dumps({"facts": []})
+        return json.dumps({"facts": [
+            {"subject": "Maya", "predicate": "plays_in", "object": "Igreja da Lapa", "date": None, "kind": "state"},
+            {"subject": "Maya", "predicate": "plays_in", "object": "Berlin Philharmonic", "date": None,
+             "kind": "state"}]})
+
+    teacher = FakeChatModel(respond=extractor)
+    report = _build(maya, teacher, teacher_facts=True, slots=False)
+    p = v.load_version(maya)
+    lapa = [f for f in p.facts if f.object == "Igreja da Lapa"]
+    assert lapa and lapa[0].origin == "teacher" and lapa[0].sources
+    assert all("Lapa" in c.text for c in maya.chunks(lapa[0].sources).values())
+    assert not any("Berlin" in f.object for f in p.facts)
+    assert report.steps[2].teacher_calls == len(teacher.calls) > 10       # one call per chunk the person wrote
+    again = _build(maya, FakeChatModel(respond=extractor), teacher_facts=True, slots=False, seed=2)
+    assert again.steps[2].teacher_calls == 0                              # per-chunk results are cached
