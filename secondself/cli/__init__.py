@@ -89,7 +89,8 @@ class _Bars:
 def cli(ctx: click.Context, home: str | None, person: str | None, embedder: str | None) -> None:
     """secondself: a local, private memory for one person.
 
-    Pipeline: ingest → search (later: build → train → chat/serve). Nothing leaves this machine.
+    Pipeline: ingest → build → train → ask/chat (serve later). Nothing leaves this machine
+    unless you configure a remote model endpoint, and then it says so.
     """
     ctx.obj = Context(home, person, embedder)
     ctx.call_on_close(ctx.obj.close)
@@ -116,3 +117,4 @@ def main(argv: list[str] | None = None) -> None:
 from . import chat as _chat  # noqa: E402,F401
 from . import memory as _memory  # noqa: E402,F401
 from . import profile as _profile  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401
