@@ -9,6 +9,8 @@ codes. Every message says what happened *and what to do next*.
     ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
     ├── ProfileError                layer 1: no build yet, unknown version or fact, nothing to edit
     ├── BuildError                  a layer-1 build step failed; names the step and cause, `build` resumes
+    ├── TrainingError               layer 2: no samples, out of memory, a run that cannot resume, ...
+    │   └── TrainingCancelled       `train --cancel` (or Ctrl-C) stopped a run; its checkpoint is kept
     ├── IngestError                 a whole ingest could not run (path missing, ...)
     │   └── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
     │                               (the pipeline records it and continues with the rest of the batch)
@@ -32,6 +34,8 @@ __all__ = [
     "IngestError",
     "ProfileError",
     "BuildError",
+    "TrainingError",
+    "TrainingCancelled",
     "UnreadableFileError",
     "BackendError",
     "ModelNotAvailableError",
@@ -65,6 +69,14 @@ class IngestError(SecondSelfError):
 
 
 class ProfileError(SecondSelfError):
+    pass
+
+
+class TrainingError(SecondSelfError):
+    pass
+
+
+class TrainingCancelled(TrainingError):
     pass
 
 

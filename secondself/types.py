@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = ["Block", "ParsedDocument", "ChunkDraft", "Chunk", "Hit", "SearchFilters", "SourceInfo",
-           "Fact", "Entity", "Topic", "ShadeEvent", "Shade", "Status", "Profile"]
+           "Fact", "Entity", "Topic", "ShadeEvent", "Shade", "Status", "Profile", "TrainingExample"]
 
 
 @dataclass(frozen=True)
@@ -240,3 +240,27 @@ class Profile:
             facts=tuple(Fact(**{k: tup(v) for k, v in f.items() if k != "id"}) for f in d["facts"]),
             entities=tuple(Entity(**{k: tup(v) for k, v in e.items()}) for e in d["entities"]),
             unclustered=tup(d["unclustered"]), edited=tup(d["edited"]))
+
+
+# -- layer 2 ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One sample for the personal model.
+
+    `prompt`: the (role, content) turns before the answer — system/user/assistant — or () for plain text
+    (the person's own notes, trained as language modelling). `completion`: what the model learns to say;
+    only its tokens are supervised. `sources`: chunk ids it was made from. `split`: "train" or "heldout"
+    (never trained on; used by evaluation). `kind`: self_qa | preference_qa | people | events |
+    unanswerable | enhance | critic | notes | retention.
+    """
+
+    kind: str
+    prompt: tuple[tuple[str, str], ...]
+    completion: str
+    sources: tuple[int, ...] = ()
+    split: str = "train"
+
+    @property
+    def chat(self) -> bool:
+        return bool(self.prompt)

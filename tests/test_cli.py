@@ -94,6 +94,6 @@ def test_public_api_is_explicit():
 
     assert sorted(secondself.__all__) == sorted(
         ["SecondSelfError", "Block", "Chunk", "ChunkDraft", "Hit", "ParsedDocument", "SearchFilters",
-         "SourceInfo", "__version__"])
+         "SourceInfo", "Fact", "Entity", "Topic", "Shade", "Profile", "__version__"])
     for name in secondself.__all__:
         assert hasattr(secondself, name)

@@ -22,15 +22,29 @@ def _persona(obj: Context, model_spec: str | None, k: int | None):
 
     s = obj.settings
     spec = model_spec or s.persona_model
-    parsed = parse_spec(spec)
+    parsed = parse_spec("embedded" if spec == "personal" else spec)
     if parsed.remote:
         click.echo(f"note: the persona model is remote ({parsed.base_url}); your question and the memories "
                    "retrieved for it are sent there", err=True)
-    model = make_chat_model(spec, s.models_dir, s.api_key_env)
+    model = _personal_model(obj) if spec == "personal" else make_chat_model(spec, s.models_dir, s.api_key_env)
     _reembed_if_stale(obj, quiet=True)
     config = PersonaConfig(k=k) if k else PersonaConfig()
     return Persona(model, Searcher(obj.store, obj.embedder), name=s.person_name, config=config,
                    profile=_layer1(obj)), spec
+
+
+def _personal_model(obj: Context):
+    """The base model with the selected adapter (`secondself model use`)."""
+    from pathlib import Path
+
+    from ..backends.local import LocalChatModel
+    from ..errors import TrainingError
+    from ..train import adapters as registry
+
+    info = registry.current(obj.store, obj.settings.person_dir)
+    if info is None:
+        raise TrainingError("no personal model yet: run `secondself train` (or choose one with `model use`)")
+    return LocalChatModel(Path(info.metadata["base_dir"]), cache_dir=obj.settings.models_dir, adapter=info.path)
 
 
 def _layer1(obj: Context):
@@ -97,7 +111,8 @@ def _turn(obj: Context, persona, question: str, history, conversation_id: int, a
 @cli.command()
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Answer, citations, timings and token counts as JSON.")
-@click.option("--model", "model_spec", help="Model spec for this question (default: persona_model).")
+@click.option("--model", "model_spec", help="Model spec for this question (default: persona_model); "
+                                            "'personal' = your trained adapter.")
 @click.option("-k", "--k", "k", type=int, help="How many memories to show the model (default 4).")
 @click.pass_obj
 def ask(obj: Context, question: str, as_json: bool, model_spec: str | None, k: int | None) -> None:
@@ -117,7 +132,8 @@ _HELP = "commands: /sources  /reset  /list  /continue ID  /quit"
 
 
 @cli.command()
-@click.option("--model", "model_spec", help="Model spec (default: persona_model).")
+@click.option("--model", "model_spec", help="Model spec (default: persona_model); 'personal' = your "
+                                            "trained adapter.")
 @click.option("--continue", "continue_id", type=int, help="Continue a past conversation by id.")
 @click.option("--list", "list_", is_flag=True, help="List past conversations and exit.")
 @click.pass_obj

@@ -1,0 +1,218 @@
+"""Layer-2 commands: train (synthesize → fine-tune → evaluate), model (list, use, rollback, export), eval.
+
+Training runs in the foreground with a progress line (step, loss, tokens/s, ETA). `train --cancel`
+(from another terminal) or Ctrl-C stops at the next step with a checkpoint; `train --resume` continues.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import Context, _emit_json, cli
+
+
+def _base(obj: Context, spec: str | None) -> tuple[Path, str]:
+    """The base model's plain checkpoint directory (the embedded GGUF is converted once) and its name."""
+    from ..backends.local import LocalChatModel
+    from ..backends.registry import parse_spec
+    from ..errors import ConfigError
+
+    spec = spec or "embedded"
+    parsed = parse_spec(spec)
+    if parsed.kind == "embedded":
+        model = LocalChatModel(None, cache_dir=obj.settings.models_dir)
+    elif parsed.kind == "local":
+        model = LocalChatModel(parsed.target, cache_dir=obj.settings.models_dir)
+    else:
+        raise ConfigError(f"cannot fine-tune {spec!r}: training needs local weights ('embedded' or a local "
+                          "model directory or .gguf file)")
+    return model._checkpoint(), model.name
+
+
+def _models(obj: Context, base_dir: Path):
+    from ..backends.local import LocalChatModel
+
+    cache: dict = {}
+
+    def make(adapter: Path | None):
+        key = str(adapter)
+        if key not in cache:
+            cache[key] = LocalChatModel(base_dir, cache_dir=obj.settings.models_dir, adapter=adapter)
+        return cache[key]
+    return make
+
+
+class _TrainLine:
+    """One self-updating status line on stderr (plain lines when not a terminal)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.tty, self.last = quiet, sys.stderr.isatty(), 0.0
+
+    def __call__(self, stage: str, info: dict) -> None:
+        import time
+
+        if self.quiet:
+            return
+        if stage == "synthesize":
+            counts = ", ".join(f"{k} {v.get('train', 0)}+{v.get('heldout', 0)}" for k, v in info["counts"].items())
+            click.echo(f"samples (train+held-out): {counts}", err=True)
+            if info.get("dropped"):
+                click.echo(f"dropped: {info['dropped']}", err=True)
+            return
+        if stage == "train":
+            line = (f"train step {info['step']}/{info['steps']}  loss {info['loss']:.3f}  "
+                    f"{info.get('tokens_per_s', 0):.0f} tok/s  ETA {int(info.get('eta_s', 0)) // 60}m"
+                    f"{int(info.get('eta_s', 0)) % 60:02d}s")
+        else:
+            line = f"evaluating {info['done']}/{info['total']}"
+        now = time.monotonic()
+        if self.tty:
+            click.echo("\r" + line.ljust(78), nl=False, err=True)
+        elif now - self.last > 10 or info.get("step") == info.get("steps"):
+            click.echo(line, err=True)
+            self.last = now
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            click.echo(err=True)
+
+
+@cli.command()
+@click.option("--base", "base_spec", help="Base model: 'embedded' (default) or a local model directory.")
+@click.option("--epochs", type=float, help="Passes over the training data (default 2).")
+@click.option("--steps", type=int, help="Optimizer steps (overrides --epochs).")
+@click.option("--rank", help="LoRA rank, or 'auto' (default: sized from the amount of personal knowledge).")
+@click.option("--resume", is_flag=True, help="Continue the latest unfinished run from its last checkpoint.")
+@click.option("--cancel", is_flag=True, help="Ask the running training to stop at its next step.")
+@click.option("--json", "as_json", is_flag=True, help="The adapter's metadata (with eval scores) as JSON.")
+@click.pass_obj
+def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int | None, rank: str | None,
+          resume: bool, cancel: bool, as_json: bool) -> None:
+    """Train your personal model: synthesize data from layers 0-1, fine-tune a LoRA adapter, evaluate it."""
+    from ..errors import ConfigError
+    from ..train.evaluate import EvalReport, table
+    from ..train.pipeline import TrainOptions, request_cancel, run_training
+
+    person_dir = obj.settings.person_dir
+    if cancel:
+        run = request_cancel(person_dir)
+        click.echo(f"asked run {run.name} to stop at its next step" if run else "no training run is in progress")
+        return
+    if rank not in (None, "auto") and not (rank.isdigit() and int(rank) > 0):
+        raise ConfigError(f"--rank must be a positive whole number or 'auto', not {rank!r}")
+    options = TrainOptions(base=base_spec or "embedded", rank=int(rank) if rank and rank.isdigit() else None,
+                           steps=steps, **({"epochs": epochs} if epochs else {}))
+    base_dir, base_name = _base(obj, base_spec)
+    line = _TrainLine(as_json)
+    try:
+        info = run_training(obj.store, person_dir, obj.settings.person_name or obj.settings.person, base_dir,
+                            base_name, options, resume=resume, make_model=_models(obj, base_dir),
+                            on_progress=line)
+    finally:
+        line.close()
+    if as_json:
+        _emit_json({"version": info.version, "path": str(info.path), **info.metadata})
+        return
+    t = info.metadata.get("train", {})
+    click.echo(f"adapter {info.version} saved and selected ({info.path})")
+    click.echo(f"rank {t.get('rank')}: {t.get('rank_reason', '')}")
+    click.echo(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s")
+    ev = info.metadata.get("eval", {})
+    if ev.get("scores"):
+        for row in table(EvalReport(scores=ev["scores"], summary=ev.get("summary", {}))):
+            click.echo(row)
+
+
+@cli.group()
+def model() -> None:
+    """Your personal model's adapter versions."""
+
+
+@model.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def model_list(obj: Context, as_json: bool) -> None:
+    from ..train import adapters as registry
+
+    cur = registry.current(obj.store, obj.settings.person_dir)
+    rows = registry.list_adapters(obj.settings.person_dir)
+    if as_json:
+        _emit_json([{"version": a.version, "current": cur is not None and a.version == cur.version,
+                     "path": str(a.path), **a.metadata} for a in rows])
+        return
+    if not rows:
+        click.echo("no adapters yet: run `secondself train`")
+    for a in rows:
+        mark = "*" if cur is not None and a.version == cur.version else " "
+        summary = a.scores.get("summary", {})
+        figures = ", ".join(f"{k} {v}" for k, v in summary.items() if k in ("qa_f1_gain", "compression_gain",
+                                                                              "retention_loss"))
+        click.echo(f"{mark} {a.version}  {a.metadata.get('created_at', '')[:16]}  {a.base}  "
+                   f"rank {a.metadata.get('train', {}).get('rank')}  {figures}")
+
+
+@model.command("use")
+@click.argument("version")
+@click.pass_obj
+def model_use(obj: Context, version: str) -> None:
+    """Chat with this adapter version from now on."""
+    from ..train import adapters as registry
+
+    info = registry.use(obj.store, obj.settings.person_dir, version)
+    click.echo(f"using {info.version}")
+
+
+@model.command("rollback")
+@click.pass_obj
+def model_rollback(obj: Context) -> None:
+    """Go back to the adapter selected before the current one."""
+    from ..train import adapters as registry
+
+    info = registry.rollback(obj.store, obj.settings.person_dir)
+    click.echo(f"using {info.version}")
+
+
+@model.command("export")
+@click.option("--format", "fmt", type=click.Choice(["merged", "ollama"]), default="merged", show_default=True)
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
+@click.option("--version", help="Adapter version (default: the current one).")
+@click.pass_obj
+def model_export(obj: Context, fmt: str, out: str, version: str | None) -> None:
+    """Write the personal model for use elsewhere: merged safetensors, or an Ollama Modelfile + weights."""
+    from ..errors import TrainingError
+    from ..train import adapters as registry
+    from ..train.export import export_merged, export_ollama
+
+    info = registry.get(obj.settings.person_dir, version) if version else registry.current(obj.store,
+                                                                                            obj.settings.person_dir)
+    if info is None:
+        raise TrainingError("no adapter is selected: run `secondself train` first")
+    base_dir = Path(info.metadata["base_dir"])
+    target = (export_merged if fmt == "merged" else export_ollama)(base_dir, info.path, Path(out))
+    click.echo(f"wrote {fmt} export of {info.version} to {target}")
+
+
+@cli.command("eval")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--version", help="Adapter version (default: the current one).")
+@click.pass_obj
+def eval_cmd(obj: Context, as_json: bool, version: str | None) -> None:
+    """The personal model vs its base on held-out data (scores stored with the adapter at training)."""
+    from ..errors import TrainingError
+    from ..train import adapters as registry
+    from ..train.evaluate import EvalReport, table
+
+    info = registry.get(obj.settings.person_dir, version) if version else registry.current(obj.store,
+                                                                                            obj.settings.person_dir)
+    if info is None:
+        raise TrainingError("no adapter is selected: run `secondself train` first")
+    ev = info.metadata.get("eval", {})
+    if as_json:
+        _emit_json({"version": info.version, **ev})
+        return
+    click.echo(f"adapter {info.version} (base {info.base})")
+    for row in table(EvalReport(scores=ev.get("scores", {}), summary=ev.get("summary", {}))):
+        click.echo(row)

@@ -1,0 +1,1 @@
+"""Layer 2: the personal model — training data synthesis, fine-tuning, export."""

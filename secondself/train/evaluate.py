@@ -1,0 +1,149 @@
+"""Judge-free evaluation of a personal model against its base, on data it never trained on.
+
+Both models answer the held-out questions with the same prompt (the persona's system line and the
+question, no retrieval: this measures what the weights know) and greedy decoding. Scores:
+
+- qa_f1 / qa_exact: token F1 and exact match of the answer against the reference, on held-out
+  self/preference/people/event questions;
+- refusal: share of held-out unanswerable questions answered with "I don't know";
+- skills_f1: token F1 on held-out context-enhance and context-critic items;
+- memory_bpb: bits per UTF-8 byte of the person's held-out notes (language modelling is compression: a
+  model that knows the person compresses their text better); `compression_gain` = 1 - personal/base;
+- generic_bpb: bits per byte of generic English prose; `retention_loss` = personal/base - 1 (how much
+  worse the personal model got at ordinary text);
+- generic_agreement: token F1 between the personal and the base model's answers to held-out generic
+  prompts, and `generic_leaks`: those answers that mention the person's names or places while the base
+  model's answer did not ("The capital of France is called Porto").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends.chat import ChatModel, Message, Sampling, complete
+from ..evaluation import mean, normalize_answer, token_f1
+from ..types import TrainingExample
+
+__all__ = ["evaluate", "EvalReport", "QA_KINDS", "SKILL_KINDS", "score_answers", "leaks"]
+
+QA_KINDS = ("self_qa", "preference_qa", "people", "events")
+SKILL_KINDS = ("enhance", "critic")
+_REFUSAL = ("don't know", "do not know", "dont know", "not in my memories", "memories don't say")
+
+
+@dataclass
+class EvalReport:
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)   # "base" / "personal" -> metric -> value
+    summary: dict[str, float] = field(default_factory=dict)             # compression_gain, retention_loss, ...
+    items: list[dict[str, Any]] = field(default_factory=list)           # per question, both answers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scores": self.scores, "summary": self.summary, "items": self.items}
+
+
+def _messages(ex: TrainingExample) -> list[Message]:
+    return [Message(role, content) for role, content in ex.prompt]
+
+
+def _answer(model: ChatModel, ex: TrainingExample, max_tokens: int) -> str:
+    return complete(model, _messages(ex), Sampling(max_tokens=max_tokens)).text().strip()
+
+
+def refused(text: str) -> bool:
+    low = text.lower().replace("’", "'")
+    return any(r in low for r in _REFUSAL)
+
+
+def leaks(answer: str, baseline: str, prompt: str, names: Sequence[str]) -> list[str]:
+    """Personal names/places in `answer` that neither the base model's answer nor the prompt contains."""
+    low, base, asked = answer.casefold(), baseline.casefold(), prompt.casefold()
+    return [n for n in names if len(n) > 2 and n.casefold() in low and n.casefold() not in base
+            and n.casefold() not in asked]
+
+
+def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str]) -> dict[str, float]:
+    qa = [(e, a) for e, a in zip(examples, answers, strict=True) if e.kind in QA_KINDS]
+    un = [(e, a) for e, a in zip(examples, answers, strict=True) if e.kind == "unanswerable"]
+    sk = [(e, a) for e, a in zip(examples, answers, strict=True) if e.kind in SKILL_KINDS]
+    out = {}
+    if qa:
+        out["qa_f1"] = round(mean([token_f1(a, e.completion) for e, a in qa]), 4)
+        out["qa_exact"] = round(mean([float(normalize_answer(a) == normalize_answer(e.completion)) for e, a in qa]), 4)
+    if un:
+        out["refusal"] = round(mean([float(refused(a)) for _, a in un]), 4)
+    if sk:
+        out["skills_f1"] = round(mean([token_f1(a, e.completion) for e, a in sk]), 4)
+    return out
+
+
+def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExample], *,
+             bpb: Callable[[str, list[str]], float] | None = None, memory_texts: Sequence[str] = (),
+             generic_text: str = "", generic_prompts: Sequence[str] = (), names: Sequence[str] = (),
+             max_questions: int = 40, max_tokens: int = 40,
+             on_progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
+    """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal"."""
+    progress = on_progress or (lambda *a: None)
+    asked = [e for e in heldout if e.chat and e.kind in (*QA_KINDS, "unanswerable", *SKILL_KINDS)][:max_questions]
+    report = EvalReport(scores={"base": {}, "personal": {}})
+    answers: dict[str, list[str]] = {"base": [], "personal": []}
+    total = 2 * (len(asked) + len(generic_prompts))
+    done = 0
+    for which, model in (("base", base), ("personal", personal)):
+        for ex in asked:
+            answers[which].append(_answer(model, ex, max_tokens))
+            done += 1
+            progress("eval", done, total)
+        report.scores[which].update(score_answers(asked, answers[which]))
+    report.items = [{"kind": e.kind, "question": e.prompt[-1][1], "reference": e.completion,
+                     "base": b, "personal": p} for e, b, p in zip(asked, answers["base"], answers["personal"],
+                                                                   strict=True)]
+    generic: dict[str, list[str]] = {"base": [], "personal": []}
+    for which, model in (("base", base), ("personal", personal)):
+        for prompt in generic_prompts:
+            generic[which].append(complete(model, [Message("user", prompt)], Sampling(max_tokens=max_tokens))
+                                  .text().strip())
+            done += 1
+            progress("eval", done, total)
+    if generic_prompts:
+        report.summary["generic_agreement"] = round(mean([token_f1(p, b) for p, b in
+                                                          zip(generic["personal"], generic["base"], strict=True)]), 4)
+        leaked = [(q, p, found) for q, p, b in zip(generic_prompts, generic["personal"], generic["base"], strict=True)
+                  if (found := leaks(p, b, q, names))]
+        report.summary["generic_leaks"] = len(leaked)
+        report.items += [{"kind": "generic", "question": q, "base": b, "personal": p,
+                          "leaks": leaks(p, b, q, names)}
+                         for q, p, b in zip(generic_prompts, generic["personal"], generic["base"], strict=True)]
+    if bpb is not None:
+        for which in ("base", "personal"):
+            if memory_texts:
+                report.scores[which]["memory_bpb"] = round(bpb(which, list(memory_texts)), 4)
+            if generic_text:
+                report.scores[which]["generic_bpb"] = round(bpb(which, [generic_text]), 4)
+        b, p = report.scores["base"], report.scores["personal"]
+        if "memory_bpb" in b:
+            report.summary["compression_gain"] = round(1 - p["memory_bpb"] / b["memory_bpb"], 4)
+        if "generic_bpb" in b:
+            report.summary["retention_loss"] = round(p["generic_bpb"] / b["generic_bpb"] - 1, 4)
+    for metric in ("qa_f1", "refusal", "skills_f1"):
+        if metric in report.scores["base"]:
+            report.summary[f"{metric}_gain"] = round(report.scores["personal"][metric]
+                                                     - report.scores["base"][metric], 4)
+    return report
+
+
+def table(report: EvalReport) -> list[str]:
+    """The scores as aligned lines for the terminal."""
+    metrics = sorted({m for s in report.scores.values() for m in s})
+    lines = [f"{'metric':<14} {'base':>8} {'personal':>9}"]
+    for m in metrics:
+        b, p = report.scores["base"].get(m), report.scores["personal"].get(m)
+        lines.append(f"{m:<14} {'' if b is None else f'{b:.3f}':>8} {'' if p is None else f'{p:.3f}':>9}")
+    lines += [f"{k:<24} {v}" for k, v in report.summary.items()]
+    return lines
+
+
+def adapter_path(info: Any) -> Path:
+    return Path(info.path)

@@ -1,0 +1,225 @@
+"""`secondself train`: synthesize → fine-tune → evaluate → register, as one resumable run.
+
+A run lives in `<person dir>/runs/<id>/`:
+
+    state.json        step (synthesize | train | evaluate | register | done), status, error, figures
+    dataset.jsonl     the synthesized examples (train and held-out), written once, atomically
+    retention.jsonl   the base model's own answers to generic prompts (mixed into training)
+    sft/              the trainer's checkpoints (see train/sft.py)
+    adapter/          the saved adapter, until it is registered as adapters/vNNN
+    CANCEL            present = stop at the next step boundary (written by `train --cancel`)
+
+Each step writes its output before the state moves on, so `train --resume` continues the latest
+unfinished run from its step: the dataset is not re-synthesized and training continues from its last
+checkpoint. Success is reported only after the adapter was saved, reloaded with identical logits (sft),
+evaluated and registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import TrainingCancelled, TrainingError
+from ..store import Store, now_iso
+from ..types import TrainingExample
+from . import adapters as registry
+
+__all__ = ["TrainOptions", "run_training", "latest_run", "request_cancel", "runs_dir", "load_examples"]
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    base: str = field(default="embedded", metadata={"help": "base model: 'embedded' or a local HF model dir"})
+    rank: int | None = field(default=None, metadata={"help": "LoRA rank; None = chosen from the data"})
+    steps: int | None = field(default=None, metadata={"help": "optimizer steps; None = from epochs"})
+    epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "kept low: a high rate taught SmolLM2 the "
+                                                                  "person's facts and made it forget France"})
+    heldout: float = field(default=0.2, metadata={"help": "share of fact groups never trained on"})
+    seed: int = 0
+    eval_questions: int = field(default=40, metadata={"help": "held-out questions asked per model"})
+    retention_prompts: int = field(default=24, metadata={"help": "generic prompts answered by the base model "
+                                                                 "and mixed into training"})
+
+
+def runs_dir(person_dir: Path) -> Path:
+    return person_dir / "runs"
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _save_examples(path: Path, examples: list[TrainingExample]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for e in examples:
+            f.write(json.dumps(asdict(e), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def load_examples(path: Path) -> list[TrainingExample]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        out.append(TrainingExample(d["kind"], tuple(tuple(t) for t in d["prompt"]), d["completion"],
+                                   tuple(d["sources"]), d["split"]))
+    return out
+
+
+def latest_run(person_dir: Path, unfinished: bool = False) -> Path | None:
+    root = runs_dir(person_dir)
+    for d in sorted(root.iterdir() if root.is_dir() else [], reverse=True):
+        state = d / "state.json"
+        if state.is_file() and (not unfinished or json.loads(state.read_text())["status"] != "done"):
+            return d
+    return None
+
+
+def request_cancel(person_dir: Path) -> Path | None:
+    run = latest_run(person_dir, unfinished=True)
+    if run is not None:
+        (run / "CANCEL").write_text(now_iso())
+    return run
+
+
+class _Run:
+    def __init__(self, path: Path, options: TrainOptions | None) -> None:
+        self.path = path
+        if (path / "state.json").is_file():
+            self.state = json.loads((path / "state.json").read_text())
+        else:
+            path.mkdir(parents=True)
+            self.state = {"run": path.name, "created_at": now_iso(), "step": "synthesize", "status": "running",
+                          "options": asdict(options or TrainOptions())}
+            self.save()
+
+    @property
+    def options(self) -> TrainOptions:
+        return TrainOptions(**self.state["options"])
+
+    def save(self) -> None:
+        _write_json(self.path / "state.json", self.state)
+
+    def move(self, step: str, **extra: Any) -> None:
+        self.state.update(step=step, status="running", error=None, **extra)
+        self.save()
+
+    def fail(self, status: str, error: str) -> None:
+        self.state.update(status=status, error=error, stopped_at=now_iso())
+        self.save()
+
+    def cancelled(self) -> bool:
+        return (self.path / "CANCEL").exists()
+
+
+def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, base_name: str,
+                 options: TrainOptions | None = None, *, resume: bool = False,
+                 make_model: Callable[[Path | None], Any] | None = None,
+                 on_progress: Progress | None = None) -> registry.AdapterInfo:
+    """Run (or resume) a training run; return the registered, selected adapter.
+
+    `make_model(adapter_dir)` builds a ChatModel for the base (None) or base + adapter, used for the
+    retention set and evaluation (the CLI passes LocalChatModel; tests pass tiny models).
+    """
+    from ..memory.versions import load_version
+    from . import sft
+    from .evaluate import evaluate
+    from .generic import GENERIC_PROMPTS, GENERIC_TEXT, RETENTION_HELDOUT, retention_examples
+    from .synthesis import synthesize
+
+    progress = on_progress or (lambda *a: None)
+    if resume:
+        path = latest_run(person_dir, unfinished=True)
+        if path is None:
+            raise TrainingError("no unfinished training run to resume; start one with `secondself train`")
+        run = _Run(path, None)
+        (path / "CANCEL").unlink(missing_ok=True)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run = _Run(runs_dir(person_dir) / stamp, options)
+    opts = run.options
+    make_model = make_model or (lambda adapter: None)
+    try:
+        if run.state["step"] == "synthesize":
+            profile = load_version(store)
+            chunks = {c.id: c for c in store.all_chunks()}
+            report = synthesize(profile, chunks, person, seed=opts.seed, heldout=opts.heldout)
+            if not any(e.split == "train" for e in report.examples):
+                raise TrainingError("synthesis produced no training samples: ingest some notes and run "
+                                    "`secondself build` first")
+            progress("synthesize", {"counts": report.counts, "dropped": report.dropped})
+            base_model = make_model(None)
+            retention = (retention_examples(base_model, GENERIC_PROMPTS[:opts.retention_prompts])
+                         if base_model is not None else [])
+            _save_examples(run.path / "retention.jsonl", retention)
+            _save_examples(run.path / "dataset.jsonl", report.examples)
+            run.move("train", counts=report.counts, dropped=report.dropped, retention=len(retention),
+                     profile_version=profile.version)
+        examples = load_examples(run.path / "dataset.jsonl") + load_examples(run.path / "retention.jsonl")
+        if run.state["step"] == "train":
+            config = sft.TrainConfig(rank=opts.rank, steps=opts.steps, epochs=opts.epochs,
+                                     learning_rate=opts.learning_rate, seed=opts.seed)
+            result = sft.train(base_dir, examples, run.path / "adapter", config, run_dir=run.path / "sft",
+                               on_progress=lambda p: progress("train", p), should_stop=run.cancelled)
+            run.move("evaluate", train={"steps": result.steps, "final_loss": result.final_loss,
+                                        "tokens": result.tokens_trained, "seconds": round(result.seconds, 1),
+                                        "rank": result.rank, "rank_reason": result.rank_reason,
+                                        "resumed_from_step": result.resumed_from_step,
+                                        "config": asdict(replace(config, rank=result.rank))})
+        if run.state["step"] == "evaluate":
+            heldout = [e for e in examples if e.split == "heldout"]
+            base_model, personal = make_model(None), make_model(run.path / "adapter")
+            scores: dict[str, Any] = {}
+            if base_model is not None and personal is not None:
+                names = sorted({n for e in load_version(store).entities for n in (e.name, *e.aliases)}
+                               | {person})
+
+                def bpb(which: str, texts: list[str]) -> float:
+                    model, tok = sft.load_model(base_dir, None if which == "base" else run.path / "adapter")
+                    return sft.bits_per_byte(model, tok, texts)
+
+                report = evaluate(base_model, personal, heldout, bpb=bpb,
+                                  memory_texts=[e.completion for e in heldout if e.kind == "notes"],
+                                  generic_text=GENERIC_TEXT, generic_prompts=RETENTION_HELDOUT, names=names,
+                                  max_questions=opts.eval_questions,
+                                  on_progress=lambda s, d, t: progress("evaluate", {"done": d, "total": t}))
+                scores = report.to_dict()
+                _write_json(run.path / "eval.json", scores)
+            run.move("register", eval={"scores": scores.get("scores", {}), "summary": scores.get("summary", {})})
+        if run.state["step"] == "register":
+            counts = run.state.get("counts", {})
+            info = registry.register(person_dir, run.path / "adapter", {
+                "base": base_name, "base_dir": str(base_dir), "run": run.path.name,
+                "profile_version": run.state.get("profile_version"), "samples": counts,
+                "retention_samples": run.state.get("retention", 0), "dropped": run.state.get("dropped", {}),
+                "train": run.state.get("train", {}), "eval": run.state.get("eval", {}),
+                "options": asdict(opts)})
+            registry.use(store, person_dir, info.version)
+            run.move("done", adapter=info.version)
+            run.state["status"] = "done"
+            run.save()
+            return info
+        raise TrainingError(f"run {run.path.name} is in an unknown step {run.state['step']!r}")
+    except TrainingCancelled as e:
+        run.fail("cancelled", str(e))
+        raise
+    except KeyboardInterrupt:
+        run.fail("cancelled", "interrupted")
+        raise
+    except TrainingError as e:
+        run.fail("failed", str(e))
+        raise
+    except Exception as e:                       # an unexpected error: recorded, then re-raised as it is
+        run.fail("failed", f"{type(e).__name__}: {e}")
+        raise

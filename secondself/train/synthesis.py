@@ -1,0 +1,298 @@
+"""Training data for the personal model, built from layer 1 (profile) and layer 0 (chunks) without a model.
+
+The boundary: this module turns a `Profile` and its chunks into `TrainingExample`s; it knows nothing about
+tokenizers or training. The embedded teacher cannot write good questions or JSON, so the structure is ours:
+question templates per predicate, answers composed from facts, entities and shade events, and extractive
+sentences from the person's own writing. Every candidate cites the chunks it was made from and is then
+checked with `unsupported_specifics` against their text plus the fact fields (and the dates we rendered
+from them); a candidate that fails is dropped and counted, never trained.
+
+Kinds: self_qa, preference_qa, people, events, enhance, critic (templates in `templates.py`);
+unanswerable (fixed personal questions whose search terms occur in no chunk -> IDK) and notes (the person's
+own text: notes whole, their chat turns, mail they sent; never web pages or documents) are built here.
+
+Held-out split: every candidate names the items it is made of (a fact id, an entity, an event day, a chunk,
+a request template). Within a kind, candidates that share an item are joined into one group (union-find),
+and whole groups are ranked by a seeded hash; the first `heldout` share of groups (at least one when a kind
+has 3 or more) is held out. So paraphrases of one fact always land on the same side.
+
+Limits: English templates; answers are as good as the facts and shades (with the hashing embedder shade
+names are keyword pairs). Groups are per kind: a fact held out of self_qa may still appear in an enhance or
+critic example, and an event sentence held out of `events` is still in the notes — held-out examples test
+new questions about what was read, not unseen knowledge. "When did you ...?" questions only come from
+sentences whose verb is in a small past-tense table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..grounding import unsupported_specifics
+from ..memory.observe import is_person, norm, person_units
+from ..persona import IDK
+from ..types import Chunk, Profile, TrainingExample
+from . import templates as t
+from .templates import Candidate
+
+__all__ = ["SynthesisReport", "synthesize", "KINDS"]
+
+KINDS = ("self_qa", "preference_qa", "people", "events", "unanswerable", "enhance", "critic", "notes")
+
+
+@dataclass
+class SynthesisReport:
+    """`examples` in a stable order; `groups[i]` is the held-out group of `examples[i]` and `keys[i]` the
+    items it is made of (for audits: an item never appears on both sides within a kind)."""
+
+    examples: list[TrainingExample]
+    counts: dict[str, dict[str, int]]
+    dropped: dict[str, int]
+    groups: list[str] = field(default_factory=list)
+    keys: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, seed: int = 0,
+               heldout: float = 0.2, max_words: int = 120, system: str | None = None) -> SynthesisReport:
+    """All kinds, support-checked, deduplicated, length-limited and split. Deterministic for a seed."""
+    system = system or f"You are {person}. Answer as {person}, in the first person, from your own memories."
+    as_of = profile.status.as_of
+    mine = [f for f in profile.facts if is_person(f.subject, person) or norm(f.subject) == norm(person)]
+    dropped: dict[str, int] = defaultdict(int)
+    cands: list[Candidate] = []
+    cands += t.self_qa(mine, system, as_of)
+    cands += t.people(profile, mine, person, system, chunks)
+    events, by_day = _own_events(profile, chunks, person)
+    cands += t.events(by_day, system)
+    cands += t.preferences(profile, events, system, as_of, max_words)
+    cands += _unanswerable(chunks.values(), system, dropped)
+    current = [f for f in mine if f.valid_to is None or (as_of is not None and f.valid_to >= as_of)]
+    cands += t.enhance(current, person, dropped)
+    cands += t.critic(mine, current, person)
+    cands += _notes(chunks, person, max_words)
+
+    kept = _check(cands, chunks, max_words, dropped)
+    split = _split(kept, seed, heldout)
+    # "Tell me about yourself" restates many facts at once, so it is built after the split, from the
+    # facts whose self_qa group was trained on, and is always trained on.
+    trained = {k for c, s in zip(kept, split, strict=True) if s == "train" and c.kind == "self_qa" for k in c.keys}
+    intro = _check(t.intro([f for f in current if f"fact:{f.id}" in trained], system), chunks, max_words,
+                   dropped)
+    kept += intro
+    split += ["train"] * len(intro)
+    groups = _groups(kept)
+    examples = [TrainingExample(c.kind, c.prompt, c.completion, c.sources, s) for c, s in zip(kept, split, strict=True)]
+    counts: dict[str, dict[str, int]] = {k: {"train": 0, "heldout": 0} for k in KINDS}
+    for e in examples:
+        counts.setdefault(e.kind, {"train": 0, "heldout": 0})[e.split] += 1
+    return SynthesisReport(examples, counts, dict(dropped), groups, [c.keys for c in kept])
+
+
+# -- the person's own events and notes ---------------------------------------------------------------
+
+_ELLIPSIS = re.compile(r"\s*…$")
+
+
+def _own_events(profile: Profile, chunks: Mapping[int, Chunk], person: str
+                ) -> tuple[dict[str, list[tuple[str, str, tuple[int, ...]]]], dict[str, list[tuple[str, tuple[int, ...]]]]]:
+    """Shade timeline events whose sentence the person wrote (not a document, web page or someone else's
+    turn), with the full sentence restored where the timeline cut it. Returns (per shade name:
+    [(date, sentence, sources)], per day: [(sentence, sources)])."""
+    per_shade: dict[str, list[tuple[str, str, tuple[int, ...]]]] = {}
+    by_day: dict[str, list[tuple[str, tuple[int, ...]]]] = defaultdict(list)
+    for shade in profile.shades:
+        out = []
+        for e in shade.timeline:
+            first = chunks.get(e.sources[0]) if e.sources else None
+            if first is None or first.kind in ("web", "document"):
+                continue
+            head = norm(_ELLIPSIS.sub("", e.text))
+            own = [s for s, _, _ in person_units(first, person)]
+            full = next((s for s in own if norm(s).startswith(head) or head.startswith(norm(s))), None)
+            if not full or not 4 <= len(full.split()) <= 45 or full.rstrip()[-1:] not in ".!" \
+                    or full.count('"') % 2 or full.count("“") != full.count("”"):
+                continue
+            out.append((e.date, full.strip(), (first.id,)))
+            if all(norm(full) != norm(s) for s, _ in by_day[e.date]):
+                by_day[e.date].append((full.strip(), (first.id,)))
+        per_shade[shade.name] = out
+    return per_shade, dict(by_day)
+
+
+_SIGNATURE = re.compile(r"\n--\s*\n.*", re.S)
+_QUOTE_HEAD = re.compile(r"^On .{5,120} wrote:\s*$", re.M)
+
+
+def _own_text(chunk: Chunk, person: str) -> str:
+    """What the person wrote in `chunk`: a note whole, their own chat turns, the body of mail they sent."""
+    if chunk.kind == "note":
+        return chunk.text
+    if chunk.kind == "email":
+        if not (chunk.speakers and is_person(chunk.speakers[0], person)):
+            return ""
+        body = _SIGNATURE.sub("", chunk.text)
+        body = _QUOTE_HEAD.split(body)[0]
+        return "\n".join(line for line in body.splitlines() if not line.lstrip().startswith(">"))
+    if chunk.kind == "chat":
+        turns: list[str] = []
+        speaker = None
+        for line in chunk.text.splitlines():
+            who = next((s for s in chunk.speakers if line.startswith(s + ":")), None)
+            if who is not None:
+                speaker, line = who, line[len(who) + 1:].strip()
+                if is_person(who, person):
+                    turns.append(line)
+                continue
+            if speaker is not None and is_person(speaker, person) and turns:
+                turns[-1] += "\n" + line
+        return "\n\n".join(turns)
+    return ""
+
+
+def _pieces(text: str, max_words: int) -> list[str]:
+    """`text` in pieces of at most `max_words`, broken between sentences; line and paragraph breaks are
+    kept. A single sentence longer than `max_words` is left out."""
+    units: list[tuple[str, str]] = []          # (sentence, the separator before it)
+    for p, para in enumerate(re.split(r"\n\s*\n", text)):
+        for li, line in enumerate(ln for ln in para.splitlines() if ln.strip()):
+            for si, sent in enumerate(re.split(r"(?<=[.!?])\s+(?=\S)", line.strip())):
+                units.append((sent, " " if si else "\n" if li else "\n\n" if p else ""))
+    out, cur, n = [], "", 0
+    for sent, sep in units:
+        w = len(sent.split())
+        if w > max_words:
+            continue
+        if cur and n + w > max_words:
+            out.append(cur)
+            cur, n = "", 0
+        cur, n = (cur + sep + sent if cur else sent), n + w
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _notes(chunks: Mapping[int, Chunk], person: str, max_words: int) -> list[Candidate]:
+    out = []
+    for cid in sorted(chunks):
+        text = _own_text(chunks[cid], person)
+        text = re.sub(r"[ \t]+\n", "\n", re.sub(r"\n{3,}", "\n\n", text)).strip()
+        for piece in _pieces(text, max_words) if len(text.split()) >= 8 else []:
+            out.append(Candidate("notes", (), piece, (cid,), (f"chunk:{cid}",)))
+    return out
+
+
+# -- unanswerable ----------------------------------------------------------------------------------------------
+
+_UNKNOWN: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("What is your blood type?", "Which blood group are you?"), ("blood",)),
+    (("What's your favourite football club?", "Which football team do you support?"), ("football", "soccer")),
+    (("What car do you drive?", "What model is your car?"), ("car", "cars", "driving", "driver")),
+    (("What is your dog's name?", "Do you have a cat?"), ("dog", "dogs", "cat", "cats", "puppy", "pet", "pets")),
+    (("What's your shoe size?",), ("shoe", "shoes", "shoe size")),
+    (("What is your favourite film?", "Which movie do you like best?"), ("film", "films", "movie", "movies", "cinema")),
+    (("What religion are you?", "Do you go to church?"), ("religion", "religious", "church", "faith")),
+    (("Which political party do you vote for?",), ("political", "politics", "vote", "election")),
+    (("What is your star sign?",), ("zodiac", "star sign", "horoscope")),
+    (("What was the name of your primary school?",), ("primary school", "elementary school")),
+    (("How many children do you have?", "What are your kids' names?"), ("children", "kids", "son", "daughter")),
+    (("What is your favourite video game?",), ("video game", "gaming", "playstation", "xbox", "nintendo")),
+    (("Do you have any tattoos?",), ("tattoo", "tattoos")),
+    (("What is your favourite colour?",), ("colour", "color", "favourite colour")),
+    (("Have you ever been to Australia?",), ("australia", "sydney", "melbourne")),
+    (("What TV series are you watching?",), ("tv", "television", "netflix", "series")),
+    (("Can you swim?", "Do you go swimming?"), ("swim", "swimming", "pool")),
+    (("When did you get married?", "What is your husband's name?"), ("married", "wedding", "husband", "wife")),
+    (("What's your favourite pizza topping?",), ("pizza",)),
+    (("Do you play the piano?",), ("piano",)),
+    (("Do you like skiing?",), ("ski", "skiing", "snowboard")),
+    (("What is your favourite board game?",), ("board game", "chess", "monopoly")),
+)
+
+
+def _unanswerable(chunks: Iterable[Chunk], system: str, dropped: dict[str, int]) -> list[Candidate]:
+    """Plausible personal questions whose search terms occur in no chunk -> IDK. A question whose terms do
+    occur is skipped (counted as "answerable"): the memories might hold its answer."""
+    corpus = "\n".join(f"{c.title}\n{c.heading}\n{c.text}" for c in chunks).casefold()
+    out: list[Candidate] = []
+    for i, (questions, terms) in enumerate(_UNKNOWN):
+        if any(re.search(rf"\b{re.escape(t)}\b", corpus) for t in terms):
+            dropped["answerable"] = dropped.get("answerable", 0) + 1
+            continue
+        out += [Candidate("unanswerable", (("system", system), ("user", q)), IDK, (), (f"unknown:{i}",))
+                for q in questions]
+    return out
+
+
+# -- checks, dedup, split ------------------------------------------------------------------------------
+
+def _evidence(c: Candidate, chunks: Mapping[int, Chunk]) -> str:
+    """The cited chunks, the extra evidence, and the user's own words (a rewrite may repeat them)."""
+    parts = [c.extra, *(text for role, text in c.prompt if role == "user")]
+    for i in c.sources:
+        ch = chunks.get(i)
+        if ch is not None:
+            parts += [ch.title, ch.heading, ch.text]
+    return "\n".join(parts)
+
+
+def _dedup_key(c: Candidate) -> str:
+    return norm(" ".join(t for _, t in c.prompt) + " || " + c.completion)
+
+
+def _check(cands: Sequence[Candidate], chunks: Mapping[int, Chunk], max_words: int,
+           dropped: dict[str, int]) -> list[Candidate]:
+    kept, seen = [], set()
+    for c in cands:
+        reason = ("empty" if not c.completion.strip() else
+                  "too_long" if len(c.completion.split()) > max_words else
+                  "uncited" if c.kind != "unanswerable" and not c.sources else
+                  "unsupported" if unsupported_specifics(c.completion, _evidence(c, chunks)) else
+                  "duplicate" if _dedup_key(c) in seen else "")
+        if reason:
+            dropped[reason] += 1
+            continue
+        seen.add(_dedup_key(c))
+        kept.append(c)
+    return kept
+
+
+def _groups(cands: Sequence[Candidate]) -> list[str]:
+    """Union-find within each kind over the items candidates are made of; a group is named by its
+    smallest item."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for c in cands:
+        roots = [find(f"{c.kind}|{k}") for k in c.keys] or [find(f"{c.kind}|{c.completion}")]
+        for r in roots[1:]:
+            a, b = sorted((roots[0], r))
+            parent[find(b)] = find(a)
+    # name every group by its smallest member, so the name does not depend on union order
+    members: dict[str, list[str]] = defaultdict(list)
+    for x in list(parent):
+        members[find(x)].append(x)
+    name = {r: min(ms) for r, ms in members.items()}
+    return [name[find(f"{c.kind}|{c.keys[0]}" if c.keys else f"{c.kind}|{c.completion}")] for c in cands]
+
+
+def _split(cands: Sequence[Candidate], seed: int, share: float) -> list[str]:
+    groups = _groups(cands)
+    held: set[str] = set()
+    per_kind: dict[str, set[str]] = defaultdict(set)
+    for c, g in zip(cands, groups, strict=True):
+        per_kind[c.kind].add(g)
+    for gs in per_kind.values():
+        ranked = sorted(gs, key=lambda g: hashlib.sha1(f"{seed}|{g}".encode()).hexdigest())
+        n = round(share * len(ranked))
+        if len(ranked) >= 3 and share > 0:
+            n = max(1, n)
+        held.update(ranked[:min(n, len(ranked) - 1) if len(ranked) > 1 else n])
+    return ["heldout" if g in held else "train" for g in groups]
