@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,10 +126,13 @@ class LocalChatModel:
     `device`: "cpu" or "cuda"; default CUDA when available (in bf16), else CPU (fp32).
     `threads`: if given, `torch.set_num_threads(threads)` at load — process-wide. Default: torch's own
     choice. On a small, busy CPU, 1 thread can be several times faster (see bench/generate.py).
+    `adapter`: a LoRA adapter directory (peft) trained on this base; it is merged into the weights at load,
+    so inference is as fast as the base. The name becomes "<base name>+<adapter dir name>".
     """
 
     def __init__(self, source: str | Path | None = None, *, cache_dir: str | Path | None = None,
-                 name: str | None = None, device: str | None = None, threads: int | None = None) -> None:
+                 name: str | None = None, device: str | None = None, threads: int | None = None,
+                 adapter: str | Path | None = None) -> None:
         self._gguf: Path | None = None
         self._hf_dir: Path | None = None
         if source is None:
@@ -144,6 +148,14 @@ class LocalChatModel:
             else:
                 raise ConfigError(f"chat model {str(source)!r} is neither a .gguf file nor a model directory "
                                   "with config.json; leave it empty for the embedded SmolLM2")
+        self._base_name = self.name  # names the GGUF conversion in cache_dir
+        self._adapter: Path | None = None
+        if adapter is not None:
+            self._adapter = Path(adapter).expanduser()
+            if not (self._adapter / "adapter_config.json").is_file():
+                raise ConfigError(f"{str(adapter)!r} is not an adapter directory (no adapter_config.json); "
+                                  "`secondself model list` shows the trained adapters")
+            self.name = f"{self.name}+{self._adapter.name}"
         if cache_dir is None:
             from ..config import default_home
             cache_dir = default_home() / "models"
@@ -267,11 +279,24 @@ class LocalChatModel:
         return self._device
 
     def _checkpoint(self) -> Path:
-        """The plain HF checkpoint directory, converting the GGUF first if needed."""
+        """The plain HF checkpoint directory of the base, converting the GGUF first if needed."""
         if self._hf_dir is not None:
             return self._hf_dir
         gguf = self._gguf or embedded_gguf_path()
-        return convert_gguf(gguf, self.cache_dir / self.name)
+        return convert_gguf(gguf, self.cache_dir / self._base_name)
+
+    def _merge_adapter(self, model: Any) -> Any:
+        try:
+            from peft import PeftModel
+        except ImportError as e:
+            raise ModelNotAvailableError("adapters need peft: run `pip install -e .[embed]`") from e
+        try:
+            with warnings.catch_warnings():  # peft reads an attribute that transformers 5 deprecates
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                return PeftModel.from_pretrained(model, str(self._adapter)).merge_and_unload()
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise ModelNotAvailableError(f"cannot apply the adapter {self._adapter} to {self._base_name} "
+                                         f"(was it trained on another base model?): {e}") from e
 
     def _load(self, weights: bool) -> Any:
         """Load the tokenizer (and the weights when asked) once; return the tokenizer."""
@@ -294,6 +319,8 @@ class LocalChatModel:
                     device = self._pick_device()
                     dtype = torch.bfloat16 if device == "cuda" else torch.float32
                     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
+                    if self._adapter is not None:
+                        model = self._merge_adapter(model)
                     self._model = model.to(device).eval()
             except ImportError as e:
                 raise ModelNotAvailableError(

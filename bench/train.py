@@ -1,0 +1,197 @@
+"""LoRA training throughput: packed + masked rows vs the padded, unpacked baseline.
+
+What it measures
+    `secondself.train.sft.train` on the embedded SmolLM2-135M-Instruct (the checkpoint LocalChatModel
+    converts from the bundled GGUF; CPU fp32, CUDA bf16 if present), `--steps` optimizer steps (default 8)
+    of `--batch-size` rows (4) x `--seq-len` tokens (256), LoRA rank `--rank` (8) on all linear layers.
+    Data: the example person's journal (examples/maya/corpus/journal/*.md) cut at its `##` headings into
+    question/answer pairs ("Tell me about <heading>" -> the section) and plain-text paragraphs: a few
+    hundred examples of 10-300 tokens, the length mix that synthesized samples have.
+    - s/step: mean seconds per optimizer step over steps 2..N (step 1 warms up and is not counted);
+    - supervised tokens/s: targets trained per second (what learning is paid for);
+    - all tokens/s: non-padding tokens (prompt + completion) per second;
+    - fill: non-padding share of the positions computed.
+
+Baseline (same run, same data, same model and settings)
+    `packing=False`: one example per row, each batch padded to its longest row (the usual HF collator).
+    "packed / padded" is the ratio of supervised tokens/s; goal >= 1.5x. The two runs alternate order
+    from round to round (`--rounds`, default 1) so that machine drift hits both alike.
+
+How to read it
+    Absolute times depend on the machine and its load (a shared 2-core CPU is slow and noisy); compare the
+    ratio. Peak RSS is this process's (both runs). `--tiny` runs the same code on a tiny model built in
+    code (plumbing check, seconds). Reports, never asserts.
+
+    python bench/train.py [--steps 8] [--batch-size 4] [--seq-len 256] [--rank 8] [--threads N] [--tiny] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import MAYA, dump_json, fmt_ratio, log, ratio, table  # noqa: E402
+
+from secondself.train.sft import TrainConfig, train  # noqa: E402
+from secondself.types import TrainingExample  # noqa: E402
+
+SYSTEM = "You are Maya Lindqvist. Answer as yourself, from your own memories."
+_CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def journal_examples() -> list[TrainingExample]:
+    out = []
+    for path in sorted((MAYA / "corpus" / "journal").glob("*.md")):
+        text = re.sub(r"^---\n.*?\n---\n", "", path.read_text(encoding="utf-8"), flags=re.S)
+        for section in re.split(r"\n(?=## )", text):
+            lines = section.strip().splitlines()
+            if not lines:
+                continue
+            heading = lines[0].lstrip("#").strip()
+            body = "\n".join(lines[1:]).strip()
+            if not body:
+                continue
+            question = f"Tell me about {heading.lower()} ({path.stem})."
+            out.append(TrainingExample("self_qa", (("system", SYSTEM), ("user", question)), body))
+            out += [TrainingExample("notes", (), p.strip()) for p in body.split("\n\n") if len(p.split()) >= 8]
+    return out
+
+
+def tiny_model(folder: Path, texts: list[str]) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=2000, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                        unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    tokenizer.chat_template = _CHATML
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                 max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+                                 pad_token_id=tokenizer.pad_token_id)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run(base: Path, examples: list[TrainingExample], config: TrainConfig, work: Path, label: str) -> dict:
+    seen: list[dict] = []
+
+    def progress(p: dict) -> None:
+        seen.append({**p, "t": time.perf_counter()})
+        log(f"  {label} step {p['step']}/{p['steps']}: loss {p['loss']:.3f}")
+
+    t0 = time.perf_counter()
+    result = train(base, examples, work / f"out-{label}", config, run_dir=work / f"run-{label}",
+                   on_progress=progress)
+    total = time.perf_counter() - t0
+    first, last = seen[0], seen[-1]
+    seconds = last["t"] - first["t"]
+    steps = last["step"] - first["step"]
+    return {"steps": len(seen), "s_per_step": seconds / steps, "final_loss": result.final_loss,
+            "supervised_per_s": (last["tokens"] - first["tokens"]) / seconds,
+            "all_per_s": (last["tokens_all"] - first["tokens_all"]) / seconds,
+            "fill": last["tokens_all"] / last["positions"], "supervised_per_step": last["tokens"] / len(seen),
+            "rank_reason": result.rank_reason, "call_s": total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat both runs, alternating their order")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--tiny", action="store_true", help="a tiny model built in code (plumbing check)")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout (tables go to stderr)")
+    args = ap.parse_args(argv)
+    out = (lambda s="": print(s, file=sys.stderr)) if args.json else print
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    examples = journal_examples()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.tiny:
+            base, name = tiny_model(work / "tiny", [e.completion for e in examples]), "tiny Llama (in code)"
+        else:
+            from secondself.backends.local import LocalChatModel
+
+            model = LocalChatModel(None)
+            base, name = model._checkpoint(), model.name
+        from transformers import AutoTokenizer
+
+        from secondself.train.sft import encode
+
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        lengths = sorted(len(encode(tokenizer, e)[0]) for e in examples)
+        config = TrainConfig(rank=args.rank, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                             checkpoint_every=10_000, warmup_steps=2)
+        runs: dict[str, list[dict]] = {"packed": [], "padded": []}
+        for r in range(args.rounds):
+            order = ["padded", "packed"] if r % 2 == 0 else ["packed", "padded"]
+            for label in order:
+                log(f"round {r + 1}/{args.rounds}: {label} ...")
+                runs[label].append(run(base, examples, TrainConfig(**{**config.__dict__,
+                                                                       "packing": label == "packed"}),
+                                       work, f"{label}-{r}"))
+
+    def mean(label: str, key: str) -> float:
+        return sum(x[key] for x in runs[label]) / len(runs[label])
+
+    result = {
+        "benchmark": "train", "model": name, "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
+        "examples": len(examples), "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2],
+                                                      "max": lengths[-1], "total": sum(lengths)},
+        "config": {"steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len, "rank": args.rank},
+        "packed": {k: mean("packed", k) for k in ("s_per_step", "supervised_per_s", "all_per_s", "fill",
+                                                   "supervised_per_step", "final_loss")},
+        "padded": {k: mean("padded", k) for k in ("s_per_step", "supervised_per_s", "all_per_s", "fill",
+                                                   "supervised_per_step", "final_loss")},
+        "rounds": args.rounds, "rss_mb": peak_rss_mb(),
+    }
+    result["packed_vs_padded"] = ratio(result["packed"]["supervised_per_s"], result["padded"]["supervised_per_s"])
+    result["goal_met"] = bool(result["packed_vs_padded"] and result["packed_vs_padded"] >= 1.5)
+
+    out(f"{name} on {result['device']}, {result['threads']} torch threads, load average "
+        f"{result['load_average']:.1f}; {len(examples)} examples of {lengths[0]}-{lengths[-1]} tokens "
+        f"(median {lengths[len(lengths) // 2]}); batch {args.batch_size} x {args.seq_len}, rank {args.rank}, "
+        f"{args.steps} steps")
+    rows = []
+    for label in ("packed", "padded"):
+        x = result[label]
+        rows.append([f"{label}{' (baseline)' if label == 'padded' else ''}", f"{x['s_per_step']:.2f}",
+                     f"{x['supervised_per_s']:.0f}", f"{x['all_per_s']:.0f}", f"{x['fill']:.0%}",
+                     f"{x['supervised_per_step']:.0f}"])
+    out(table(["rows", "s/step", "supervised tok/s", "all tok/s", "fill", "supervised/step"], rows))
+    out(f"\npacked / padded supervised tokens/s: {fmt_ratio(result['packed_vs_padded'])} "
+        f"(goal >= 1.5x: {'met' if result['goal_met'] else 'NOT met'}); peak RSS {result['rss_mb']:.0f} MB")
+    if args.json:
+        dump_json(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,674 @@
+"""Supervised fine-tuning of the personal model: a LoRA adapter (peft) on a small local chat model.
+
+Boundary: this module turns `TrainingExample`s into a verified adapter directory. It knows nothing about
+where examples come from (synthesis) or which adapter version chat uses (adapters).
+
+Data path: `encode` (the tokenizer's chat template owns the format *and* the mask: only the assistant's
+completion and its end-of-turn token are supervised) -> `pack` (best-fit rows of exactly `seq_len`) or
+`pad_batches` (the unpacked baseline) -> `train`.
+
+Packing is not "naive": every example (or piece of one) in a row gets its own position ids starting at 0,
+and we pass no 2D attention mask, so transformers builds a block-diagonal causal mask from the position
+ids (`masking_utils.find_packed_sequence_indices`; only without a KV cache, hence `use_cache=False`):
+attention never crosses an example boundary, and a packed row gives the same logits as its examples
+alone (tested). Targets are handled the same way: the
+first token of each segment is never a target (nothing in its segment predicts it), so every target of
+the unpacked encoding is trained exactly once. Examples longer than `seq_len` are split into pieces that
+overlap by one token, the overlap token serving as context only.
+
+Checkpoints (`run_dir/checkpoint`) are written to a temp dir and renamed into place; a kill at any moment
+leaves the last good one (`checkpoint`, or `checkpoint.prev` during the swap). They hold the LoRA weights,
+optimizer, scheduler, RNG states and a fingerprint of config + base + data, so a resumed run reaches the
+same weights as an uninterrupted one. torch, transformers and peft are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..errors import TrainingCancelled, TrainingError
+from ..types import TrainingExample
+
+__all__ = ["TrainConfig", "TrainResult", "Row", "encode", "pack", "pad_batches", "choose_rank", "train",
+           "bits_per_byte", "load_model"]
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
+_BITS_PER_PARAM = 2.0      # LMs store ~2 bits of knowledge per parameter (Allen-Zhu & Li, "Physics of LMs 3.3")
+_RANK_MARGIN = 4.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one LoRA run. Defaults suit SmolLM2-135M on a CPU."""
+
+    rank: int | None = field(default=None, metadata={"help": "LoRA rank; empty = chosen from the data size"})
+    alpha: float | None = field(default=None, metadata={"help": "LoRA alpha; empty = 2 x rank"})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    steps: int | None = field(default=None, metadata={"help": "optimizer steps; empty = from --epochs"})
+    epochs: float = field(default=2.0, metadata={"help": "passes over the training rows (if steps is empty)"})
+    batch_size: int = field(default=4, metadata={"help": "rows per micro-batch"})
+    seq_len: int = field(default=256, metadata={"help": "tokens per row; longer examples are split"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    packing: bool = field(default=True, metadata={"help": "pack several examples per row (faster)"})
+    seed: int = field(default=0, metadata={"help": "seed for init, dropout and data order"})
+    target_modules: tuple[str, ...] = field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        metadata={"help": "linear layers that get LoRA matrices"})
+    checkpoint_every: int = field(default=10, metadata={"help": "steps between resumable checkpoints"})
+    device: str | None = field(default=None, metadata={"help": "'cpu' or 'cuda'; empty = cuda if available"})
+    dtype: str | None = field(default=None, metadata={"help": "'float32' or 'bfloat16'; empty = bf16 on cuda"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
+    warmup_steps: int = field(default=5, metadata={"help": "linear warmup, then cosine decay to 10%"})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished run. `adapter_dir` holds a saved adapter verified to reload with identical logits.
+    `tokens_trained` counts supervised target tokens (this call and any resumed part)."""
+
+    adapter_dir: Path
+    steps: int
+    final_loss: float
+    losses: list[float]
+    tokens_trained: int
+    seconds: float
+    rank: int
+    rank_reason: str
+    resumed_from_step: int
+
+
+class Row(NamedTuple):
+    """One row of a batch. `labels` is IGNORE where nothing is learned; `attention_mask` is 0 on padding."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+    attention_mask: list[int]
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+def _template_ids(tokenizer: Any, turns: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _end_ids(tokenizer: Any) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in _END_OF_TURN if t in vocab)
+    return ids
+
+
+def encode(tokenizer: Any, ex: TrainingExample) -> tuple[list[int], list[int]]:
+    """Token ids and labels of one example (labels = IGNORE where nothing is learned).
+
+    Chat: the chat template renders prompt + assistant completion; the prefix rendered with the generation
+    prompt must be a prefix of that (else the common prefix is used); supervised are the tokens after it up
+    to and including the last end-of-turn token (what follows, e.g. a newline, is not). Plain text: the
+    text's tokens + eos, all supervised.
+    """
+    if not ex.chat:
+        ids = list(tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+        return ids, list(ids)
+    if not getattr(tokenizer, "chat_template", None):
+        raise TrainingError("the base model has no chat template: train an instruct/chat model, or use "
+                            "plain-text examples only")
+    turns = [{"role": role, "content": content} for role, content in ex.prompt]
+    prefix = _template_ids(tokenizer, turns, True)
+    full = _template_ids(tokenizer, turns + [{"role": "assistant", "content": ex.completion}], False)
+    start = 0
+    for a, b in zip(prefix, full, strict=False):
+        if a != b:
+            break
+        start += 1
+    if start < len(prefix):
+        log.debug("chat template prefix differs from the full encoding at token %d of %d", start, len(prefix))
+    ends = _end_ids(tokenizer)
+    end = len(full)
+    for i in range(len(full) - 1, start - 1, -1):
+        if full[i] in ends:
+            end = i + 1
+            break
+    return full, [IGNORE] * start + full[start:end] + [IGNORE] * (len(full) - end)
+
+
+def _pieces(encoded: Sequence[tuple[list[int], list[int]]], seq_len: int) -> list[tuple[list[int], list[int]]]:
+    """Each example as pieces of at most seq_len tokens, overlapping by one (the overlap is context only).
+    The first label of every piece is IGNORE: within its segment nothing precedes it. Pieces with nothing
+    to learn are dropped."""
+    if seq_len < 2:
+        raise TrainingError("seq_len must be at least 2")
+    out = []
+    for ids, labels in encoded:
+        # a prompt that does not fit is cut from the left, so the answer keeps its question
+        first = next((i for i, x in enumerate(labels) if x != IGNORE), len(ids))
+        start = max(0, min(first - 1, len(ids) - seq_len))
+        while True:
+            end = min(start + seq_len, len(ids))
+            if end - start >= 2 and any(x != IGNORE for x in labels[start + 1:end]):
+                out.append((ids[start:end], [IGNORE] + labels[start + 1:end]))
+            if end >= len(ids):
+                break
+            start = end - 1
+    return out
+
+
+def pack(encoded: Sequence[tuple[list[int], list[int]]], seq_len: int, pad_id: int = 0) -> list[Row]:
+    """Best-fit-decreasing packing into rows of exactly seq_len; examples are split only if longer than
+    seq_len. Position ids restart at 0 per segment (padding is a segment of its own, never a target)."""
+    pieces = _pieces(encoded, seq_len)
+    order = sorted(range(len(pieces)), key=lambda i: (-len(pieces[i][0]), i))
+    rows: list[list[int]] = []          # piece indices per row
+    free: list[tuple[int, int]] = []    # (room left, row index), sorted
+    for i in order:
+        n = len(pieces[i][0])
+        at = bisect.bisect_left(free, (n, -1))
+        if at < len(free):
+            room, r = free.pop(at)
+        else:
+            room, r = seq_len, len(rows)
+            rows.append([])
+        rows[r].append(i)
+        if room - n > 0:
+            bisect.insort(free, (room - n, r))
+    out = []
+    for members in rows:
+        ids, labels, pos = [], [], []
+        for i in members:
+            ids += pieces[i][0]
+            labels += pieces[i][1]
+            pos += range(len(pieces[i][0]))
+        real, pad = len(ids), seq_len - len(ids)
+        out.append(Row(ids + [pad_id] * pad, labels + [IGNORE] * pad, pos + list(range(pad)),
+                       [1] * real + [0] * pad))
+    return out
+
+
+def pad_batches(encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, seq_len: int,
+                pad_id: int = 0) -> list[list[Row]]:
+    """The unpacked baseline: one example (piece) per row, in order, batches of `batch_size` rows padded
+    on the right to the batch's longest row (attention_mask 0, labels IGNORE on padding)."""
+    pieces = _pieces(encoded, seq_len)
+    return [_pad([Row(ids, labels, list(range(len(ids))), [1] * len(ids))
+                  for ids, labels in pieces[i:i + batch_size]], pad_id)
+            for i in range(0, len(pieces), batch_size)]
+
+
+def _pad(rows: Sequence[Row], pad_id: int) -> list[Row]:
+    width = max(len(r.input_ids) for r in rows)
+    out = []
+    for r in rows:
+        k = width - len(r.input_ids)
+        out.append(Row(r.input_ids + [pad_id] * k, r.labels + [IGNORE] * k,
+                       r.position_ids + list(range(k)), r.attention_mask + [0] * k))
+    return out
+
+
+def _lora_params_per_rank(model_config: Any, targets: Sequence[str]) -> int:
+    cfg = model_config if isinstance(model_config, dict) else model_config.to_dict()
+    hidden, inter = cfg["hidden_size"], cfg.get("intermediate_size", 4 * cfg["hidden_size"])
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or hidden // heads
+    kv = cfg.get("num_key_value_heads") or heads
+    shapes = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv * head_dim),
+              "v_proj": (hidden, kv * head_dim), "o_proj": (heads * head_dim, hidden),
+              "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
+    per_layer = sum(sum(shapes.get(t, (hidden, hidden))) for t in targets)
+    return per_layer * cfg["num_hidden_layers"]
+
+
+def choose_rank(examples: Sequence[TrainingExample], tokenizer: Any, model_config: Any,
+                target_modules: Sequence[str] = TrainConfig.target_modules) -> tuple[int, str]:
+    """Smallest power-of-two rank (2..64) whose LoRA can hold the data's information content.
+
+    Information = zlib-compressed bits of the unique completions of non-retention training examples; a
+    model stores ~2 bits per parameter, and we ask for 4x that capacity as a safety margin.
+    """
+    texts = sorted({e.completion for e in examples if e.split == "train" and e.kind != "retention"})
+    blob = "\n".join(texts).encode("utf-8")
+    bits = 8 * len(zlib.compress(blob, 9)) if blob else 0
+    needed = bits / _BITS_PER_PARAM * _RANK_MARGIN
+    per_rank = _lora_params_per_rank(model_config, target_modules)
+    rank = 2
+    while rank < 64 and rank * per_rank < needed:
+        rank *= 2
+    tokens = (f", {sum(len(tokenizer(t, add_special_tokens=False)['input_ids']) for t in texts):,} tokens"
+              if tokenizer is not None else "")
+    reason = (f"rank {rank}: {len(texts)} unique completions ({len(blob):,} bytes{tokens}) compress to "
+              f"{bits:,} bits; at {_BITS_PER_PARAM:g} bits/parameter x{_RANK_MARGIN:g} margin that needs "
+              f"{needed:,.0f} parameters; LoRA gives {per_rank:,} per rank"
+              + (" (capped at 64)" if rank * per_rank < needed else ""))
+    return rank, reason
+
+
+# -- models ----------------------------------------------------------------------------------------------
+
+def _resolve_device(device: str | None, dtype: str | None) -> tuple[str, str]:
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return device, dtype or ("bfloat16" if device == "cuda" else "float32")
+
+
+def _load_base(base_dir: Path, device: str, dtype: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf_logging.disable_progress_bar()  # our on_progress reports the work
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"cannot load the base model from {base_dir}: {e}") from e
+    return model.to(device)
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft (0.21) reads an attribute that transformers 5 deprecates, warning on every adapter load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def _load_tokenizer(base_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"cannot load the tokenizer from {base_dir}: {e}") from e
+
+
+def load_model(base_dir: str | Path, adapter_dir: str | Path | None = None,
+               device: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer): the base, or base + adapter (an unmerged peft model), in eval mode."""
+    device, dtype = _resolve_device(device, None)
+    tokenizer = _load_tokenizer(Path(base_dir))
+    model = _load_base(Path(base_dir), device, dtype)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        with _quiet_peft():
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+    return model.eval(), tokenizer
+
+
+def bits_per_byte(model: Any, tokenizer: Any, texts: Sequence[str], seq_len: int = 512) -> float:
+    """Mean negative log-likelihood of `texts` in bits per UTF-8 byte (lower = better remembered).
+
+    Each text is read in windows of `seq_len` tokens; every token is predicted, the first from a bos/eos
+    token and each window's first from the last token of the previous window."""
+    import torch
+
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    nats, n_bytes = 0.0, 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()  # no dropout
+    with torch.no_grad():
+        for text in texts:
+            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+            n_bytes += len(text.encode("utf-8"))
+            context = start
+            for i in range(0, len(ids), seq_len):
+                chunk = ids[i:i + seq_len]
+                x = torch.tensor([[context] + chunk], device=device)
+                logits = model(input_ids=x).logits[0, :-1].float()
+                nats += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
+                context = chunk[-1]
+    model.train(was_training)
+    return nats / math.log(2) / max(n_bytes, 1)
+
+
+# -- training --------------------------------------------------------------------------------------------
+
+def _fingerprint(config: TrainConfig, base_dir: Path, examples: Sequence[TrainingExample]) -> str:
+    h = hashlib.sha256()
+    cfg = {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}
+    h.update(json.dumps(cfg, sort_keys=True, default=list).encode())
+    h.update((base_dir / "config.json").read_bytes() if (base_dir / "config.json").is_file() else b"")
+    for p in sorted(base_dir.glob("*.safetensors")) + sorted(base_dir.glob("tokenizer*.json")):
+        h.update(f"{p.name}:{p.stat().st_size}".encode())
+    for e in examples:
+        h.update(json.dumps([e.kind, e.prompt, e.completion]).encode())
+    return h.hexdigest()[:16]
+
+
+def _collate(rows: Sequence[Row], packed: bool, device: str) -> dict[str, Any]:
+    import torch
+
+    batch = {"input_ids": torch.tensor([r.input_ids for r in rows], device=device),
+             "labels": torch.tensor([r.labels for r in rows], device=device)}
+    if packed:  # no 2D mask: transformers derives a block-diagonal causal mask from the position ids
+        batch["position_ids"] = torch.tensor([r.position_ids for r in rows], device=device)
+    else:
+        batch["attention_mask"] = torch.tensor([r.attention_mask for r in rows], device=device)
+    return batch
+
+
+class _Schedule:
+    """Which rows each optimizer step trains on: a deterministic function of (seed, step), so that a
+    resumed run sees exactly the batches the uninterrupted run would have seen."""
+
+    def __init__(self, rows: list[Row], config: TrainConfig, pad_id: int) -> None:
+        self.rows, self.config, self.pad_id = rows, config, pad_id
+        self.per_step = config.batch_size * config.grad_accum
+        self._orders: dict[int, list[int]] = {}
+
+    def micro_batches(self, step: int) -> list[list[Row]]:
+        picked = []
+        for g in range(step * self.per_step, (step + 1) * self.per_step):
+            epoch, i = divmod(g, len(self.rows))
+            if epoch not in self._orders:
+                order = list(range(len(self.rows)))
+                random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
+                self._orders = {epoch: order}
+            picked.append(self.rows[self._orders[epoch][i]])
+        b = self.config.batch_size
+        batches = [picked[i:i + b] for i in range(0, len(picked), b)]
+        return batches if self.config.packing else [_pad(mb, self.pad_id) for mb in batches]
+
+
+def _step_loss(model: Any, batch: dict[str, Any], n_targets: int) -> Any:
+    """Summed cross-entropy of the batch's targets / n_targets.
+
+    The vocabulary projection (49k x 576 for SmolLM2) is computed only at positions that have a target:
+    on a CPU it costs as much as the rest of the forward pass. Models that transform their logits (soft
+    capping, scaling) take the plain path."""
+    import torch
+
+    labels = batch.pop("labels")
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    plain = not (getattr(inner.config, "final_logit_softcapping", None) or getattr(inner.config, "logit_scale", None))
+    if plain and hasattr(inner, "get_decoder") and inner.get_output_embeddings() is not None:
+        hidden = inner.get_decoder()(**batch, use_cache=False).last_hidden_state[:, :-1]
+        logits = inner.get_output_embeddings()(hidden[keep]).float()
+        return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum") / n_targets
+    logits = model(**batch, use_cache=False).logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum") / n_targets
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config: TrainConfig, *,
+          run_dir: Path, on_progress: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train a LoRA adapter on the `split == "train"` examples and save it, verified, at `out_dir`.
+
+    Resumes from `run_dir/checkpoint` if it holds a checkpoint of the same run (same fingerprint);
+    raises TrainingError if it holds one of a different run. `should_stop()` is checked after every step:
+    when true, a checkpoint is written and TrainingCancelled raised (Ctrl-C likewise). On success the
+    checkpoint is removed: `out_dir` is the result.
+    """
+    base_dir, out_dir, run_dir = Path(base_dir), Path(out_dir), Path(run_dir)
+    train_examples = [e for e in examples if e.split == "train"]
+    if not train_examples:
+        raise TrainingError(f"no training samples ({len(examples)} examples, none in the 'train' split): "
+                            "run `secondself build` to synthesize samples, then `secondself train`")
+    import torch
+
+    device, dtype = _resolve_device(config.device, config.dtype)
+    tokenizer = _load_tokenizer(base_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    order = list(range(len(train_examples)))
+    random.Random(config.seed).shuffle(order)
+    encoded = [encode(tokenizer, train_examples[i]) for i in order]
+    if config.packing:
+        rows = pack(encoded, config.seq_len, pad_id)
+    else:
+        rows = [Row(ids, labels, list(range(len(ids))), [1] * len(ids))
+                for ids, labels in _pieces(encoded, config.seq_len)]
+    if not rows:
+        raise TrainingError("the training samples contain nothing to learn (no supervised tokens): check "
+                            "that their completions are not empty")
+    if config.rank:
+        rank, rank_reason = config.rank, f"rank {config.rank}: set by the configuration"
+    else:
+        from transformers import AutoConfig
+
+        rank, rank_reason = choose_rank(train_examples, tokenizer, AutoConfig.from_pretrained(base_dir),
+                                        config.target_modules)
+    steps = config.steps or max(1, math.ceil(config.epochs * len(rows) / (config.batch_size * config.grad_accum)))
+    config = replace(config, rank=rank, alpha=config.alpha or 2.0 * rank, steps=steps, device=device, dtype=dtype)
+    fingerprint = _fingerprint(config, base_dir, train_examples)
+
+    from peft import LoraConfig, get_peft_model
+
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    with _quiet_peft():
+        model = get_peft_model(_load_base(base_dir, device, dtype), LoraConfig(
+            r=rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+            target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    warmup = min(config.warmup_steps, steps)
+
+    def lr_factor(s: int) -> float:  # linear warmup, then cosine from 1 down to 0.1
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    state: dict[str, Any] = {"step": 0, "losses": [], "tokens": 0, "tokens_all": 0, "positions": 0,
+                             "seconds": 0.0}
+    resumed = _load_checkpoint(run_dir, fingerprint, model, optimizer, scheduler)
+    if resumed is not None:
+        state = resumed
+        log.info("resuming from step %d of %d", state["step"], steps)
+    start = dict(state)
+    schedule = _Schedule(rows, config, pad_id)
+    t0 = time.perf_counter()
+    rng = _rng_state()
+    in_update = False
+
+    def checkpoint() -> None:
+        _save_checkpoint(run_dir, fingerprint, model, optimizer, scheduler,
+                         {**state, "seconds": start["seconds"] + time.perf_counter() - t0}, rng)
+
+    model.train()
+    try:
+        while state["step"] < steps:
+            rng = _rng_state()  # the state at this step's start: what a checkpoint taken mid-step restores
+            batches = schedule.micro_batches(state["step"])
+            n_targets = max(1, sum(sum(x != IGNORE for x in r.labels[1:]) for mb in batches for r in mb))
+            total = 0.0
+            for mb in batches:
+                loss = _step_loss(model, _collate(mb, config.packing, device), n_targets)
+                loss.backward()
+                total += float(loss.detach())
+            in_update = True  # from here until the step is recorded, a checkpoint would be inconsistent
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["losses"].append(total)
+            state["tokens"] += n_targets
+            state["tokens_all"] += sum(sum(r.attention_mask) for mb in batches for r in mb)
+            state["positions"] += sum(len(r.input_ids) for mb in batches for r in mb)
+            rng = _rng_state()
+            in_update = False
+            _report(on_progress, state, start, steps, t0, scheduler.get_last_lr()[0])
+            if state["step"] < steps and state["step"] % max(1, config.checkpoint_every) == 0:
+                checkpoint()
+            if state["step"] < steps and should_stop is not None and should_stop():
+                checkpoint()
+                raise TrainingCancelled(f"training stopped at step {state['step']} of {steps}; the checkpoint is "
+                                        "kept: run `secondself train --resume` to continue")
+    except KeyboardInterrupt as e:
+        if not in_update:  # mid-update weights are half-stepped: then keep the last periodic checkpoint
+            optimizer.zero_grad(set_to_none=True)
+            checkpoint()
+        raise TrainingCancelled(f"training interrupted at step {state['step']} of {steps}; run "
+                                "`secondself train --resume` to continue from the last checkpoint") from e
+    except RuntimeError as e:
+        if _is_oom(e):
+            raise TrainingError(f"out of memory at step {state['step'] + 1} (batch {config.batch_size} x "
+                                f"{config.seq_len} tokens on {device}): retry with a smaller --batch-size or "
+                                "--seq-len (and a larger --grad-accum to keep the effective batch); the last "
+                                "checkpoint is kept") from e
+        raise
+    _save_verified(model, base_dir, out_dir, rows[0], config)
+    _clear_checkpoint(run_dir)
+    return TrainResult(out_dir, steps, state["losses"][-1], list(state["losses"]), state["tokens"],
+                       start["seconds"] + time.perf_counter() - t0, rank, rank_reason, start["step"])
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _report(on_progress: Callable[[dict], None] | None, state: dict[str, Any], start: dict[str, Any],
+            steps: int, t0: float, lr: float) -> None:
+    if on_progress is None:
+        return
+    elapsed = time.perf_counter() - t0
+    done = state["step"] - start["step"]
+    on_progress({"step": state["step"], "steps": steps, "loss": state["losses"][-1], "tokens": state["tokens"],
+                 "tokens_all": state["tokens_all"], "positions": state["positions"], "lr": lr,
+                 "elapsed_s": elapsed, "eta_s": elapsed / done * (steps - state["step"]),
+                 "tokens_per_s": (state["tokens"] - start["tokens"]) / elapsed if elapsed > 0 else 0.0})
+
+
+def _save_verified(model: Any, base_dir: Path, out_dir: Path, probe_row: Row, config: TrainConfig) -> None:
+    """save_pretrained into a temp dir, reload on a fresh base, compare logits, then rename to out_dir."""
+    import torch
+    from peft import PeftModel
+
+    model.eval()
+    n = min(64, len(probe_row.input_ids))
+    probe = torch.tensor([probe_row.input_ids[:n]], device=config.device)
+    with torch.no_grad():
+        expected = model(input_ids=probe).logits.float()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        with _quiet_peft():
+            fresh = PeftModel.from_pretrained(_load_base(base_dir, config.device, config.dtype), str(tmp)).eval()
+        with torch.no_grad():
+            got = fresh(input_ids=probe).logits.float()
+        del fresh
+        if not torch.allclose(got, expected, rtol=0, atol=1e-6):
+            raise TrainingError(f"the saved adapter does not reproduce the trained model (max logit difference "
+                                f"{float((got - expected).abs().max()):.3g}); nothing was written to {out_dir}")
+        (tmp / "secondself-train.json").write_text(json.dumps(
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in
+             ((f.name, getattr(config, f.name)) for f in fields(config))}, indent=2))
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------
+
+_CKPT, _PREV = "checkpoint", "checkpoint.prev"
+
+
+def _save_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any, scheduler: Any,
+                     state: dict[str, Any], rng: dict[str, Any]) -> None:
+    """Write a complete checkpoint in a temp dir, then swap it in with renames: at every moment either
+    `checkpoint` or (only between the two renames) `checkpoint.prev` holds a complete one."""
+    import torch
+    from safetensors.torch import save_file
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.tmp-", dir=run_dir))
+    try:
+        save_file({n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad},
+                  str(tmp / "adapter.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": rng["torch"], "cuda_rng": rng.get("cuda")}, tmp / "trainer.pt")
+        version, internal, gauss = rng["python"]
+        (tmp / "state.json").write_text(json.dumps({**state, "fingerprint": fingerprint,
+                                                    "python_rng": [version, list(internal), gauss]}))
+        ckpt, prev = run_dir / _CKPT, run_dir / _PREV
+        if ckpt.exists():
+            shutil.rmtree(prev, ignore_errors=True)
+            os.replace(ckpt, prev)
+        os.replace(tmp, ckpt)
+        shutil.rmtree(prev, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any,
+                     scheduler: Any) -> dict[str, Any] | None:
+    """Restore weights, optimizer, scheduler and RNG states; return the saved progress (None: no checkpoint)."""
+    import torch
+    from safetensors.torch import load_file
+
+    found = next((run_dir / n for n in (_CKPT, _PREV) if (run_dir / n / "state.json").is_file()), None)
+    if found is None:
+        return None
+    state = json.loads((found / "state.json").read_text())
+    if state.pop("fingerprint") != fingerprint:
+        raise TrainingError(f"{found} is a checkpoint of a different run (the samples, base model or settings "
+                            "changed): train without --resume to start over, or delete that folder")
+    params = dict(model.named_parameters())
+    weights = load_file(str(found / "adapter.safetensors"))
+    if set(weights) != {n for n, p in params.items() if p.requires_grad}:
+        raise TrainingError(f"{found} does not match this model's adapter; delete it to start over")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    trainer = torch.load(found / "trainer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(trainer["optimizer"])
+    scheduler.load_state_dict(trainer["scheduler"])
+    torch.set_rng_state(trainer["torch_rng"])
+    if trainer.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(trainer["cuda_rng"])
+    version, internal, gauss = state.pop("python_rng")
+    random.setstate((version, tuple(internal), gauss))
+    return state
+
+
+def _clear_checkpoint(run_dir: Path) -> None:
+    for name in (_CKPT, _PREV):
+        shutil.rmtree(run_dir / name, ignore_errors=True)

@@ -1,0 +1,133 @@
+"""secondself train end to end on the example person with the tiny in-code model: synthesize → train →
+evaluate → register, cancel and resume, adapter versions, and the CLI."""
+
+import json
+import shutil
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from secondself.backends.chat import FakeChatModel  # noqa: E402
+from secondself.backends.embedders import HashingEmbedder  # noqa: E402
+from secondself.backends.local import LocalChatModel  # noqa: E402
+from secondself.errors import TrainingCancelled, TrainingError  # noqa: E402
+from secondself.ingest.pipeline import ingest  # noqa: E402
+from secondself.memory.build import BuildOptions, build  # noqa: E402
+from secondself.store import Store  # noqa: E402
+from secondself.train import adapters as registry  # noqa: E402
+from secondself.train.pipeline import TrainOptions, latest_run, load_examples, run_training  # noqa: E402
+from secondself.train.tiny import make_tiny_model  # noqa: E402
+
+from .conftest import EXAMPLES  # noqa: E402
+
+OPTIONS = TrainOptions(steps=4, eval_questions=6, retention_prompts=2)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    with Store(root / "memory.sqlite3") as s:
+        ingest(s, HashingEmbedder(128), [EXAMPLES / "maya" / "corpus"], source_name="maya", person_name="Maya")
+        build(s, "hashing-128", FakeChatModel(), "Maya", BuildOptions(slots=False))
+    return root, make_tiny_model(root / "tiny")
+
+
+@pytest.fixture
+def person(prepared, tmp_path, monkeypatch):
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")        # the tiny model is built in code, not real
+    torch.set_num_threads(1)
+    root, tiny = prepared
+    shutil.copy(root / "memory.sqlite3", tmp_path / "memory.sqlite3")
+    store = Store(tmp_path / "memory.sqlite3")
+    yield store, tmp_path, tiny
+    store.close()
+
+
+def _models(tiny):
+    cache = {}
+
+    def make(adapter):
+        return cache.setdefault(str(adapter), LocalChatModel(tiny, adapter=adapter))
+    return make
+
+
+def test_train_registers_an_evaluated_adapter(person):
+    store, person_dir, tiny = person
+    info = run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    assert info.version == "v001" and registry.current(store, person_dir).version == "v001"
+    meta = info.metadata
+    assert meta["samples"]["notes"]["train"] > 0 and meta["retention_samples"] == 2
+    assert meta["train"]["steps"] == 4 and meta["train"]["rank"] >= 2 and meta["train"]["rank_reason"]
+    scores = meta["eval"]["scores"]
+    assert {"qa_f1", "memory_bpb", "generic_bpb"} <= set(scores["base"]) == set(scores["personal"])
+    assert "compression_gain" in meta["eval"]["summary"] and "retention_loss" in meta["eval"]["summary"]
+    assert (info.path / "adapter_model.safetensors").is_file()
+    run = latest_run(person_dir)
+    data = load_examples(run / "dataset.jsonl")
+    assert {e.split for e in data} == {"train", "heldout"}
+    assert json.loads((run / "state.json").read_text())["status"] == "done"
+    # a second run is v002; use/rollback switch between them
+    second = run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    assert second.version == "v002" and registry.current(store, person_dir).version == "v002"
+    assert registry.rollback(store, person_dir).version == "v001"
+    assert registry.use(store, person_dir, "2").version == "v002"
+    with pytest.raises(TrainingError, match="no adapter v009"):
+        registry.use(store, person_dir, "v009")
+
+
+def test_cancel_then_resume_finishes_the_same_run(person):
+    store, person_dir, tiny = person
+
+    def cancel_at_step_2(stage, info):
+        if stage == "train" and info["step"] == 2:
+            (latest_run(person_dir) / "CANCEL").write_text("now")
+
+    with pytest.raises(TrainingCancelled, match="--resume"):
+        run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny),
+                     on_progress=cancel_at_step_2)
+    run = latest_run(person_dir, unfinished=True)
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "cancelled" and state["step"] == "train"
+    assert registry.list_adapters(person_dir) == []                   # nothing half-registered
+    info = run_training(store, person_dir, "Maya", tiny, "tiny", resume=True, make_model=_models(tiny))
+    assert info.metadata["run"] == run.name and info.metadata["train"]["resumed_from_step"] == 2
+    with pytest.raises(TrainingError, match="no unfinished training run"):
+        run_training(store, person_dir, "Maya", tiny, "tiny", resume=True)
+
+
+def test_no_profile_means_a_clear_error(tmp_path, monkeypatch):
+    from secondself.errors import ProfileError
+
+    with Store(tmp_path / "m.sqlite3") as s, pytest.raises(ProfileError, match="secondself build"):
+        run_training(s, tmp_path, "Maya", tmp_path, "tiny", OPTIONS)
+
+
+def test_cli_train_model_eval_export_and_chat(prepared, tmp_path, monkeypatch, capsys):
+    from .test_cli import run
+
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")
+    monkeypatch.setenv("SECONDSELF_PERSON_NAME", "Maya")
+    root, tiny = prepared
+    home = tmp_path / "home"                                    # SECONDSELF_HOME of the autouse fixture
+    (home / "persons" / "me").mkdir(parents=True)
+    shutil.copy(root / "memory.sqlite3", home / "persons" / "me" / "memory.sqlite3")
+    code, out, err = run(capsys, "train", "--base", str(tiny), "--steps", "3", "--json")
+    assert code == 0, err
+    meta = json.loads(out)
+    assert meta["version"] == "v001" and meta["train"]["steps"] == 3 and meta["eval"]["scores"]["personal"]
+    code, out, _ = run(capsys, "model", "list")
+    assert "* v001" in out
+    code, out, _ = run(capsys, "eval")
+    assert "qa_f1" in out and "memory_bpb" in out and "retention_loss" in out
+    code, out, _ = run(capsys, "model", "export", "--format", "ollama", "--out", str(tmp_path / "export"))
+    assert code == 0 and (tmp_path / "export" / "Modelfile").is_file()
+    code, out, err = run(capsys, "ask", "Where do I live?", "--model", "personal", "--json")
+    assert code == 0 and json.loads(out)["model"] == "personal"
+    code, out, _ = run(capsys, "train", "--cancel")
+    assert "no training run is in progress" in out
+    code, _, err = run(capsys, "train", "--rank", "zero")
+    assert code == 2 and "--rank" in err
+    code, _, err = run(capsys, "model", "rollback")
+    assert code == 2 and "no earlier adapter" in err
