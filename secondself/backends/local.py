@@ -54,6 +54,12 @@ def embedded_gguf_path() -> Path:
 def _prepare_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:  # transformers' own "Loading weights" bars: we draw our own progress where it matters
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def convert_gguf(gguf: Path, target: Path) -> Path:

@@ -66,6 +66,8 @@ class _TrainLine:
             line = (f"train step {info['step']}/{info['steps']}  loss {info['loss']:.3f}  "
                     f"{info.get('tokens_per_s', 0):.0f} tok/s  ETA {int(info.get('eta_s', 0)) // 60}m"
                     f"{int(info.get('eta_s', 0)) % 60:02d}s")
+        elif stage == "retention":
+            line = f"base model answering generic prompts (retention set) {info['done']}/{info['total']}"
         else:
             line = f"evaluating {info['done']}/{info['total']}"
         now = time.monotonic()

@@ -160,8 +160,11 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                                     "`secondself build` first")
             progress("synthesize", {"counts": report.counts, "dropped": report.dropped})
             base_model = make_model(None)
-            retention = (retention_examples(base_model, GENERIC_PROMPTS[:opts.retention_prompts])
-                         if base_model is not None else [])
+            retention: list[TrainingExample] = []
+            prompts = GENERIC_PROMPTS[:opts.retention_prompts] if base_model is not None else []
+            for i, prompt in enumerate(prompts):
+                retention += retention_examples(base_model, [prompt])
+                progress("retention", {"done": i + 1, "total": len(prompts)})
             _save_examples(run.path / "retention.jsonl", retention)
             _save_examples(run.path / "dataset.jsonl", report.examples)
             run.move("train", counts=report.counts, dropped=report.dropped, retention=len(retention),

@@ -3,29 +3,16 @@
 Boundary: this module turns `TrainingExample`s into a verified adapter directory. It knows nothing about
 where examples come from (synthesis) or which adapter version chat uses (adapters).
 
-Data path: `encode` (the tokenizer's chat template owns the format *and* the mask: only the assistant's
-completion and its end-of-turn token are supervised) -> `pack` (best-fit rows of exactly `seq_len`) or
-`pad_batches` (the unpacked baseline) -> `train`.
-
-Packing is not "naive": every example (or piece of one) in a row gets its own position ids starting at 0,
-and we pass no 2D attention mask, so transformers builds a block-diagonal causal mask from the position
-ids (`masking_utils.find_packed_sequence_indices`; only without a KV cache, hence `use_cache=False`):
-attention never crosses an example boundary, and a packed row gives the same logits as its examples
-alone (tested). Targets are handled the same way: the
-first token of each segment is never a target (nothing in its segment predicts it), so every target of
-the unpacked encoding is trained exactly once. Examples longer than `seq_len` are split into pieces that
-overlap by one token, the overlap token serving as context only.
-
-Checkpoints (`run_dir/checkpoint`) are written to a temp dir and renamed into place; a kill at any moment
-leaves the last good one (`checkpoint`, or `checkpoint.prev` during the swap). They hold the LoRA weights,
-optimizer, scheduler, RNG states and a fingerprint of config + base + data, so a resumed run reaches the
-same weights as an uninterrupted one. torch, transformers and peft are imported inside functions only.
+Data path: `encode` (the tokenizer's chat template owns the format *and* the mask) -> `pack` (best-fit
+rows of exactly `seq_len`, one block-diagonal causal mask per row) or `pad_batches` (the unpacked
+baseline) -> `train`; the first three live in `data` and are re-exported here. Resumable checkpoints
+(`run_dir/checkpoint`, see `checkpoint`) hold the LoRA weights, optimizer, scheduler, RNG states and a
+fingerprint of config + base + data, so a resumed run reaches the same weights as an uninterrupted one.
+torch, transformers and peft are imported inside functions only.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 import json
 import logging
 import math
@@ -35,25 +22,21 @@ import shutil
 import tempfile
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import TrainingCancelled, TrainingError
 from ..types import TrainingExample
+from .checkpoint import clear_checkpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint
+from .data import IGNORE, TARGET_MODULES, Row, _pad, _pieces, choose_rank, encode, pack, pad_batches
 
-__all__ = ["TrainConfig", "TrainResult", "Row", "encode", "pack", "pad_batches", "choose_rank", "train",
+__all__ = ["TrainConfig", "TrainResult", "Row", "IGNORE", "encode", "pack", "pad_batches", "choose_rank", "train",
            "bits_per_byte", "load_model"]
 
 log = logging.getLogger(__name__)
-
-IGNORE = -100
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
-_BITS_PER_PARAM = 2.0      # LMs store ~2 bits of knowledge per parameter (Allen-Zhu & Li, "Physics of LMs 3.3")
-_RANK_MARGIN = 4.0
 
 
 @dataclass(frozen=True)
@@ -71,9 +54,8 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     packing: bool = field(default=True, metadata={"help": "pack several examples per row (faster)"})
     seed: int = field(default=0, metadata={"help": "seed for init, dropout and data order"})
-    target_modules: tuple[str, ...] = field(
-        default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-        metadata={"help": "linear layers that get LoRA matrices"})
+    target_modules: tuple[str, ...] = field(default=TARGET_MODULES,
+                                            metadata={"help": "linear layers that get LoRA matrices"})
     checkpoint_every: int = field(default=10, metadata={"help": "steps between resumable checkpoints"})
     device: str | None = field(default=None, metadata={"help": "'cpu' or 'cuda'; empty = cuda if available"})
     dtype: str | None = field(default=None, metadata={"help": "'float32' or 'bfloat16'; empty = bf16 on cuda"})
@@ -95,173 +77,6 @@ class TrainResult:
     rank: int
     rank_reason: str
     resumed_from_step: int
-
-
-class Row(NamedTuple):
-    """One row of a batch. `labels` is IGNORE where nothing is learned; `attention_mask` is 0 on padding."""
-
-    input_ids: list[int]
-    labels: list[int]
-    position_ids: list[int]
-    attention_mask: list[int]
-
-
-# -- data ------------------------------------------------------------------------------------------------
-
-def _template_ids(tokenizer: Any, turns: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _end_ids(tokenizer: Any) -> set[int]:
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[t] for t in _END_OF_TURN if t in vocab)
-    return ids
-
-
-def encode(tokenizer: Any, ex: TrainingExample) -> tuple[list[int], list[int]]:
-    """Token ids and labels of one example (labels = IGNORE where nothing is learned).
-
-    Chat: the chat template renders prompt + assistant completion; the prefix rendered with the generation
-    prompt must be a prefix of that (else the common prefix is used); supervised are the tokens after it up
-    to and including the last end-of-turn token (what follows, e.g. a newline, is not). Plain text: the
-    text's tokens + eos, all supervised.
-    """
-    if not ex.chat:
-        ids = list(tokenizer(ex.completion, add_special_tokens=False)["input_ids"])
-        if tokenizer.eos_token_id is not None:
-            ids.append(tokenizer.eos_token_id)
-        return ids, list(ids)
-    if not getattr(tokenizer, "chat_template", None):
-        raise TrainingError("the base model has no chat template: train an instruct/chat model, or use "
-                            "plain-text examples only")
-    turns = [{"role": role, "content": content} for role, content in ex.prompt]
-    prefix = _template_ids(tokenizer, turns, True)
-    full = _template_ids(tokenizer, turns + [{"role": "assistant", "content": ex.completion}], False)
-    start = 0
-    for a, b in zip(prefix, full, strict=False):
-        if a != b:
-            break
-        start += 1
-    if start < len(prefix):
-        log.debug("chat template prefix differs from the full encoding at token %d of %d", start, len(prefix))
-    ends = _end_ids(tokenizer)
-    end = len(full)
-    for i in range(len(full) - 1, start - 1, -1):
-        if full[i] in ends:
-            end = i + 1
-            break
-    return full, [IGNORE] * start + full[start:end] + [IGNORE] * (len(full) - end)
-
-
-def _pieces(encoded: Sequence[tuple[list[int], list[int]]], seq_len: int) -> list[tuple[list[int], list[int]]]:
-    """Each example as pieces of at most seq_len tokens, overlapping by one (the overlap is context only).
-    The first label of every piece is IGNORE: within its segment nothing precedes it. Pieces with nothing
-    to learn are dropped."""
-    if seq_len < 2:
-        raise TrainingError("seq_len must be at least 2")
-    out = []
-    for ids, labels in encoded:
-        # a prompt that does not fit is cut from the left, so the answer keeps its question
-        first = next((i for i, x in enumerate(labels) if x != IGNORE), len(ids))
-        start = max(0, min(first - 1, len(ids) - seq_len))
-        while True:
-            end = min(start + seq_len, len(ids))
-            if end - start >= 2 and any(x != IGNORE for x in labels[start + 1:end]):
-                out.append((ids[start:end], [IGNORE] + labels[start + 1:end]))
-            if end >= len(ids):
-                break
-            start = end - 1
-    return out
-
-
-def pack(encoded: Sequence[tuple[list[int], list[int]]], seq_len: int, pad_id: int = 0) -> list[Row]:
-    """Best-fit-decreasing packing into rows of exactly seq_len; examples are split only if longer than
-    seq_len. Position ids restart at 0 per segment (padding is a segment of its own, never a target)."""
-    pieces = _pieces(encoded, seq_len)
-    order = sorted(range(len(pieces)), key=lambda i: (-len(pieces[i][0]), i))
-    rows: list[list[int]] = []          # piece indices per row
-    free: list[tuple[int, int]] = []    # (room left, row index), sorted
-    for i in order:
-        n = len(pieces[i][0])
-        at = bisect.bisect_left(free, (n, -1))
-        if at < len(free):
-            room, r = free.pop(at)
-        else:
-            room, r = seq_len, len(rows)
-            rows.append([])
-        rows[r].append(i)
-        if room - n > 0:
-            bisect.insort(free, (room - n, r))
-    out = []
-    for members in rows:
-        ids, labels, pos = [], [], []
-        for i in members:
-            ids += pieces[i][0]
-            labels += pieces[i][1]
-            pos += range(len(pieces[i][0]))
-        real, pad = len(ids), seq_len - len(ids)
-        out.append(Row(ids + [pad_id] * pad, labels + [IGNORE] * pad, pos + list(range(pad)),
-                       [1] * real + [0] * pad))
-    return out
-
-
-def pad_batches(encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, seq_len: int,
-                pad_id: int = 0) -> list[list[Row]]:
-    """The unpacked baseline: one example (piece) per row, in order, batches of `batch_size` rows padded
-    on the right to the batch's longest row (attention_mask 0, labels IGNORE on padding)."""
-    pieces = _pieces(encoded, seq_len)
-    return [_pad([Row(ids, labels, list(range(len(ids))), [1] * len(ids))
-                  for ids, labels in pieces[i:i + batch_size]], pad_id)
-            for i in range(0, len(pieces), batch_size)]
-
-
-def _pad(rows: Sequence[Row], pad_id: int) -> list[Row]:
-    width = max(len(r.input_ids) for r in rows)
-    out = []
-    for r in rows:
-        k = width - len(r.input_ids)
-        out.append(Row(r.input_ids + [pad_id] * k, r.labels + [IGNORE] * k,
-                       r.position_ids + list(range(k)), r.attention_mask + [0] * k))
-    return out
-
-
-def _lora_params_per_rank(model_config: Any, targets: Sequence[str]) -> int:
-    cfg = model_config if isinstance(model_config, dict) else model_config.to_dict()
-    hidden, inter = cfg["hidden_size"], cfg.get("intermediate_size", 4 * cfg["hidden_size"])
-    heads = cfg["num_attention_heads"]
-    head_dim = cfg.get("head_dim") or hidden // heads
-    kv = cfg.get("num_key_value_heads") or heads
-    shapes = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv * head_dim),
-              "v_proj": (hidden, kv * head_dim), "o_proj": (heads * head_dim, hidden),
-              "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
-    per_layer = sum(sum(shapes.get(t, (hidden, hidden))) for t in targets)
-    return per_layer * cfg["num_hidden_layers"]
-
-
-def choose_rank(examples: Sequence[TrainingExample], tokenizer: Any, model_config: Any,
-                target_modules: Sequence[str] = TrainConfig.target_modules) -> tuple[int, str]:
-    """Smallest power-of-two rank (2..64) whose LoRA can hold the data's information content.
-
-    Information = zlib-compressed bits of the unique completions of non-retention training examples; a
-    model stores ~2 bits per parameter, and we ask for 4x that capacity as a safety margin.
-    """
-    texts = sorted({e.completion for e in examples if e.split == "train" and e.kind != "retention"})
-    blob = "\n".join(texts).encode("utf-8")
-    bits = 8 * len(zlib.compress(blob, 9)) if blob else 0
-    needed = bits / _BITS_PER_PARAM * _RANK_MARGIN
-    per_rank = _lora_params_per_rank(model_config, target_modules)
-    rank = 2
-    while rank < 64 and rank * per_rank < needed:
-        rank *= 2
-    tokens = (f", {sum(len(tokenizer(t, add_special_tokens=False)['input_ids']) for t in texts):,} tokens"
-              if tokenizer is not None else "")
-    reason = (f"rank {rank}: {len(texts)} unique completions ({len(blob):,} bytes{tokens}) compress to "
-              f"{bits:,} bits; at {_BITS_PER_PARAM:g} bits/parameter x{_RANK_MARGIN:g} margin that needs "
-              f"{needed:,.0f} parameters; LoRA gives {per_rank:,} per rank"
-              + (" (capped at 64)" if rank * per_rank < needed else ""))
-    return rank, reason
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -347,18 +162,6 @@ def bits_per_byte(model: Any, tokenizer: Any, texts: Sequence[str], seq_len: int
 
 
 # -- training --------------------------------------------------------------------------------------------
-
-def _fingerprint(config: TrainConfig, base_dir: Path, examples: Sequence[TrainingExample]) -> str:
-    h = hashlib.sha256()
-    cfg = {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}
-    h.update(json.dumps(cfg, sort_keys=True, default=list).encode())
-    h.update((base_dir / "config.json").read_bytes() if (base_dir / "config.json").is_file() else b"")
-    for p in sorted(base_dir.glob("*.safetensors")) + sorted(base_dir.glob("tokenizer*.json")):
-        h.update(f"{p.name}:{p.stat().st_size}".encode())
-    for e in examples:
-        h.update(json.dumps([e.kind, e.prompt, e.completion]).encode())
-    return h.hexdigest()[:16]
-
 
 def _collate(rows: Sequence[Row], packed: bool, device: str) -> dict[str, Any]:
     import torch
@@ -463,7 +266,7 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
                                         config.target_modules)
     steps = config.steps or max(1, math.ceil(config.epochs * len(rows) / (config.batch_size * config.grad_accum)))
     config = replace(config, rank=rank, alpha=config.alpha or 2.0 * rank, steps=steps, device=device, dtype=dtype)
-    fingerprint = _fingerprint(config, base_dir, train_examples)
+    run_fingerprint = fingerprint(config, base_dir, train_examples)
 
     from peft import LoraConfig, get_peft_model
 
@@ -485,24 +288,24 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     state: dict[str, Any] = {"step": 0, "losses": [], "tokens": 0, "tokens_all": 0, "positions": 0,
                              "seconds": 0.0}
-    resumed = _load_checkpoint(run_dir, fingerprint, model, optimizer, scheduler)
+    resumed = load_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler)
     if resumed is not None:
         state = resumed
         log.info("resuming from step %d of %d", state["step"], steps)
     start = dict(state)
     schedule = _Schedule(rows, config, pad_id)
     t0 = time.perf_counter()
-    rng = _rng_state()
+    rng = rng_state()
     in_update = False
 
     def checkpoint() -> None:
-        _save_checkpoint(run_dir, fingerprint, model, optimizer, scheduler,
+        save_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler,
                          {**state, "seconds": start["seconds"] + time.perf_counter() - t0}, rng)
 
     model.train()
     try:
         while state["step"] < steps:
-            rng = _rng_state()  # the state at this step's start: what a checkpoint taken mid-step restores
+            rng = rng_state()  # the state at this step's start: what a checkpoint taken mid-step restores
             batches = schedule.micro_batches(state["step"])
             n_targets = max(1, sum(sum(x != IGNORE for x in r.labels[1:]) for mb in batches for r in mb))
             total = 0.0
@@ -521,7 +324,7 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
             state["tokens"] += n_targets
             state["tokens_all"] += sum(sum(r.attention_mask) for mb in batches for r in mb)
             state["positions"] += sum(len(r.input_ids) for mb in batches for r in mb)
-            rng = _rng_state()
+            rng = rng_state()
             in_update = False
             _report(on_progress, state, start, steps, t0, scheduler.get_last_lr()[0])
             if state["step"] < steps and state["step"] % max(1, config.checkpoint_every) == 0:
@@ -544,18 +347,9 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
                                 "checkpoint is kept") from e
         raise
     _save_verified(model, base_dir, out_dir, rows[0], config)
-    _clear_checkpoint(run_dir)
+    clear_checkpoint(run_dir)
     return TrainResult(out_dir, steps, state["losses"][-1], list(state["losses"]), state["tokens"],
                        start["seconds"] + time.perf_counter() - t0, rank, rank_reason, start["step"])
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    out: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
 
 
 def _report(on_progress: Callable[[dict], None] | None, state: dict[str, Any], start: dict[str, Any],
@@ -605,70 +399,3 @@ def _save_verified(model: Any, base_dir: Path, out_dir: Path, probe_row: Row, co
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-
-# -- checkpoints -----------------------------------------------------------------------------------------
-
-_CKPT, _PREV = "checkpoint", "checkpoint.prev"
-
-
-def _save_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any, scheduler: Any,
-                     state: dict[str, Any], rng: dict[str, Any]) -> None:
-    """Write a complete checkpoint in a temp dir, then swap it in with renames: at every moment either
-    `checkpoint` or (only between the two renames) `checkpoint.prev` holds a complete one."""
-    import torch
-    from safetensors.torch import save_file
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.tmp-", dir=run_dir))
-    try:
-        save_file({n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad},
-                  str(tmp / "adapter.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "torch_rng": rng["torch"], "cuda_rng": rng.get("cuda")}, tmp / "trainer.pt")
-        version, internal, gauss = rng["python"]
-        (tmp / "state.json").write_text(json.dumps({**state, "fingerprint": fingerprint,
-                                                    "python_rng": [version, list(internal), gauss]}))
-        ckpt, prev = run_dir / _CKPT, run_dir / _PREV
-        if ckpt.exists():
-            shutil.rmtree(prev, ignore_errors=True)
-            os.replace(ckpt, prev)
-        os.replace(tmp, ckpt)
-        shutil.rmtree(prev, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _load_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any,
-                     scheduler: Any) -> dict[str, Any] | None:
-    """Restore weights, optimizer, scheduler and RNG states; return the saved progress (None: no checkpoint)."""
-    import torch
-    from safetensors.torch import load_file
-
-    found = next((run_dir / n for n in (_CKPT, _PREV) if (run_dir / n / "state.json").is_file()), None)
-    if found is None:
-        return None
-    state = json.loads((found / "state.json").read_text())
-    if state.pop("fingerprint") != fingerprint:
-        raise TrainingError(f"{found} is a checkpoint of a different run (the samples, base model or settings "
-                            "changed): train without --resume to start over, or delete that folder")
-    params = dict(model.named_parameters())
-    weights = load_file(str(found / "adapter.safetensors"))
-    if set(weights) != {n for n, p in params.items() if p.requires_grad}:
-        raise TrainingError(f"{found} does not match this model's adapter; delete it to start over")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor)
-    trainer = torch.load(found / "trainer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(trainer["optimizer"])
-    scheduler.load_state_dict(trainer["scheduler"])
-    torch.set_rng_state(trainer["torch_rng"])
-    if trainer.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(trainer["cuda_rng"])
-    version, internal, gauss = state.pop("python_rng")
-    random.setstate((version, tuple(internal), gauss))
-    return state
-
-
-def _clear_checkpoint(run_dir: Path) -> None:
-    for name in (_CKPT, _PREV):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
