@@ -79,6 +79,20 @@ def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str]) -
     return out
 
 
+def _stratified(examples: Sequence[TrainingExample], limit: int) -> list[TrainingExample]:
+    """Up to `limit` examples taken round-robin across kinds, so every kind is scored."""
+    by_kind: dict[str, list[TrainingExample]] = {}
+    for e in examples:
+        by_kind.setdefault(e.kind, []).append(e)
+    out: list[TrainingExample] = []
+    queues = list(by_kind.values())
+    while len(out) < limit and any(queues):
+        for q in queues:
+            if q and len(out) < limit:
+                out.append(q.pop(0))
+    return out
+
+
 def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExample], *,
              bpb: Callable[[str, list[str]], float] | None = None, memory_texts: Sequence[str] = (),
              generic_text: str = "", generic_prompts: Sequence[str] = (), names: Sequence[str] = (),
@@ -86,7 +100,8 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
              on_progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
     """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal"."""
     progress = on_progress or (lambda *a: None)
-    asked = [e for e in heldout if e.chat and e.kind in (*QA_KINDS, "unanswerable", *SKILL_KINDS)][:max_questions]
+    asked = _stratified([e for e in heldout if e.chat and e.kind in (*QA_KINDS, "unanswerable", *SKILL_KINDS)],
+                        max_questions)
     report = EvalReport(scores={"base": {}, "personal": {}})
     answers: dict[str, list[str]] = {"base": [], "personal": []}
     total = 2 * (len(asked) + len(generic_prompts))

@@ -41,8 +41,9 @@ class TrainOptions:
     rank: int | None = field(default=None, metadata={"help": "LoRA rank; None = chosen from the data"})
     steps: int | None = field(default=None, metadata={"help": "optimizer steps; None = from epochs"})
     epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "kept low: a high rate taught SmolLM2 the "
-                                                                  "person's facts and made it forget France"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "moderate: a high rate taught SmolLM2 the "
+                                                                  "person's facts and made it forget France; "
+                                                                  "1e-4 with rank 2 barely moved it"})
     heldout: float = field(default=0.2, metadata={"help": "share of fact groups never trained on"})
     seed: int = 0
     eval_questions: int = field(default=40, metadata={"help": "held-out questions asked per model"})
