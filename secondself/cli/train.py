@@ -45,6 +45,21 @@ def _models(obj: Context, base_dir: Path):
     return make
 
 
+def _judge(obj: Context, quiet: bool):
+    """The teacher as a rubric judge, when it is stronger than the embedded model (an endpoint or a local
+    model directory); None otherwise — the 135M model cannot grade."""
+    from ..backends.registry import make_chat_model, parse_spec
+
+    s = obj.settings
+    parsed = parse_spec(s.teacher_model)
+    if parsed.kind not in ("openai", "local"):
+        return None
+    if parsed.remote and not quiet:
+        click.echo(f"note: the teacher model is remote ({parsed.base_url}); held-out questions, reference answers "
+                   "and both models' answers are sent there to be graded", err=True)
+    return make_chat_model(s.teacher_model, s.models_dir, s.api_key_env)
+
+
 class _TrainLine:
     """One self-updating status line on stderr (plain lines when not a terminal)."""
 
@@ -108,11 +123,12 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
     options = TrainOptions(base=base_spec or "embedded", rank=int(rank) if rank and rank.isdigit() else None,
                            steps=steps, **({"epochs": epochs} if epochs else {}))
     base_dir, base_name = _base(obj, base_spec)
+    judge = _judge(obj, as_json)
     line = _TrainLine(as_json)
     try:
         info = run_training(obj.store, person_dir, obj.settings.person_name or obj.settings.person, base_dir,
                             base_name, options, resume=resume, make_model=_models(obj, base_dir),
-                            on_progress=line)
+                            judge=judge, on_progress=line)
     finally:
         line.close()
     if as_json:

@@ -13,7 +13,11 @@ question, no retrieval: this measures what the weights know) and greedy decoding
   worse the personal model got at ordinary text);
 - generic_agreement: token F1 between the personal and the base model's answers to held-out generic
   prompts, and `generic_leaks`: those answers that mention the person's names or places while the base
-  model's answer did not ("The capital of France is called Porto").
+  model's answer did not ("The capital of France is called Porto");
+- judge_* (only when a judge model is given — a stronger teacher, never the embedded 135M): a rubric score
+  of 0 / 0.5 / 1 per item against the reference, averaged per category: memory QA about the person
+  (judge_self), about third parties (judge_people), context enhance and context critic. The judge picks
+  one of the three scores through the structured-output helper; an item it cannot score is left out.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.chat import ChatModel, Message, Sampling, complete
+from ..errors import StructuredOutputError
 from ..evaluation import mean, normalize_answer, token_f1
+from ..prompts import render
+from ..structured import Field, structured
 from ..types import TrainingExample
 
 __all__ = ["evaluate", "EvalReport", "QA_KINDS", "SKILL_KINDS", "score_answers", "leaks"]
@@ -79,6 +86,32 @@ def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str]) -
     return out
 
 
+_JUDGED = {"self_qa": "judge_self", "preference_qa": "judge_self", "events": "judge_self",
+           "people": "judge_people", "enhance": "judge_enhance", "critic": "judge_critic"}
+_TASKS = {"judge_self": "memory question about the person", "judge_people": "memory question about someone "
+          "the person knows", "judge_enhance": "rewrite a request adding only the relevant personal details",
+          "judge_critic": "critique an expert's answer from the person's point of view"}
+
+
+def judge_scores(judge: ChatModel, person: str, examples: Sequence[TrainingExample],
+                 answers: Sequence[str]) -> dict[str, float]:
+    """Mean rubric score per category (see the module docstring)."""
+    got: dict[str, list[float]] = {}
+    field_ = Field("score", "Score (0, 0.5 or 1):", kind="choice", choices=("0", "0.5", "1"))
+    for ex, answer in zip(examples, answers, strict=True):
+        category = _JUDGED.get(ex.kind)
+        if category is None:
+            continue
+        prompt = render("judge", name=person, task=_TASKS[category], question=ex.prompt[-1][1],
+                        reference=ex.completion, answer=answer or "(no answer)")
+        try:
+            value = structured(judge, prompt, [field_], prefer_json=True)["score"]
+        except StructuredOutputError:
+            continue
+        got.setdefault(category, []).append(float(value))
+    return {k: round(mean(v), 4) for k, v in sorted(got.items())}
+
+
 def _stratified(examples: Sequence[TrainingExample], limit: int) -> list[TrainingExample]:
     """Up to `limit` examples taken round-robin across kinds, so every kind is scored."""
     by_kind: dict[str, list[TrainingExample]] = {}
@@ -96,7 +129,7 @@ def _stratified(examples: Sequence[TrainingExample], limit: int) -> list[Trainin
 def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExample], *,
              bpb: Callable[[str, list[str]], float] | None = None, memory_texts: Sequence[str] = (),
              generic_text: str = "", generic_prompts: Sequence[str] = (), names: Sequence[str] = (),
-             max_questions: int = 40, max_tokens: int = 40,
+             max_questions: int = 40, max_tokens: int = 40, judge: ChatModel | None = None, person: str = "",
              on_progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
     """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal"."""
     progress = on_progress or (lambda *a: None)
@@ -112,6 +145,8 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
             done += 1
             progress("eval", done, total)
         report.scores[which].update(score_answers(asked, answers[which]))
+        if judge is not None:
+            report.scores[which].update(judge_scores(judge, person, asked, answers[which]))
     report.items = [{"kind": e.kind, "question": e.prompt[-1][1], "reference": e.completion,
                      "base": b, "personal": p} for e, b, p in zip(asked, answers["base"], answers["personal"],
                                                                    strict=True)]

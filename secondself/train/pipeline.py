@@ -46,7 +46,8 @@ class TrainOptions:
                                                                   "1e-4 with rank 2 barely moved it"})
     heldout: float = field(default=0.2, metadata={"help": "share of fact groups never trained on"})
     seed: int = 0
-    eval_questions: int = field(default=40, metadata={"help": "held-out questions asked per model"})
+    eval_questions: int = field(default=24, metadata={"help": "held-out questions asked per model (taken "
+                                                                  "round-robin across kinds)"})
     retention_prompts: int = field(default=24, metadata={"help": "generic prompts answered by the base model "
                                                                  "and mixed into training"})
 
@@ -126,12 +127,13 @@ class _Run:
 
 def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, base_name: str,
                  options: TrainOptions | None = None, *, resume: bool = False,
-                 make_model: Callable[[Path | None], Any] | None = None,
+                 make_model: Callable[[Path | None], Any] | None = None, judge: Any = None,
                  on_progress: Progress | None = None) -> registry.AdapterInfo:
     """Run (or resume) a training run; return the registered, selected adapter.
 
     `make_model(adapter_dir)` builds a ChatModel for the base (None) or base + adapter, used for the
-    retention set and evaluation (the CLI passes LocalChatModel; tests pass tiny models).
+    retention set and evaluation (the CLI passes LocalChatModel; tests pass tiny models). `judge`: a
+    stronger model for the rubric scores (None: judge-free metrics only).
     """
     from ..memory.versions import load_version
     from . import sft
@@ -196,7 +198,7 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                 report = evaluate(base_model, personal, heldout, bpb=bpb,
                                   memory_texts=[e.completion for e in heldout if e.kind == "notes"],
                                   generic_text=GENERIC_TEXT, generic_prompts=RETENTION_HELDOUT, names=names,
-                                  max_questions=opts.eval_questions,
+                                  max_questions=opts.eval_questions, judge=judge, person=person,
                                   on_progress=lambda s, d, t: progress("evaluate", {"done": d, "total": t}))
                 scores = report.to_dict()
                 _write_json(run.path / "eval.json", scores)
