@@ -4,7 +4,8 @@ Glossary (the paper "AI-native Memory 2.0: Second Me" numbers its layers; we nam
 - layer 0, raw memory: `ingest/` (readers, chunking, pipeline), `store` and `memory/search` (hybrid search).
 - layer 1, natural-language memory: `memory/build.py` makes topics, facts, shades, the biography and status,
   versioned by `memory/versions.py`.
-- layer 2, the personal model: a LoRA adapter trained from layers 0-1 (a later module).
+- layer 2, the personal model: `train/` synthesizes grounded data from layers 0-1, fine-tunes a LoRA
+  adapter, evaluates it against its base and keeps adapter versions.
 
 Nothing runs at import time, and heavy libraries (torch, transformers) are imported only where used.
 """
