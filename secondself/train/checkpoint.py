@@ -114,3 +114,18 @@ def load_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any,
 def clear_checkpoint(run_dir: Path) -> None:
     for name in (_CKPT, _PREV):
         shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def swap_in(tmp: Path, out_dir: Path) -> None:
+    """Put the finished directory `tmp` at `out_dir`, replacing what was there, so that a reader sees the
+    old complete directory or the new complete one, never a half-written one."""
+    import os
+    import shutil
+
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import TrainingCancelled, TrainingError
 from ..types import TrainingExample
-from .checkpoint import clear_checkpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint
+from .checkpoint import clear_checkpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint, swap_in
 from .data import IGNORE, TARGET_MODULES, Row, _pad, _pieces, choose_rank, encode, pack, pad_batches
 
 __all__ = ["TrainConfig", "TrainResult", "Row", "IGNORE", "encode", "pack", "pad_batches", "choose_rank", "train",
@@ -389,13 +389,7 @@ def _save_verified(model: Any, base_dir: Path, out_dir: Path, probe_row: Row, co
         (tmp / "secondself-train.json").write_text(json.dumps(
             {k: (list(v) if isinstance(v, tuple) else v) for k, v in
              ((f.name, getattr(config, f.name)) for f in fields(config))}, indent=2))
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
