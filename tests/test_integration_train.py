@@ -30,14 +30,14 @@ def test_a_short_real_run_trains_evaluates_and_chats(maya_memory, tmp_path):
     with Store(tmp_path / "memory.sqlite3") as store:
         build(store, embedder.name, base, "Maya", BuildOptions(slots=False))
         info = run_training(store, tmp_path, "Maya", base_dir, base.name,
-                            TrainOptions(steps=3, eval_questions=4, retention_prompts=2), make_model=make)
+                            TrainOptions(steps=3, eval_questions=8, retention_prompts=2), make_model=make)
         assert registry.current(store, tmp_path).version == info.version == "v001"
     meta = info.metadata
     print(json.dumps({k: meta[k] for k in ("samples", "train", "eval")}, indent=1)[:3000])
     assert meta["train"]["steps"] == 3 and meta["train"]["rank"] >= 2
     scores = meta["eval"]["scores"]
     for which in ("base", "personal"):
-        assert {"qa_f1", "refusal", "memory_bpb", "generic_bpb"} <= set(scores[which])
+        assert {"qa_f1", "refusal", "skills_f1", "memory_bpb", "generic_bpb"} <= set(scores[which])  # all kinds
         assert 0.5 < scores[which]["memory_bpb"] < 5 and 0.5 < scores[which]["generic_bpb"] < 5
     personal = LocalChatModel(base_dir, cache_dir=models, adapter=info.path)
     text = complete(personal, [Message("user", "Where do you live?")], Sampling(max_tokens=16)).text()
