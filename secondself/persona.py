@@ -219,7 +219,11 @@ class Persona:
         if re.search(r"\bi don['’]t know\b", text, re.IGNORECASE):  # also 'The answer is: "I don't know."'
             return Answer(IDK, [], shown, True, "the model found no answer in the memories", timings, usage)
         text = collapse_repeats(text)
-        evidence = " ".join([question, self.name, *(p.text for p in shown), *(_label(p.chunk) for p in shown)])
+        # layer 1 (biography, dated facts) was in the prompt too; it is derived from cited memories, so what
+        # the answer takes from it counts as supported (without this, "since 2025-07-01" was withdrawn)
+        about = self.profile(question) if callable(self.profile) else self.profile
+        evidence = " ".join([question, self.name, about, *(p.text for p in shown),
+                             *(_label(p.chunk) for p in shown)])
         problem = self._unsupported(question, text, evidence) if self.config.guard else ""
         if problem:
             return Answer(IDK, [], shown, True, problem, timings, usage, raw=text)

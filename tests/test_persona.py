@@ -119,3 +119,16 @@ def test_generation_stops_when_the_model_loops(searcher):
     reply = p.ask("When did I move to Lisbon?")
     assert "".join(reply).count("I moved to Lisbon.") == 2  # stopped right after the first repeat
     assert reply.answer().text == "I moved to Lisbon."
+
+
+def test_facts_from_layer_one_count_as_support(searcher):
+    model = FakeChatModel(["I live in Lisbon, since 2025-07-01, and work at Tidewater Labs [1]."])
+    p = Persona(model, searcher, name="Maya", config=PersonaConfig(min_cosine=0.2, min_coverage=0.5),
+                profile=lambda q: "Maya lives in Lisbon.\n- I work at Tidewater Labs (since 2025-09-08)\n"
+                                  "- I live in Lisbon (since 2025-07-01)")
+    ans = p.ask("Where do I live, Lisbon or Porto?").answer()
+    assert not ans.abstained, ans.reason
+    assert "About Maya: Maya lives in Lisbon." in model.calls[0][0][-1].content
+    bare = Persona(FakeChatModel(["I live in Lisbon, since 2025-07-01, and work at Tidewater Labs [1]."]), searcher,
+                   name="Maya", config=PersonaConfig(min_cosine=0.2, min_coverage=0.5))
+    assert bare.ask("Where do I live, Lisbon or Porto?").answer().abstained      # without layer 1: unsupported

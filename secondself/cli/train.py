@@ -136,7 +136,7 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
         return
     t = info.metadata.get("train", {})
     click.echo(f"adapter {info.version} saved and selected ({info.path})")
-    click.echo(f"rank {t.get('rank')}: {t.get('rank_reason', '')}")
+    click.echo(t.get("rank_reason") or f"rank {t.get('rank')}")
     click.echo(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s")
     ev = info.metadata.get("eval", {})
     if ev.get("scores"):
