@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +125,3 @@ def rollback(store: Store, person_dir: Path) -> AdapterInfo:
         store.set_meta("adapter_history", json.dumps(history))
         store.set_meta("adapter_current", previous)
     return get(person_dir, previous)
-
-
-def remove_partial(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

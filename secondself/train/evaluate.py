@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..backends.chat import ChatModel, Message, Sampling, complete
@@ -193,7 +192,3 @@ def table(report: EvalReport) -> list[str]:
         lines.append(f"{m:<14} {'' if b is None else f'{b:.3f}':>8} {'' if p is None else f'{p:.3f}':>9}")
     lines += [f"{k:<24} {v}" for k, v in report.summary.items()]
     return lines
-
-
-def adapter_path(info: Any) -> Path:
-    return Path(info.path)
