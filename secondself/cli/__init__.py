@@ -13,40 +13,21 @@ from typing import Any
 
 import click
 
+from ..runtime import Runtime
+
 EXIT_FILES_FAILED = 1
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-class Context:
-    """Per-invocation state built from global flags; the store and embedder are opened on demand."""
+class Context(Runtime):
+    """The CLI's runtime: settings from global flags; notices (remote endpoints, re-embedding) go to stderr."""
 
     def __init__(self, home: str | None, person: str | None, embedder: str | None) -> None:
         from ..config import load_settings
 
-        self.settings = load_settings(home, {"person": person, "embedder": embedder})
-        self._store = None
-        self._embedder = None
-
-    @property
-    def store(self):
-        if self._store is None:
-            from ..store import Store
-
-            self._store = Store(self.settings.db_path)
-        return self._store
-
-    @property
-    def embedder(self):
-        if self._embedder is None:
-            from ..backends.embedders import make_embedder
-
-            self._embedder = make_embedder(self.settings.embedder, self.settings.embed_batch)
-        return self._embedder
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        super().__init__(load_settings(home, {"person": person, "embedder": embedder}),
+                         notify=lambda message: click.echo(message, err=True))
 
 
 def _emit_json(data: Any) -> None:

@@ -15,47 +15,8 @@ from . import Context, _emit_json, cli
 
 
 def _persona(obj: Context, model_spec: str | None, k: int | None):
-    from ..backends.registry import make_chat_model, parse_spec
-    from ..memory.search import Searcher
-    from ..persona import Persona, PersonaConfig
-    from .memory import _reembed_if_stale
-
-    s = obj.settings
-    spec = model_spec or s.persona_model
-    parsed = parse_spec("embedded" if spec == "personal" else spec)
-    if parsed.remote:
-        click.echo(f"note: the persona model is remote ({parsed.base_url}); your question and the memories "
-                   "retrieved for it are sent there", err=True)
-    model = _personal_model(obj) if spec == "personal" else make_chat_model(spec, s.models_dir, s.api_key_env)
-    _reembed_if_stale(obj, quiet=True)
-    config = PersonaConfig(k=k) if k else PersonaConfig()
-    return Persona(model, Searcher(obj.store, obj.embedder), name=s.person_name, config=config,
-                   profile=_layer1(obj)), spec
-
-
-def _personal_model(obj: Context):
-    """The base model with the selected adapter (`secondself model use`)."""
-    from pathlib import Path
-
-    from ..backends.local import LocalChatModel
-    from ..errors import TrainingError
-    from ..train import adapters as registry
-
-    info = registry.current(obj.store, obj.settings.person_dir)
-    if info is None:
-        raise TrainingError("no personal model yet: run `secondself train` (or choose one with `model use`)")
-    return LocalChatModel(Path(info.metadata["base_dir"]), cache_dir=obj.settings.models_dir, adapter=info.path)
-
-
-def _layer1(obj: Context):
-    """Layer 1, condensed per question, once a profile has been built; "" before that."""
-    from ..memory.context import persona_context
-    from ..memory.versions import current_version, load_version
-
-    if current_version(obj.store) is None:
-        return ""
-    profile = load_version(obj.store)
-    return lambda question: persona_context(profile, question)
+    spec = model_spec or obj.settings.persona_model
+    return obj.persona(spec, k), spec
 
 
 def _print_citations(answer) -> None:

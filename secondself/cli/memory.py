@@ -105,17 +105,11 @@ def search(obj: Context, query: str, k: int, sources: tuple[str, ...], since: st
 
 def _reembed_if_stale(obj: Context, quiet: bool) -> None:
     """After an embedding-model switch, embed what the new model lacks (with a progress bar)."""
-    from ..ingest.pipeline import ensure_embeddings
-
-    missing = obj.store.count_missing_vectors(obj.embedder.name)
-    if missing:
-        if not quiet:
-            click.echo(f"embedding {missing} chunk(s) with {obj.embedder.name} (model changed or new)…", err=True)
-        bars = _Bars({"embed": "embed"}, enabled=not quiet)
-        try:
-            ensure_embeddings(obj.store, obj.embedder, on_progress=bars)
-        finally:
-            bars.close()
+    bars = _Bars({"embed": "embed"}, enabled=not quiet)
+    try:
+        obj.reembed_if_stale(on_progress=bars)
+    finally:
+        bars.close()
 
 
 @cli.command()

@@ -11,20 +11,8 @@ import click
 from . import Context, _Bars, _emit_json, cli
 
 
-def _teacher(obj: Context, spec: str | None, quiet: bool):
-    from ..backends.registry import make_chat_model, parse_spec
-
-    s = obj.settings
-    spec = spec or s.teacher_model
-    parsed = parse_spec(spec)
-    if parsed.remote and not quiet:
-        click.echo(f"note: the teacher model is remote ({parsed.base_url}); excerpts of your memories are sent "
-                   "there to name topics and write the biography", err=True)
-    return make_chat_model(spec, s.models_dir, s.api_key_env), parsed
-
-
 def _person(obj: Context) -> str:
-    return obj.settings.person_name or obj.settings.person
+    return obj.person
 
 
 @cli.command()
@@ -55,7 +43,7 @@ def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None
     from ..memory.versions import overrides, set_override
     from .memory import _reembed_if_stale
 
-    teacher, parsed = _teacher(obj, teacher_spec, as_json)
+    teacher, parsed = obj.teacher(teacher_spec)
     if about_file:
         set_override(obj.store, "about", "text", Path(about_file).read_text(encoding="utf-8"))
     about = overrides(obj.store).get("about", {}).get("text", "")

@@ -14,52 +14,6 @@ import click
 from . import Context, _emit_json, cli
 
 
-def _base(obj: Context, spec: str | None) -> tuple[Path, str]:
-    """The base model's plain checkpoint directory (the embedded GGUF is converted once) and its name."""
-    from ..backends.local import LocalChatModel
-    from ..backends.registry import parse_spec
-    from ..errors import ConfigError
-
-    spec = spec or "embedded"
-    parsed = parse_spec(spec)
-    if parsed.kind == "embedded":
-        model = LocalChatModel(None, cache_dir=obj.settings.models_dir)
-    elif parsed.kind == "local":
-        model = LocalChatModel(parsed.target, cache_dir=obj.settings.models_dir)
-    else:
-        raise ConfigError(f"cannot fine-tune {spec!r}: training needs local weights ('embedded' or a local "
-                          "model directory or .gguf file)")
-    return model._checkpoint(), model.name
-
-
-def _models(obj: Context, base_dir: Path):
-    from ..backends.local import LocalChatModel
-
-    cache: dict = {}
-
-    def make(adapter: Path | None):
-        key = str(adapter)
-        if key not in cache:
-            cache[key] = LocalChatModel(base_dir, cache_dir=obj.settings.models_dir, adapter=adapter)
-        return cache[key]
-    return make
-
-
-def _judge(obj: Context, quiet: bool):
-    """The teacher as a rubric judge, when it is stronger than the embedded model (an endpoint or a local
-    model directory); None otherwise — the 135M model cannot grade."""
-    from ..backends.registry import make_chat_model, parse_spec
-
-    s = obj.settings
-    parsed = parse_spec(s.teacher_model)
-    if parsed.kind not in ("openai", "local"):
-        return None
-    if parsed.remote and not quiet:
-        click.echo(f"note: the teacher model is remote ({parsed.base_url}); held-out questions, reference answers "
-                   "and both models' answers are sent there to be graded", err=True)
-    return make_chat_model(s.teacher_model, s.models_dir, s.api_key_env)
-
-
 class _TrainLine:
     """One self-updating status line on stderr (plain lines when not a terminal)."""
 
@@ -122,12 +76,12 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
         raise ConfigError(f"--rank must be a positive whole number or 'auto', not {rank!r}")
     options = TrainOptions(base=base_spec or "embedded", rank=int(rank) if rank and rank.isdigit() else None,
                            steps=steps, **({"epochs": epochs} if epochs else {}))
-    base_dir, base_name = _base(obj, base_spec)
-    judge = _judge(obj, as_json)
+    base_dir, base_name = obj.train_base(base_spec)
+    judge = obj.judge()
     line = _TrainLine(as_json)
     try:
         info = run_training(obj.store, person_dir, obj.settings.person_name or obj.settings.person, base_dir,
-                            base_name, options, resume=resume, make_model=_models(obj, base_dir),
+                            base_name, options, resume=resume, make_model=obj.adapter_models(base_dir),
                             judge=judge, on_progress=line)
     finally:
         line.close()

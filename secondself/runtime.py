@@ -1,0 +1,192 @@
+"""What one running secondself process holds: settings, one store, one embedder, and the models it loaded.
+
+The CLI builds a `Runtime` per invocation and the server one per process; both then call the same
+functions here to choose models (persona, personal adapter, teacher, training base, judge), so a command and
+its HTTP twin cannot drift apart. Nothing is opened until first used, so `secondself --help` stays instant.
+
+Notices that a user must see before data leaves the machine ("the persona model is remote...") go through
+`notify`; the CLI prints them on stderr, the server logs them at startup and returns them in `/health`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import Settings, load_settings
+
+__all__ = ["Runtime", "Notify"]
+
+Notify = Callable[[str], None]
+
+
+class Runtime:
+    """Lazily opened services for one person. Loaded chat models are cached by spec (loading the embedded
+    model takes seconds); `lock` guards the shared store connection when several threads use it."""
+
+    def __init__(self, settings: Settings, notify: Notify | None = None) -> None:
+        self.settings = settings
+        self.notify: Notify = notify or (lambda message: None)
+        self._store = None
+        self._embedder = None
+        self._models: dict[str, Any] = {}
+        self._searcher = None
+        self.lock = threading.RLock()
+
+    @classmethod
+    def from_options(cls, home: str | None = None, overrides: dict[str, Any] | None = None,
+                     notify: Notify | None = None) -> Runtime:
+        return cls(load_settings(home, overrides or {}), notify)
+
+    # -- layer 0 ------------------------------------------------------------------------------------
+    @property
+    def store(self):
+        if self._store is None:
+            from .store import Store
+
+            self._store = Store(self.settings.db_path)
+        return self._store
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from .backends.embedders import make_embedder
+
+            self._embedder = make_embedder(self.settings.embedder, self.settings.embed_batch)
+        return self._embedder
+
+    @property
+    def searcher(self):
+        if self._searcher is None:
+            from .memory.search import Searcher
+
+            self._searcher = Searcher(self.store, self.embedder)
+        return self._searcher
+
+    @property
+    def person(self) -> str:
+        """The person's display name (their name if configured, else the person id)."""
+        return self.settings.person_name or self.settings.person
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def reembed_if_stale(self, on_progress=None) -> int:
+        """After an embedding-model switch, embed what the configured model lacks; returns how many."""
+        from .ingest.pipeline import ensure_embeddings
+
+        missing = self.store.count_missing_vectors(self.embedder.name)
+        if missing:
+            self.notify(f"embedding {missing} chunk(s) with {self.embedder.name} (model changed or new)…")
+            ensure_embeddings(self.store, self.embedder, on_progress=on_progress)
+        return missing
+
+    # -- models -------------------------------------------------------------------------------------
+    def chat_model(self, spec: str, purpose: str = "persona"):
+        """The model for a spec ('personal' = base + the selected adapter), loaded once per process."""
+        from .backends.registry import make_chat_model, parse_spec
+
+        if spec == "personal":
+            return self.personal_model()
+        parsed = parse_spec(spec)
+        if spec not in self._models:
+            if parsed.remote:
+                self.notify(_REMOTE[purpose].format(url=parsed.base_url))
+            self._models[spec] = make_chat_model(spec, self.settings.models_dir, self.settings.api_key_env)
+        return self._models[spec]
+
+    def personal_model(self):
+        """The base model with the selected adapter (`secondself model use`); reloaded when that changes."""
+        from .backends.local import LocalChatModel
+        from .errors import TrainingError
+        from .train import adapters as registry
+
+        info = registry.current(self.store, self.settings.person_dir)
+        if info is None:
+            raise TrainingError("no personal model yet: run `secondself train` (or choose one with `model use`)")
+        key = f"personal:{info.path}"
+        if key not in self._models:
+            self._models = {k: v for k, v in self._models.items() if not k.startswith("personal:")}
+            self._models[key] = LocalChatModel(Path(info.metadata["base_dir"]), cache_dir=self.settings.models_dir,
+                                               adapter=info.path)
+        return self._models[key]
+
+    def layer1(self):
+        """Layer 1 condensed per question (a callable), once a profile has been built; "" before that."""
+        from .memory.context import persona_context
+        from .memory.versions import current_version, load_version
+
+        if current_version(self.store) is None:
+            return ""
+        profile = load_version(self.store)
+        return lambda question: persona_context(profile, question)
+
+    def persona(self, spec: str | None = None, k: int | None = None):
+        """A Persona answering with `spec` (default: the configured persona model)."""
+        from .persona import Persona, PersonaConfig
+
+        spec = spec or self.settings.persona_model
+        model = self.chat_model(spec)
+        self.reembed_if_stale()
+        config = PersonaConfig(k=k) if k else PersonaConfig()
+        return Persona(model, self.searcher, name=self.settings.person_name, config=config, profile=self.layer1())
+
+    def teacher(self, spec: str | None = None):
+        """The model that builds layers 1-2, and its parsed spec."""
+        from .backends.registry import parse_spec
+
+        spec = spec or self.settings.teacher_model
+        return self.chat_model(spec, purpose="teacher"), parse_spec(spec)
+
+    def judge(self):
+        """The teacher as a rubric judge when it is stronger than the embedded model; None otherwise (the
+        135M model cannot grade)."""
+        from .backends.registry import parse_spec
+
+        if parse_spec(self.settings.teacher_model).kind not in ("openai", "local"):
+            return None
+        return self.chat_model(self.settings.teacher_model, purpose="judge")
+
+    def train_base(self, spec: str | None = None) -> tuple[Path, str]:
+        """The base model's plain checkpoint directory (the embedded GGUF is converted once) and its name."""
+        from .backends.local import LocalChatModel
+        from .backends.registry import parse_spec
+        from .errors import ConfigError
+
+        spec = spec or "embedded"
+        parsed = parse_spec(spec)
+        if parsed.kind == "embedded":
+            model = LocalChatModel(None, cache_dir=self.settings.models_dir)
+        elif parsed.kind == "local":
+            model = LocalChatModel(parsed.target, cache_dir=self.settings.models_dir)
+        else:
+            raise ConfigError(f"cannot fine-tune {spec!r}: training needs local weights ('embedded' or a local "
+                              "model directory or .gguf file)")
+        return model._checkpoint(), model.name
+
+    def adapter_models(self, base_dir: Path) -> Callable[[Path | None], Any]:
+        """make_model(adapter) for training and evaluation: the base with or without an adapter, cached."""
+        from .backends.local import LocalChatModel
+
+        cache: dict[str, Any] = {}
+
+        def make(adapter: Path | None):
+            key = str(adapter)
+            if key not in cache:
+                cache[key] = LocalChatModel(base_dir, cache_dir=self.settings.models_dir, adapter=adapter)
+            return cache[key]
+        return make
+
+
+_REMOTE = {
+    "persona": "note: the persona model is remote ({url}); your question and the memories retrieved for it "
+               "are sent there",
+    "teacher": "note: the teacher model is remote ({url}); excerpts of your memories are sent there to name "
+               "topics and write the biography",
+    "judge": "note: the teacher model is remote ({url}); held-out questions, reference answers and both "
+             "models' answers are sent there to be graded",
+}
