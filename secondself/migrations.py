@@ -162,8 +162,39 @@ def m004_layer1(db: sqlite3.Connection) -> None:
     """)
 
 
+def m005_serve(db: sqlite3.Connection) -> None:
+    _run(db, """        -- API tokens: only a SHA-256 of the secret is kept; the secret is shown once, at creation.
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,              -- space-separated: chat read write admin
+            secret_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,              -- first characters, to recognise a token in a list
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        );
+        -- Long jobs run by the server's background worker (ingest, build, train), persisted so a restart
+        -- neither loses them nor hides their outcome.
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            params TEXT NOT NULL,              -- JSON
+            status TEXT NOT NULL,              -- queued running done failed cancelled
+            progress TEXT NOT NULL DEFAULT '{}',
+            result TEXT,
+            error TEXT,
+            note TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        );
+        CREATE INDEX jobs_status ON jobs(status);
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_conversations,
-                                                          m003_keyword_vocabulary, m004_layer1]
+                                                          m003_keyword_vocabulary, m004_layer1, m005_serve]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

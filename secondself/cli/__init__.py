@@ -98,4 +98,5 @@ def main(argv: list[str] | None = None) -> None:
 from . import chat as _chat  # noqa: E402,F401
 from . import memory as _memory  # noqa: E402,F401
 from . import profile as _profile  # noqa: E402,F401
+from . import serve as _serve  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401

@@ -1,0 +1,13 @@
+"""Serving the second self: an OpenAI-compatible HTTP API with our own routes, an MCP server and a web app.
+
+    tokens.py   API tokens with scopes, stored hashed
+    uploads.py  where uploaded files and notes land (names sanitized, sizes capped, atomic writes)
+    jobs.py     the background worker for long jobs (ingest, build, train), persisted in the database
+    limits.py   per-token rate limits and the model gate (bounded queue: 429/503 instead of piling up)
+    app.py      the FastAPI application: OpenAI wire format at this edge only, typed errors → OpenAI errors
+    mcp.py      the MCP server (official SDK): stdio, and streamable HTTP behind the same tokens
+    server.py   running the app with uvicorn (CLI and tests)
+    web/        the web app: static files, no build step, no Node at run time
+
+Nothing here is imported by the CLI until `serve`, `mcp` or `token` runs.
+"""

@@ -1,0 +1,120 @@
+"""API tokens with scopes, stored hashed in the person's database.
+
+A token is `ss-` plus 43 random URL-safe characters (256 bits). Only its SHA-256 is stored: the secret is
+returned once, by `create`, and can never be read back — not by the CLI, not by any endpoint. Because the
+secret is random and long, a plain SHA-256 is enough (a slow password hash protects guessable secrets).
+
+Scopes, each granting one kind of access:
+    chat   talk to the second self (/v1/chat/completions, /v1/models, conversations)
+    read   read memories and the profile (search, sources, profile, facts, jobs, adapters)
+    write  change memories and the profile (upload, delete a source, edit, build); implies read
+    admin  everything, including training, choosing adapters, settings and tokens
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..store import Store, now_iso
+
+__all__ = ["SCOPES", "Token", "create", "list_tokens", "revoke", "verify", "grants", "any_tokens"]
+
+SCOPES = ("chat", "read", "write", "admin")
+_IMPLIES = {"admin": set(SCOPES), "write": {"write", "read"}, "read": {"read"}, "chat": {"chat"}}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Token:
+    """What is known about a token; never its secret."""
+
+    name: str
+    scopes: tuple[str, ...]
+    prefix: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "scopes": list(self.scopes), "prefix": self.prefix, "created_at": self.created_at,
+                "last_used_at": self.last_used_at, "revoked_at": self.revoked_at}
+
+
+def grants(scopes: tuple[str, ...] | list[str], needed: str) -> bool:
+    """Whether a token with `scopes` may do what needs `needed`."""
+    return any(needed in _IMPLIES.get(s, set()) for s in scopes)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _row(r) -> Token:
+    return Token(r[0], tuple(r[1].split()), r[2], r[3], r[4], r[5])
+
+
+_COLUMNS = "name, scopes, prefix, created_at, last_used_at, revoked_at"
+
+
+def create(store: Store, name: str, scopes: list[str] | tuple[str, ...]) -> tuple[Token, str]:
+    """A new token and its secret (the only time the secret exists outside the caller's hands)."""
+    if not _NAME.match(name or ""):
+        raise ConfigError(f"token name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    scopes = tuple(dict.fromkeys(scopes))
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        raise ConfigError(f"unknown scope {', '.join(bad) or '(none)'}: choose from {', '.join(SCOPES)}")
+    secret = "ss-" + secrets.token_urlsafe(32)
+    with store.transaction() as db:
+        if db.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
+            raise ConfigError(f"a token named {name!r} exists; revoke it first or choose another name")
+        db.execute("INSERT INTO api_tokens (name, scopes, secret_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (name, " ".join(scopes), _hash(secret), secret[:7], now_iso()))
+    return get(store, name), secret
+
+
+def get(store: Store, name: str) -> Token:
+    row = store.db.execute(f"SELECT {_COLUMNS} FROM api_tokens WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise ConfigError(f"no token named {name!r} (see `secondself token list`)")
+    return _row(row)
+
+
+def list_tokens(store: Store, include_revoked: bool = False) -> list[Token]:
+    where = "" if include_revoked else "WHERE revoked_at IS NULL"
+    return [_row(r) for r in store.db.execute(f"SELECT {_COLUMNS} FROM api_tokens {where} ORDER BY id")]
+
+
+def any_tokens(store: Store) -> bool:
+    """Whether at least one active token exists (then every request must carry one)."""
+    return store.db.execute("SELECT 1 FROM api_tokens WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
+
+
+def revoke(store: Store, name: str) -> Token:
+    """Revoke at once; the row is kept (revoked) so the name shows in `token list --all`."""
+    token = get(store, name)
+    if token.active:
+        with store.transaction() as db:
+            db.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ?", (now_iso(), name))
+    return get(store, name)
+
+
+def verify(store: Store, secret: str, touch: bool = True) -> Token | None:
+    """The active token whose secret this is, or None (unknown, malformed or revoked)."""
+    if not secret or not secret.startswith("ss-") or len(secret) > 200:
+        return None
+    row = store.db.execute(f"SELECT {_COLUMNS} FROM api_tokens WHERE secret_hash = ?", (_hash(secret),)).fetchone()
+    if row is None or row[5] is not None:
+        return None
+    if touch:
+        with store.transaction() as db:
+            db.execute("UPDATE api_tokens SET last_used_at = ? WHERE secret_hash = ?", (now_iso(), _hash(secret)))
+    return _row(row)
