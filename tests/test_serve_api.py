@@ -236,3 +236,37 @@ def test_a_busy_model_answers_503_not_a_pile_up(tmp_path):
             t.join()
         assert sorted(results)[0] == 200 and 503 in results
         assert s.state.gates["fake"].snapshot()["active"] == 0  # every turn was given back
+
+
+# -- profile routes -----------------------------------------------------------------------------------
+def test_profile_read_edit_diff_and_fact_corrections(tmp_path):
+    from conftest import EXAMPLES
+
+    from secondself.ingest.pipeline import ingest
+    from secondself.memory.build import BuildOptions, build
+    from secondself.memory.fakes import slot_teacher
+
+    with running_server(tmp_path / "h", jobs=False, mcp=False) as s:
+        rt = s.runtime
+        assert httpx.get(s.url + "/api/profile").json()["error"]["code"] == "profile_not_found"
+        with rt.lock:
+            ingest(rt.store, rt.embedder, [EXAMPLES / "maya" / "corpus"], source_name="maya", person_name="Maya")
+            build(rt.store, rt.embedder.name, slot_teacher(), "Maya", BuildOptions(slots=False))
+        p = httpx.get(s.url + "/api/profile").json()
+        assert p["version"] == 1 and p["profile"]["biography"] and p["profile"]["shades"]
+        edited = httpx.put(s.url + "/api/profile/sections/biography", json={"text": "Maya, in her own words."})
+        assert edited.json()["profile"]["biography"] == "Maya, in her own words."
+        assert httpx.put(s.url + "/api/profile/sections/secrets", json={"text": "x"}).status_code == 400
+        lines = httpx.get(s.url + "/api/profile/diff", params={"a": 1, "b": 2}).json()["lines"]
+        assert any("own words" in line for line in lines)
+        assert [v["version"] for v in httpx.get(s.url + "/api/profile/versions").json()["data"]] == [1, 2]
+        lisbon = [f for f in httpx.get(s.url + "/api/facts", params={"at": "2025-10-01", "about": "Maya"}).json()["data"]
+                  if f["predicate"] == "lives_in"]
+        assert [f["object"] for f in lisbon] == ["Lisbon"]
+        fid = lisbon[0]["id"]
+        assert httpx.post(f"{s.url}/api/facts/{fid}/pin").json()["fact"]["object"] == "Lisbon"
+        fixed = httpx.put(f"{s.url}/api/facts/{fid}", json={"object": "Lisboa"}).json()
+        assert fixed["fact"]["object"] == "Lisboa" and fixed["fact"]["pinned"]
+        assert httpx.put(f"{s.url}/api/facts/{fid}", json={"valid_from": "July"}).status_code == 400
+        back = httpx.post(s.url + "/api/profile/rollback", json={"version": 1}).json()
+        assert back["profile"]["biography"] == p["profile"]["biography"]

@@ -26,7 +26,7 @@ from ..types import Fact, Profile, Status
 __all__ = ["save_version", "load_version", "current_version", "list_versions", "rollback", "diff", "purge_history",
            "refresh", "fact_dict",
            "set_override", "remove_override", "overrides", "apply_overrides", "SECTIONS", "edit_section",
-           "find_fact"]
+           "find_fact", "mark_fact", "edit_fact", "clear_fact"]
 
 SECTIONS = ("biography", "biography_second", "status_recent", "status_earlier")
 
@@ -213,6 +213,35 @@ def refresh(store: Store, summary: str) -> Profile:
     """Re-apply the overrides to the current version and save the result as an 'edit' version."""
     current = load_version(store)
     return save_version(store, apply_overrides(current, overrides(store)), kind="edit", summary=summary)
+
+
+def mark_fact(store: Store, fact_id: str, kind: str) -> tuple[Fact, Profile]:
+    """Pin ('pin': kept exactly as it is) or forget ('forget': dropped) a fact in this and every later build."""
+    if kind not in ("pin", "forget"):
+        raise ProfileError(f"unknown fact correction {kind!r}: pin or forget")
+    fact = find_fact(load_version(store), fact_id)
+    set_override(store, kind, fact.id, fact_dict(fact))
+    if kind == "forget":
+        remove_override(store, "pin", fact.id)
+    verb = "pinned" if kind == "pin" else "forgot"
+    return fact, refresh(store, f"{verb} fact {fact.id}")
+
+
+def edit_fact(store: Store, fact_id: str, **changes: str | None) -> tuple[Fact, Profile]:
+    """Replace a fact by the person's version (object, valid_from, valid_to); it is pinned from then on."""
+    fact = find_fact(load_version(store), fact_id)
+    edited = replace(fact, **changes, origin="person", pinned=True)
+    set_override(store, "fact", fact.id, fact_dict(edited))
+    return edited, refresh(store, f"edited fact {fact.id}")
+
+
+def clear_fact(store: Store, fact_id: str) -> int:
+    """Undo pin, forget or edits of a fact (by id prefix); returns how many corrections were removed."""
+    hits = [(k, key) for k, items in overrides(store).items() if k in ("pin", "forget", "fact")
+            for key in items if key.startswith(fact_id)]
+    for kind, key in hits:
+        remove_override(store, kind, key)
+    return len(hits)
 
 
 def fact_dict(f: Fact) -> dict[str, Any]:

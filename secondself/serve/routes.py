@@ -212,6 +212,41 @@ def facts(request: Request, _: Reader, at: str | None = None, about: str | None 
     return {"data": [fact_dict(f) | {"id": f.id} for f in items]}
 
 
+class FactIn(BaseModel):
+    object: str | None = Field(default=None, min_length=1, max_length=500)
+    valid_from: str | None = Field(default=None, pattern=r"^(\d{4}-\d{2}-\d{2})?$")
+    valid_to: str | None = Field(default=None, pattern=r"^(\d{4}-\d{2}-\d{2})?$")
+
+
+@router.put("/facts/{fact_id}", tags=["profile"])
+def edit_fact(fact_id: str, body: FactIn, request: Request, _: Writer) -> dict:
+    """Correct a fact ('' for a date means unknown / still true); the person's version wins from then on."""
+    from ..memory import versions as v
+
+    changes = {k: (val or None) for k, val in body.model_dump().items() if val is not None}
+    if not changes:
+        raise ConfigError("give object, valid_from and/or valid_to")
+    rt = state_of(request).runtime
+    with rt.lock:
+        fact, p = v.edit_fact(rt.store, fact_id, **changes)
+    return {"fact": v.fact_dict(fact) | {"id": fact.id}, "version": p.version}
+
+
+@router.post("/facts/{fact_id}/{action}", tags=["profile"])
+def mark_fact(fact_id: str, action: str, request: Request, _: Writer) -> dict:
+    """`pin` keeps a fact as it is, `forget` drops it, `unpin` undoes either (and edits)."""
+    from ..memory import versions as v
+
+    rt = state_of(request).runtime
+    with rt.lock:
+        if action == "unpin":
+            return {"removed": v.clear_fact(rt.store, fact_id)}
+        if action not in ("pin", "forget"):
+            raise ConfigError(f"unknown action {action!r}: pin, forget or unpin")
+        fact, p = v.mark_fact(rt.store, fact_id, action)
+    return {"fact": v.fact_dict(fact) | {"id": fact.id}, "version": p.version}
+
+
 class BuildIn(BaseModel):
     full: bool = False
     seed: int = 0
