@@ -227,7 +227,9 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
         try:
             from .mcp import mcp_asgi_app
 
-            mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None)
+            # beyond loopback, tokens protect (check_bind) and the Host check would refuse LAN names
+            mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None,
+                                                 allowed_hosts=None if is_loopback(options.host) else ["*"])
         except ImportError as e:  # pragma: no cover - the mcp SDK is a declared dependency
             log.warning("MCP not mounted: %s", e)
 
@@ -262,6 +264,7 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     app.include_router(openai_api.router)
     app.include_router(routes.router)
     if mcp_app is not None:
+        app.add_route("/mcp", mcp_app)  # exact path: without it, POST /mcp is redirected to /mcp/
         app.mount("/mcp", mcp_app)
 
     @app.get("/health", tags=["server"])

@@ -96,5 +96,9 @@ def save_note(person_dir: Path, text: str, title: str | None = None, source: str
     when = when or datetime.now(UTC)
     slug = re.sub(r"[^a-z0-9]+", "-", (title or text[:40]).lower()).strip("-")[:40] or "note"
     body = f"# {title}\n\n{text.strip()}\n" if title else text.strip() + "\n"
-    name = f"{when:%Y-%m-%d-%H%M%S}-{slug}.md"
+    folder = uploads_dir(person_dir) / safe_source(source)
+    name, n = f"{when:%Y-%m-%d-%H%M%S}-{slug}.md", 1
+    while (folder / name).exists():  # two notes in the same second must not overwrite each other
+        n += 1
+        name = f"{when:%Y-%m-%d-%H%M%S}-{slug}-{n}.md"
     return save_upload(person_dir, source, name, [body.encode("utf-8")])

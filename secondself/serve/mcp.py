@@ -1,0 +1,408 @@
+"""The MCP server: the person's memories as tools for any MCP client (Claude Desktop, IDE agents, ...).
+
+Built on the official SDK (`mcp` 2.x, `MCPServer`). Five tools, each needing one token scope (tokens.py):
+    search_memory  read    hybrid search over the raw memories, with provenance
+    read_profile   read    the current layer-1 profile, or one section of it
+    list_sources   read    the ingested sources with their counts
+    ask            chat    a question answered by the second self, with citations
+    add_memory     write   save a note (uploads/mcp/) and ingest it at once
+
+Transports and who may do what:
+- stdio (`run_stdio`): the client launched this process as the same user, so every tool is allowed.
+- Streamable HTTP (`mcp_asgi_app`, `http_app`, `run_http`): a gate in front of the SDK's ASGI app checks
+  `Authorization: Bearer <token>` on every request (401 otherwise) and puts the token's scopes into the
+  ASGI scope; a tool reads them back from the HTTP request the SDK hands it and refuses with a tool error
+  when a scope is missing. Without a token the gate follows `require_token` (see `mcp_asgi_app`).
+  The SDK's transport security rejects foreign `Host`/`Origin` headers (DNS rebinding).
+
+Mounting in another ASGI app (secondself/serve/app.py does this):
+    mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None)
+    # in the app's lifespan — it starts the SDK's session manager, once per process:
+    async with mcp_lifespan(app): yield
+    app.mount("/mcp", mcp_app)       # and/or Route("/mcp", endpoint=mcp_app): the app ignores its path
+
+Errors: a SecondSelfError becomes a tool error carrying its message; anything else becomes the SDK's generic
+"Error executing tool ..." (details stay in the server log), so no secret or traceback reaches a client.
+Store and model work runs in the SDK's worker threads under `runtime.lock`.
+
+The SDK is imported only inside functions, so `secondself --help` stays instant. This module deliberately
+does not use `from __future__ import annotations`: the SDK finds the `Context` parameter of a tool by
+resolving its annotations against this module's globals, where `Context` (imported lazily) is absent.
+"""
+
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict  # pydantic needs this TypedDict on Python < 3.12
+
+from .. import __version__
+from ..errors import ConfigError, SecondSelfError
+from ..runtime import Runtime
+from . import tokens as token_store
+
+__all__ = ["build_mcp", "mcp_asgi_app", "http_app", "run_stdio", "run_http", "SCOPES_KEY", "SECTIONS"]
+
+log = logging.getLogger("secondself.mcp")
+
+#: The ASGI scope key under which the HTTP gate leaves the caller's token scopes for the tools.
+SCOPES_KEY = "secondself.scopes"
+#: The sections `read_profile` can return on their own.
+SECTIONS = ("biography", "status", "shades", "facts", "people")
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+_INSTRUCTIONS = """\
+This server is {person} second self: their own notes, documents, mail and chats, stored on their machine,
+and a profile built from them. Use search_memory to find what they wrote or said (every result names its
+source, file and date), read_profile for who they are and what they are doing now, ask to have the second
+self answer in their voice with citations, and add_memory to save something they want remembered.
+Memories are private: quote only what the task needs."""
+
+
+class MemoryHit(TypedDict):
+    chunk_id: int
+    source: str
+    path: str
+    title: str
+    date: str | None
+    speakers: list[str]
+    snippet: str
+    score: float
+
+
+class SourceCount(TypedDict):
+    name: str
+    documents: int
+    chunks: int
+    files: int
+    failed_files: int
+    last_ingest_at: str | None
+
+
+class AskResult(TypedDict):
+    answer: str
+    citations: list[dict[str, Any]]
+    abstained: bool
+    reason: str
+
+
+class AddedMemory(TypedDict):
+    path: str
+    source: str
+    chunks_added: int
+
+
+@contextlib.contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Our typed errors become tool errors the agent can read; everything else stays a crash (logged)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    try:
+        yield
+    except SecondSelfError as e:
+        raise ToolError(str(e)) from e
+
+
+def _request_scopes(ctx: Any) -> tuple[str, ...]:
+    """The scopes the HTTP gate granted this call; none when the call did not come through the gate."""
+    request = ctx.request_context.request
+    scope = getattr(request, "scope", None) or {}
+    return tuple(scope.get(SCOPES_KEY) or ())
+
+
+def build_mcp(runtime: Runtime, *, stdio: bool = False):
+    """The MCP server (an `mcp.server.mcpserver.MCPServer`) for `runtime`'s person.
+
+    `stdio=True`: every call may use every tool (the client started this process as the same user).
+    Otherwise each call's scopes come from the HTTP request, as put there by `mcp_asgi_app`'s gate, and a
+    call without them is refused — so a server built for HTTP fails closed if it is served without the gate.
+    """
+    from mcp.server.mcpserver import Context, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import ToolAnnotations
+    from pydantic import Field
+
+    from ..backends.registry import parse_spec
+
+    rt = runtime
+    name = rt.settings.person_name
+    server = MCPServer("secondself", title=f"{name}'s second self" if name else "a second self",
+                       version=__version__, log_level="WARNING",
+                       instructions=_INSTRUCTIONS.format(person=f"{name}'s" if name else "a person's"))
+    reading = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    try:  # a remote persona model sees the question and the memories retrieved for it
+        remote_persona = parse_spec(rt.settings.persona_model).remote
+    except ConfigError:  # a bad spec fails in `ask`, with its message, not here for every tool
+        remote_persona = False
+
+    def need(ctx: Context, scope: str) -> None:
+        granted = token_store.SCOPES if stdio else _request_scopes(ctx)
+        if not token_store.grants(granted, scope):
+            has = f" (it has: {', '.join(granted)})" if granted else ""
+            raise ToolError(f"this token lacks the '{scope}' scope{has}")
+
+    @server.tool(annotations=reading)
+    def search_memory(
+        ctx: Context,
+        query: Annotated[str, Field(min_length=1, description="What to look for, in plain words: a topic, a "
+                                                              "name, a question, a phrase they may have used.")],
+        k: Annotated[int, Field(ge=1, le=50, description="How many passages to return.")] = 5,
+        source: Annotated[str | None, Field(description="Only this source (a name from list_sources).")] = None,
+    ) -> list[MemoryHit]:
+        """Search the person's memories (notes, documents, mail, chats) by meaning and by keyword.
+
+        Returns the best-matching passages, best first, each with its provenance: source, file path (`#key`
+        for one message or conversation inside a file), document title, date, who speaks, a snippet and a
+        relevance score. Cite the source and date when you use one. Needs the 'read' scope."""
+        from ..types import SearchFilters
+
+        need(ctx, "read")
+        with _tool_errors(), rt.lock:
+            if source:
+                rt.store.source_id(source)  # an unknown name is an error that lists what exists, not 0 hits
+            rt.reembed_if_stale()
+            hits = rt.searcher.search(query, k=k, filters=SearchFilters(sources=(source,) if source else ()))
+        return [MemoryHit(chunk_id=h.chunk.id, source=h.chunk.source, path=h.chunk.path, title=h.chunk.title,
+                          date=h.chunk.date, speakers=list(h.chunk.speakers), snippet=h.snippet,
+                          score=round(h.score, 6)) for h in hits]
+
+    @server.tool(annotations=reading)
+    def read_profile(
+        ctx: Context,
+        section: Annotated[Literal["biography", "status", "shades", "facts", "people"] | None,
+                           Field(description="Only this section; omit for the whole profile.")] = None,
+    ) -> dict[str, Any]:
+        """Read the person's profile, condensed from all their memories: a biography; their status (what they
+        are doing recently, and earlier); shades (their interests and roles, each with a dated timeline);
+        dated facts (subject, predicate, object, valid from/to, source chunk ids); and the people they
+        mention. Cheaper than searching when you need who they are or what is current. Needs 'read'."""
+        from ..memory.versions import load_version
+
+        need(ctx, "read")
+        with _tool_errors(), rt.lock:
+            profile = load_version(rt.store)
+        return _profile_dict(profile, section)
+
+    @server.tool(annotations=reading)
+    def list_sources(ctx: Context) -> list[SourceCount]:
+        """List the sources of memories (each ingested folder, file or export) with how many documents,
+        chunks and files each holds, how many files failed to read, and when it was last ingested. Use the
+        names to narrow search_memory. Needs the 'read' scope."""
+        need(ctx, "read")
+        with _tool_errors(), rt.lock:
+            rows = rt.store.sources()
+        return [SourceCount(name=r.name, documents=r.documents, chunks=r.chunks, files=r.files,
+                            failed_files=r.failed_files, last_ingest_at=r.last_ingest_at) for r in rows]
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=remote_persona))
+    def ask(
+        ctx: Context,
+        question: Annotated[str, Field(min_length=1, description="A question for the person, asked as you "
+                                                                 "would ask them (\"Where did you live in "
+                                                                 "2023?\").")],
+    ) -> AskResult:
+        """Ask the person's second self a question. It answers in the first person from their memories and
+        cites the passages it used; when the memories do not say, it abstains ("I don't know — my memories
+        don't say.") instead of guessing, with `abstained` true and the `reason`. Slower than search_memory
+        (a model writes the answer). Needs the 'chat' scope."""
+        need(ctx, "chat")
+        with _tool_errors(), rt.lock:
+            answer = rt.persona().ask(question).answer()
+        return AskResult(answer=answer.text, citations=answer.citations, abstained=answer.abstained,
+                         reason=answer.reason)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                             open_world_hint=False))
+    def add_memory(
+        ctx: Context,
+        text: Annotated[str, Field(min_length=1, max_length=1_000_000,
+                                   description="The memory, in the person's words where possible "
+                                               "(Markdown is fine).")],
+        title: Annotated[str | None, Field(max_length=200, description="A short title.")] = None,
+    ) -> AddedMemory:
+        """Save a new memory for the person: a dated note in the 'mcp' source, searchable as soon as this
+        returns. Save only what the person asked you to remember. Needs the 'write' scope."""
+        from ..ingest.pipeline import ingest
+        from .uploads import save_note
+
+        need(ctx, "write")
+        with _tool_errors(), rt.lock:
+            path = save_note(rt.settings.person_dir, text, title, source="mcp")
+            report = ingest(rt.store, rt.embedder, [path.parent], source_name="mcp",
+                            person_name=rt.settings.person_name, chunk_words=rt.settings.chunk_words)
+        mine = [o for o in report.outcomes if o.path.rsplit("/", 1)[-1] == path.name]
+        if any(o.status == "failed" for o in mine):
+            raise ToolError(f"the note was saved as {path.name} but could not be ingested: {mine[0].reason}")
+        return AddedMemory(path=path.name, source="mcp", chunks_added=sum(o.chunks for o in mine))
+
+    return server
+
+
+def _profile_dict(profile: Any, section: str | None) -> dict[str, Any]:
+    """The agent-facing view of a Profile: the parts a reader needs, without clustering internals."""
+    from ..memory.versions import fact_dict
+
+    parts: dict[str, Any] = {
+        "biography": profile.biography,
+        "status": asdict(profile.status),
+        "shades": [{k: v for k, v in asdict(s).items() if k != "topics"} for s in profile.shades],
+        "facts": [fact_dict(f) for f in profile.facts],
+        "people": [{"name": e.name, "kind": e.kind, "aliases": list(e.aliases), "relation": e.relation,
+                    "mentions": e.mentions} for e in profile.entities],
+    }
+    head = {"person": profile.person, "version": profile.version, "built_at": profile.built_at}
+    return head | ({section: parts[section]} if section else parts)
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _TokenGate:
+    """ASGI middleware: every HTTP request needs a valid bearer token (or the open policy), else 401.
+
+    On success the token's scopes go into the ASGI scope under SCOPES_KEY (read by the tools), and `user`
+    is set to the SDK's AuthenticatedUser so the SDK binds each MCP session to the token that opened it."""
+
+    def __init__(self, app: Any, runtime: Runtime, require_token: bool | None) -> None:
+        self.app, self.runtime, self.require_token = app, runtime, require_token
+        self._touched: dict[str, float] = {}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        import anyio
+        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        from mcp.server.auth.provider import AccessToken
+        from starlette.datastructures import Headers
+        from starlette.responses import JSONResponse
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("authorization", "")
+        secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        client = scope.get("client")
+        # Starlette's TestClient calls itself 'testclient'
+        loopback_client = client is None or client[0] == "testclient" or _is_loopback(client[0])
+        # The store lock may be held for seconds by a tool (a model answering): wait in a thread.
+        who = await anyio.to_thread.run_sync(self._authenticate, secret, loopback_client)
+        if isinstance(who, str):
+            body = {"error": {"message": who, "type": "authentication_error", "code": "invalid_token"}}
+            await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return
+        name, scopes = who
+        user = AuthenticatedUser(AccessToken(token=name, client_id=name, scopes=list(scopes)))
+        await self.app({**scope, SCOPES_KEY: scopes, "user": user}, receive, send)
+
+    def _authenticate(self, secret: str, loopback_client: bool) -> tuple[str, tuple[str, ...]] | str:
+        """(caller name, scopes), or the message for a 401."""
+        rt = self.runtime
+        with rt.lock:
+            if not secret:
+                open_ = self.require_token is False or (self.require_token is None and loopback_client)
+                if open_ and not token_store.any_tokens(rt.store):
+                    return "local", token_store.SCOPES
+                return ("a valid API token is required: send 'Authorization: Bearer <token>' (create one with "
+                        "`secondself token create`)")
+            token = token_store.verify(rt.store, secret, touch=False)
+            if token is None:
+                return "this API token is not valid (unknown or revoked)"
+            now = time.monotonic()
+            if now - self._touched.get(token.name, 0.0) > 60:  # one write a minute, not one per request
+                token_store.verify(rt.store, secret, touch=True)
+                self._touched[token.name] = now
+        return f"token:{token.name}", token.scopes
+
+
+def _transport_security(allowed_hosts: Sequence[str] | None):
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    extra = list(allowed_hosts or ())
+    if "*" in extra:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    names = [*_LOOPBACK_NAMES, *extra]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[h for n in names for h in (n, f"{n}:*")],
+        allowed_origins=[f"{s}://{n}{p}" for n in names for s in ("http", "https") for p in ("", ":*")])
+
+
+def mcp_asgi_app(runtime: Runtime, *, require_token: bool | None = None,
+                 allowed_hosts: Sequence[str] | None = None) -> tuple[Any, Callable[..., Any]]:
+    """The MCP endpoint as an ASGI app behind the token gate, and the lifespan that must wrap serving it.
+
+    `require_token`: True — every request needs a valid token. False — while no active token exists,
+    requests without one get every scope (the caller has made sure only this machine can connect). None —
+    the HTTP API's policy: like False, but only for clients connecting from a loopback address.
+    A request that carries a token is always checked, whatever the policy.
+
+    `allowed_hosts`: Host names accepted besides 127.0.0.1, localhost and [::1] (DNS-rebinding protection
+    for Host and Origin); ["*"] turns the check off (e.g. when bound to 0.0.0.0, where tokens protect).
+
+    The app answers on whatever path it is mounted at. `lifespan(app=None)` returns the async context
+    manager that runs the SDK's session manager; enter it once, around the whole time the app serves.
+    """
+    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+
+    server = build_mcp(runtime)
+    # streamable_http_app() creates the session manager (our own gate replaces the Starlette app it returns,
+    # so that the endpoint works at any mount path).
+    server.streamable_http_app(transport_security=_transport_security(allowed_hosts))
+    manager = server.session_manager
+
+    def lifespan(app: Any = None) -> contextlib.AbstractAsyncContextManager[None]:
+        return manager.run()
+
+    return _TokenGate(StreamableHTTPASGIApp(manager), runtime, require_token), lifespan
+
+
+def http_app(runtime: Runtime, *, require_token: bool | None = None, allowed_hosts: Sequence[str] | None = None,
+             path: str = "/mcp"):
+    """A standalone Starlette app serving MCP at `path` (what `run_http` serves)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    app, lifespan = mcp_asgi_app(runtime, require_token=require_token, allowed_hosts=allowed_hosts)
+    return Starlette(routes=[Route(path, endpoint=app)], lifespan=lifespan)
+
+
+def run_stdio(runtime: Runtime) -> None:
+    """Serve MCP over stdin/stdout until the client closes the pipe (the SDK diverts stray prints)."""
+    try:
+        build_mcp(runtime, stdio=True).run("stdio")
+    finally:
+        runtime.close()
+
+
+def run_http(runtime: Runtime, host: str = "127.0.0.1", port: int = 8765, require_token: bool | None = None,
+             allowed_hosts: Sequence[str] | None = None) -> None:
+    """Serve MCP over streamable HTTP at http://HOST:PORT/mcp with uvicorn until interrupted.
+
+    Refuses a non-loopback address while no token exists (anyone reaching it could read the memories)."""
+    import uvicorn
+
+    loopback = _is_loopback(host)
+    with runtime.lock:
+        if not loopback and not token_store.any_tokens(runtime.store):
+            raise ConfigError(f"refusing to listen on {host}: no API token exists, so anyone who can reach this "
+                              "address could read your memories. Create one first (`secondself token create`), "
+                              "or serve on 127.0.0.1.")
+    if allowed_hosts is None and not loopback:
+        wildcard = host in ("0.0.0.0", "::", "")
+        allowed_hosts = ["*"] if wildcard else [host if ":" not in host else f"[{host.strip('[]')}]"]
+    app = http_app(runtime, require_token=require_token, allowed_hosts=allowed_hosts)
+    log.info("MCP over HTTP at http://%s:%d/mcp", host, port)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        runtime.close()
