@@ -259,3 +259,17 @@ def test_http_session_belongs_to_the_token_that_opened_it(rt):
         other = httpx.post(f"{url}/mcp", json=listing, headers={**accept, "Authorization": f"Bearer {second}",
                                                                 "Mcp-Session-Id": session})
         assert other.status_code == 404
+
+
+def test_the_main_server_exposes_mcp_at_slash_mcp_behind_its_tokens(tmp_path):
+    """`secondself serve` mounts MCP in the same process as the HTTP API, with the same tokens."""
+    from serving import running_server
+
+    with running_server(tmp_path / "home", persona=f"fake:{ANSWER}", jobs=False) as srv:
+        srv.ingest_text({"move.md": "Where do I live now? In Lisbon, Rua dos Anjos, since the summer."})
+        reader = srv.token("read")
+        found = anyio.run(call, srv.url, reader, "search_memory", {"query": "Lisbon"})
+        assert not found.is_error and found.structured_content["result"][0]["path"] == "move.md"
+        refused = anyio.run(call, srv.url, reader, "ask", {"question": "Where do I live?"})
+        assert refused.is_error and "lacks the 'chat' scope" in text_of(refused)
+        assert httpx.post(f"{srv.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}).status_code == 401
