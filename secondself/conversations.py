@@ -38,14 +38,14 @@ class ConversationLog:
         self.store = store
 
     def start(self, title: str, model: str) -> int:
-        with self.store.transaction() as db:
+        with self.store.transaction(memory=False) as db:
             now = now_iso()
             cur = db.execute("INSERT INTO conversations(title, model, created_at, updated_at) VALUES (?, ?, ?, ?)",
                              (title[:80], model, now, now))
             return int(cur.lastrowid or 0)
 
     def add(self, conversation_id: int, turn: Turn) -> None:
-        with self.store.transaction() as db:
+        with self.store.transaction(memory=False) as db:
             now = now_iso()
             db.execute("INSERT INTO messages(conversation_id, role, content, citations, status, meta, created_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",

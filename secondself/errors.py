@@ -11,6 +11,8 @@ codes. Every message says what happened *and what to do next*.
     ├── BuildError                  a layer-1 build step failed; names the step and cause, `build` resumes
     ├── TrainingError               layer 2: no samples, out of memory, a run that cannot resume, ...
     │   └── TrainingCancelled       `train --cancel` (or Ctrl-C) stopped a run; its checkpoint is kept
+    ├── JobNotFoundError            the server's background jobs hold no job with that id
+    ├── JobCancelled                a background job stopped because it was cancelled or the server stopped
     ├── IngestError                 a whole ingest could not run (path missing, ...)
     │   └── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
     │                               (the pipeline records it and continues with the rest of the batch)
@@ -36,6 +38,8 @@ __all__ = [
     "BuildError",
     "TrainingError",
     "TrainingCancelled",
+    "JobNotFoundError",
+    "JobCancelled",
     "UnreadableFileError",
     "BackendError",
     "ModelNotAvailableError",
@@ -88,6 +92,16 @@ class BuildError(SecondSelfError):
         self.cause = cause
         super().__init__(f"layer-1 build failed at step '{step}': {cause}. What was finished is kept; fix the "
                          "cause (or choose another teacher model) and run `secondself build` again to resume.")
+
+
+class JobNotFoundError(SecondSelfError):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"no job with id {job_id}; list the jobs to see which exist")
+        self.job_id = job_id
+
+
+class JobCancelled(SecondSelfError):
+    """Raised inside a job (from its progress callback) once it was asked to stop; what it finished is kept."""
 
 
 class UnreadableFileError(IngestError):

@@ -85,6 +85,46 @@ class Runtime:
             ensure_embeddings(self.store, self.embedder, on_progress=on_progress)
         return missing
 
+    # -- layers 1-2: what `build`/`train` and the server's jobs share ---------------------------------
+    def build_profile(self, teacher_spec: str | None = None, *, full: bool = False, seed: int = 0,
+                      topics: int | None = None, teacher_facts: bool = False, slots: bool | None = None,
+                      prose: bool | None = None, about: str | None = None, on_progress=None):
+        """Build layer 1 the one way `secondself build` and the build job do; returns (report, options, teacher).
+
+        The teacher is resolved first (a bad spec fails before anything is written); `about` (the person's
+        own text) is stored when given, else the stored one is used; what the embedder lacks is embedded.
+        Defaults: the teacher fills slots unless it is the embedded 135M model (its answers failed validation
+        in every measured case) and writes prose only when it is an endpoint or a local model.
+        `on_progress(stage, done, total)` gets "embed" and the build's stages."""
+        from .memory.build import BuildOptions, build
+        from .memory.versions import overrides, set_override
+
+        teacher, parsed = self.teacher(teacher_spec)
+        if about is not None:
+            set_override(self.store, "about", "text", about)
+        about_text = overrides(self.store).get("about", {}).get("text", "")
+        self.reembed_if_stale(on_progress=on_progress)
+        options = BuildOptions(seed=seed, full=full, k=topics, teacher_facts=teacher_facts,
+                               slots=slots if slots is not None else parsed.kind != "embedded",
+                               prose=prose if prose is not None else parsed.kind in ("openai", "local"))
+        report = build(self.store, self.embedder.name, teacher, self.person, options, about=about_text,
+                       on_progress=on_progress)
+        return report, options, teacher
+
+    def train_model(self, base_spec: str | None = None, *, steps: int | None = None, epochs: float | None = None,
+                    rank: int | None = None, resume: bool = False, on_progress=None):
+        """Train (or resume) the personal model the one way `secondself train` and the train job do; returns
+        the registered, selected adapter (AdapterInfo). `on_progress(stage, info)` as in `run_training`."""
+        from .train.pipeline import TrainOptions, run_training
+
+        options = TrainOptions(base=base_spec or "embedded", rank=rank, steps=steps,
+                               **({"epochs": epochs} if epochs else {}))
+        base_dir, base_name = self.train_base(base_spec)
+        judge = self.judge()
+        return run_training(self.store, self.settings.person_dir, self.person, base_dir, base_name, options,
+                            resume=resume, make_model=self.adapter_models(base_dir), judge=judge,
+                            on_progress=on_progress)
+
     # -- models -------------------------------------------------------------------------------------
     def chat_model(self, spec: str, purpose: str = "persona"):
         """The model for a spec ('personal' = base + the selected adapter), loaded once per process."""
@@ -98,6 +138,10 @@ class Runtime:
                 self.notify(_REMOTE[purpose].format(url=parsed.base_url))
             self._models[spec] = make_chat_model(spec, self.settings.models_dir, self.settings.api_key_env)
         return self._models[spec]
+
+    def use_model(self, spec: str, model) -> None:
+        """Answer `spec` with this model object (tests and demos inject fakes through the real lookup)."""
+        self._models[spec] = model
 
     def personal_model(self):
         """The base model with the selected adapter (`secondself model use`); reloaded when that changes."""

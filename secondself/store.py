@@ -75,8 +75,11 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt included)."""
+    def transaction(self, memory: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt included).
+
+        `memory=False` for writes that do not change what search sees (the conversation log, token use):
+        they leave `generation` alone, so the vector index is not reloaded after every chat turn."""
         if getattr(self, "_in_tx", False):
             yield self.db
             return
@@ -84,7 +87,8 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-            self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            if memory:
+                self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

@@ -270,3 +270,11 @@ def test_profile_read_edit_diff_and_fact_corrections(tmp_path):
         assert httpx.put(f"{s.url}/api/facts/{fid}", json={"valid_from": "July"}).status_code == 400
         back = httpx.post(s.url + "/api/profile/rollback", json={"version": 1}).json()
         assert back["profile"]["biography"] == p["profile"]["biography"]
+
+
+def test_chatting_does_not_invalidate_the_vector_index(srv):
+    """Logging a conversation is not a memory change: search must not reload its vectors after each turn."""
+    before = srv.runtime.store.generation
+    client(srv).chat.completions.create(model="secondself", messages=[{"role": "user", "content": "Where did I move?"}])
+    srv.token("chat")
+    assert srv.runtime.store.generation == before

@@ -11,10 +11,6 @@ import click
 from . import Context, _Bars, _emit_json, cli
 
 
-def _person(obj: Context) -> str:
-    return obj.person
-
-
 @cli.command()
 @click.option("--full", is_flag=True, help="Recluster and rename everything instead of updating.")
 @click.option("--teacher", "teacher_spec", help="Teacher model spec for this build (default: teacher_model).")
@@ -38,24 +34,13 @@ def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None
     """Build or update layer 1 (topics, facts, shades, biography, status) as a new version. Resumable."""
     from pathlib import Path
 
-    from ..memory.build import BuildOptions
-    from ..memory.build import build as run_build
-    from ..memory.versions import overrides, set_override
-    from .memory import _reembed_if_stale
-
-    teacher, parsed = obj.teacher(teacher_spec)
-    if about_file:
-        set_override(obj.store, "about", "text", Path(about_file).read_text(encoding="utf-8"))
-    about = overrides(obj.store).get("about", {}).get("text", "")
-    _reembed_if_stale(obj, quiet=as_json)
-    options = BuildOptions(seed=seed, full=full, k=k, teacher_facts=teacher_facts,
-                           slots=slots if slots is not None else parsed.kind != "embedded",
-                           prose=prose if prose is not None else parsed.kind in ("openai", "local"))
-    bars = _Bars({"topics": "naming topics", "facts": "reading facts", "shades": "describing shades"},
-                 enabled=not as_json)
+    about = Path(about_file).read_text(encoding="utf-8") if about_file else None
+    bars = _Bars({"embed": "embed", "topics": "naming topics", "facts": "reading facts",
+                  "shades": "describing shades"}, enabled=not as_json)
     try:
-        report = run_build(obj.store, obj.embedder.name, teacher, _person(obj), options, about=about,
-                           on_progress=bars)
+        report, options, teacher = obj.build_profile(teacher_spec, full=full, seed=seed, topics=k,
+                                                     teacher_facts=teacher_facts, slots=slots, prose=prose,
+                                                     about=about, on_progress=bars)
     finally:
         bars.close()
     if as_json:

@@ -18,7 +18,7 @@ class _TrainLine:
     """One self-updating status line on stderr (plain lines when not a terminal)."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet, self.tty, self.last = quiet, sys.stderr.isatty(), 0.0
+        self.quiet, self.tty, self.last, self.drawn = quiet, sys.stderr.isatty(), 0.0, False
 
     def __call__(self, stage: str, info: dict) -> None:
         import time
@@ -42,12 +42,13 @@ class _TrainLine:
         now = time.monotonic()
         if self.tty:
             click.echo("\r" + line.ljust(78), nl=False, err=True)
+            self.drawn = True
         elif now - self.last > 10 or info.get("step") == info.get("steps"):
             click.echo(line, err=True)
             self.last = now
 
     def close(self) -> None:
-        if self.tty and not self.quiet:
+        if self.drawn:  # end the self-updating line (nothing to end if training failed before it drew one)
             click.echo(err=True)
 
 
@@ -65,24 +66,18 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
     """Train your personal model: synthesize data from layers 0-1, fine-tune a LoRA adapter, evaluate it."""
     from ..errors import ConfigError
     from ..train.evaluate import EvalReport, table
-    from ..train.pipeline import TrainOptions, request_cancel, run_training
+    from ..train.pipeline import request_cancel
 
-    person_dir = obj.settings.person_dir
     if cancel:
-        run = request_cancel(person_dir)
+        run = request_cancel(obj.settings.person_dir)
         click.echo(f"asked run {run.name} to stop at its next step" if run else "no training run is in progress")
         return
     if rank not in (None, "auto") and not (rank.isdigit() and int(rank) > 0):
         raise ConfigError(f"--rank must be a positive whole number or 'auto', not {rank!r}")
-    options = TrainOptions(base=base_spec or "embedded", rank=int(rank) if rank and rank.isdigit() else None,
-                           steps=steps, **({"epochs": epochs} if epochs else {}))
-    base_dir, base_name = obj.train_base(base_spec)
-    judge = obj.judge()
     line = _TrainLine(as_json)
     try:
-        info = run_training(obj.store, person_dir, obj.settings.person_name or obj.settings.person, base_dir,
-                            base_name, options, resume=resume, make_model=obj.adapter_models(base_dir),
-                            judge=judge, on_progress=line)
+        info = obj.train_model(base_spec, steps=steps, epochs=epochs,
+                               rank=int(rank) if rank and rank.isdigit() else None, resume=resume, on_progress=line)
     finally:
         line.close()
     if as_json:

@@ -73,7 +73,7 @@ def create(store: Store, name: str, scopes: list[str] | tuple[str, ...]) -> tupl
     if bad or not scopes:
         raise ConfigError(f"unknown scope {', '.join(bad) or '(none)'}: choose from {', '.join(SCOPES)}")
     secret = "ss-" + secrets.token_urlsafe(32)
-    with store.transaction() as db:
+    with store.transaction(memory=False) as db:
         if db.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
             raise ConfigError(f"a token named {name!r} exists; revoke it first or choose another name")
         db.execute("INSERT INTO api_tokens (name, scopes, secret_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -102,7 +102,7 @@ def revoke(store: Store, name: str) -> Token:
     """Revoke at once; the row is kept (revoked) so the name shows in `token list --all`."""
     token = get(store, name)
     if token.active:
-        with store.transaction() as db:
+        with store.transaction(memory=False) as db:
             db.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ?", (now_iso(), name))
     return get(store, name)
 
@@ -115,6 +115,6 @@ def verify(store: Store, secret: str, touch: bool = True) -> Token | None:
     if row is None or row[5] is not None:
         return None
     if touch:
-        with store.transaction() as db:
+        with store.transaction(memory=False) as db:
             db.execute("UPDATE api_tokens SET last_used_at = ? WHERE secret_hash = ?", (now_iso(), _hash(secret)))
     return _row(row)
