@@ -186,7 +186,6 @@ def edit_cmd(obj: Context, target: str, text: str | None, file_: str | None, res
              valid_from: str | None, valid_to: str | None) -> None:
     """Correct the profile. TARGET is a section (biography, biography_second, status_recent,
     status_earlier) or a fact id. Your version wins in every later build."""
-    from dataclasses import replace
     from pathlib import Path
 
     from ..memory import versions as v
@@ -218,9 +217,7 @@ def edit_cmd(obj: Context, target: str, text: str | None, file_: str | None, res
     for key in ("valid_from", "valid_to"):
         if changes.get(key):
             _check_day(changes[key])
-    edited = replace(fact, **changes, origin="person", pinned=True)
-    v.set_override(obj.store, "fact", fact.id, v.fact_dict(edited))
-    p = v.refresh(obj.store, f"edited fact {fact.id}")
+    edited, p = v.edit_fact(obj.store, fact.id, **changes)
     click.echo(f"fact {fact.id} replaced by your version [{edited.id}] (version {p.version}); later builds keep it")
 
 
@@ -235,14 +232,11 @@ def _check_day(value: str) -> None:
         raise ProfileError(f"{value!r} is not a date: use YYYY-MM-DD") from None
 
 
-def _fact_override(obj: Context, fact_id: str, kind: str, verb: str) -> None:
+def _fact_override(obj: Context, fact_id: str, kind: str) -> None:
     from ..memory import versions as v
 
-    fact = v.find_fact(v.load_version(obj.store), fact_id)
-    v.set_override(obj.store, kind, fact.id, v.fact_dict(fact))
-    if kind == "forget":
-        v.remove_override(obj.store, "pin", fact.id)
-    p = v.refresh(obj.store, f"{verb} fact {fact.id}")
+    fact, p = v.mark_fact(obj.store, fact_id, kind)
+    verb = "pinned" if kind == "pin" else "forgot"
     click.echo(f"{verb} [{fact.id}] {fact.subject} {fact.predicate} {fact.object} (version {p.version})")
 
 
@@ -251,7 +245,7 @@ def _fact_override(obj: Context, fact_id: str, kind: str, verb: str) -> None:
 @click.pass_obj
 def pin_cmd(obj: Context, fact_id: str) -> None:
     """Keep a fact exactly as it is in every later build."""
-    _fact_override(obj, fact_id, "pin", "pinned")
+    _fact_override(obj, fact_id, "pin")
 
 
 @profile.command("forget")
@@ -259,7 +253,7 @@ def pin_cmd(obj: Context, fact_id: str) -> None:
 @click.pass_obj
 def forget_cmd(obj: Context, fact_id: str) -> None:
     """Drop a fact from this and every later build."""
-    _fact_override(obj, fact_id, "forget", "forgot")
+    _fact_override(obj, fact_id, "forget")
 
 
 @profile.command("unpin")
@@ -269,12 +263,9 @@ def unpin_cmd(obj: Context, fact_id: str) -> None:
     """Undo pin, forget or an edit of a fact; the next build decides it again from your memories."""
     from ..memory import versions as v
 
-    hits = [(k, key) for k, items in v.overrides(obj.store).items() if k in ("pin", "forget", "fact")
-            for key in items if key.startswith(fact_id)]
-    for kind, key in hits:
-        v.remove_override(obj.store, kind, key)
-    click.echo(f"removed {len(hits)} correction(s) for {fact_id}; the next `secondself build` applies it"
-               if hits else f"no pin, forget or edit for {fact_id}")
+    removed = v.clear_fact(obj.store, fact_id)
+    click.echo(f"removed {removed} correction(s) for {fact_id}; the next `secondself build` applies it"
+               if removed else f"no pin, forget or edit for {fact_id}")
 
 
 @cli.command()
