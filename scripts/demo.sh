@@ -46,3 +46,30 @@ ss ask "What is my blood type?"                       # not in her memories: it 
 ss train
 ss model list
 ss ask --model personal "Where do I live now?"
+
+# Serve: the same second self over the OpenAI-compatible API (the web app is at /, MCP at /mcp).
+# Private by default: 127.0.0.1 only. Here the official openai client asks one question, streaming.
+PORT=${SECONDSELF_DEMO_PORT:-8765}
+printf '\n$ secondself serve --port %s &\n' "$PORT"
+.venv/bin/secondself serve --port "$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+.venv/bin/python - "$PORT" <<'PY'
+import sys
+from openai import OpenAI
+
+client = OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key="local")  # no tokens yet: this machine only
+print("models:", [m.id for m in client.models.list()])
+print("Q: What instrument do I play?\nA: ", end="", flush=True)
+for chunk in client.chat.completions.create(model="secondself", stream=True,
+                                            messages=[{"role": "user", "content": "What instrument do I play?"}]):
+    for choice in chunk.choices:
+        print(choice.delta.content or "", end="", flush=True)
+        if choice.finish_reason:
+            for c in chunk.model_extra["secondself"]["citations"]:
+                print(f"\n  [{c['n']}] {c['source']}/{c['path']} ({(c['date'] or '')[:10]})", end="")
+print()
+PY
+kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+echo "web app: .venv/bin/secondself serve, then open http://127.0.0.1:$PORT/"
