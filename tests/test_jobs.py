@@ -13,7 +13,8 @@ import pytest
 
 from secondself.config import load_settings
 from secondself.errors import ConfigError, JobCancelled, JobNotFoundError
-from secondself.serve.jobs import MAX_LOSS_POINTS, Jobs, add_loss, run_build
+from secondself.serve.jobs import MAX_LOSS_POINTS, Jobs, add_loss
+from secondself.serve.runners import run_build
 from secondself.store import Store
 
 
@@ -201,7 +202,14 @@ def test_stop_puts_the_running_job_back_and_the_next_start_finishes_it(settings,
     assert calls == [{"steps": 5}, {"steps": 5, "resume": True}]
 
 
-def test_progress_is_live_persisted_throttled_and_final(settings, make_jobs):
+def test_progress_is_live_persisted_throttled_and_final(settings, make_jobs, monkeypatch):
+    """The throttle runs on a clock the test moves, so a slow machine cannot make it flaky."""
+    from types import SimpleNamespace
+
+    import secondself.serve.jobs as jobs_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(jobs_module, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=time.sleep))
     seen = []
 
     def stored():
@@ -213,7 +221,7 @@ def test_progress_is_live_persisted_throttled_and_final(settings, make_jobs):
         seen.append(("stage change", stored()))
         progress({"done": 2})
         seen.append(("throttled", stored(), jobs.get(1)["progress"]))
-        time.sleep(0.6)
+        clock[0] += 0.6
         progress({"done": 3})
         seen.append(("after 0.5 s", stored()))
         progress({"stage": "b", "done": 0})
@@ -318,7 +326,7 @@ def test_real_train_stopped_by_shutdown_resumes_from_its_checkpoint(settings, ma
     torch = pytest.importorskip("torch")
     from dataclasses import dataclass
 
-    from secondself.serve.jobs import run_train
+    from secondself.serve.runners import run_train
     from secondself.train import adapters as registry
     from secondself.train import pipeline
     from secondself.train.tiny import make_tiny_model

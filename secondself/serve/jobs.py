@@ -54,127 +54,17 @@ from ..errors import (
 )
 from ..runtime import Runtime
 from ..store import Store, now_iso
+from .runners import RUNNERS, Progress, Runner, StopCheck, check_params
 
-__all__ = ["Jobs", "Runner", "Progress", "StopCheck", "RUNNERS", "FINISHED", "add_loss", "run_ingest", "run_build",
-           "run_train"]
+__all__ = ["Jobs", "Runner", "Progress", "StopCheck", "RUNNERS", "FINISHED", "add_loss"]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[dict[str, Any]], None]
-"""progress(info): merged into the job's progress, e.g. {"stage": "ingest", "done": 3, "total": 10}. A report
-with "step" and "loss" also extends progress["losses"], the loss curve ([[step, loss], ...])."""
-StopCheck = Callable[[], bool]
-"""should_stop(): True once the job should stop (cancelled, or the server is stopping)."""
-Runner = Callable[[Runtime, dict[str, Any], Progress, StopCheck], Any]
-"""runner(runtime, params, progress, should_stop) -> a JSON-able result."""
 
 FINISHED = ("done", "failed", "cancelled")
 PROGRESS_EVERY_S = 0.5     # progress reaches the database at most this often (and on every stage change)
 MAX_LOSS_POINTS = 500      # the loss curve kept for a chart; longer runs are thinned evenly
 _BUSY_MS = 30_000          # status writes wait this long for the write lock (ingest commits every ~5 s)
 _COLUMNS = "id, kind, params, status, progress, result, error, note, created_at, started_at, finished_at"
-
-
-# -- the default runners -----------------------------------------------------------------------------------
-def _stage_reporter(progress: Progress, should_stop: StopCheck, what: str) -> Callable[[str, int, int | None], None]:
-    """An on_progress(stage, done, total) for ingest and build that also stops the job when asked."""
-
-    def report(stage: str, done: int, total: int | None) -> None:
-        if should_stop():
-            raise JobCancelled(f"{what} stopped; what it finished is kept and running it again continues")
-        progress({"stage": stage, "done": done, "total": total})
-    return report
-
-
-def run_ingest(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
-    """params: paths (list of str; none = re-scan every source), source_name, prune (and files, the uploaded
-    names, for display). Result: the counts per outcome, chunks_written, seconds, and "failed" as the list of
-    files that could not be read, with their reasons (a report with failed files is still 'done')."""
-    from ..ingest.pipeline import ingest
-
-    report = ingest(rt.store, rt.embedder, params.get("paths") or [], source_name=params.get("source_name"),
-                    prune=bool(params.get("prune")), person_name=rt.settings.person_name,
-                    chunk_words=rt.settings.chunk_words, on_progress=_stage_reporter(progress, should_stop, "ingest"))
-    return {**report.summary(), "chunks_written": report.chunks_written, "seconds": round(report.seconds, 3),
-            "failed": [{"source": o.source, "path": o.path, "reason": o.reason} for o in report.failed]}
-
-
-def run_build(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
-    """params: full, seed, teacher (a model spec; None = the configured teacher), and optionally topics,
-    teacher_facts, slots, prose as in `secondself build`."""
-    report, _, _ = rt.build_profile(params.get("teacher"), full=bool(params.get("full")),
-                                    seed=int(params.get("seed") or 0), topics=params.get("topics"),
-                                    teacher_facts=bool(params.get("teacher_facts")), slots=params.get("slots"),
-                                    prose=params.get("prose"),
-                                    on_progress=_stage_reporter(progress, should_stop, "build"))
-    return report.to_dict()
-
-
-_TRAIN_KEYS = ("step", "steps", "loss", "tokens", "tokens_per_s", "eta_s", "elapsed_s")
-
-
-def run_train(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
-    """params: base (a spec or model directory; None = embedded), steps, epochs, rank, resume.
-
-    While the model trains, a stop request writes the run's CANCEL file (`request_cancel`): the trainer saves a
-    checkpoint after the current step and raises TrainingCancelled. In the other stages (retention set,
-    evaluation) the callback raises TrainingCancelled itself, so the run's state says 'cancelled' and a resume
-    redoes that stage. `resume` with no unfinished run (stopped before its run existed) starts a new run.
-    """
-    from ..train.pipeline import latest_run, request_cancel
-
-    person_dir = rt.settings.person_dir
-    asked = False
-
-    def on_progress(stage: str, info: dict[str, Any]) -> None:
-        nonlocal asked
-        if stage == "train":
-            progress({"stage": stage, **{k: info[k] for k in _TRAIN_KEYS if k in info}})
-            if should_stop() and not asked:
-                request_cancel(person_dir)
-                asked = True
-            return
-        if should_stop():
-            raise TrainingCancelled(f"training stopped during '{stage}'; resuming redoes that stage")
-        if stage == "synthesize":
-            progress({"stage": stage, "counts": info.get("counts", {}), "dropped": info.get("dropped", {})})
-        else:
-            progress({"stage": stage, "done": info.get("done"), "total": info.get("total")})
-
-    resume = bool(params.get("resume")) and latest_run(person_dir, unfinished=True) is not None
-    info = rt.train_model(params.get("base"), steps=params.get("steps"), epochs=params.get("epochs"),
-                          rank=params.get("rank"), resume=resume, on_progress=on_progress)
-    return {"version": info.version, "path": str(info.path), **info.metadata}
-
-
-RUNNERS: dict[str, Runner] = {"ingest": run_ingest, "build": run_build, "train": run_train}
-
-# params each default kind accepts (and their types), checked at submit so a bad request fails at once
-_OPT_INT, _OPT_STR, _OPT_BOOL = (int, type(None)), (str, type(None)), (bool, type(None))
-_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
-    "ingest": {"paths": (list,), "source_name": _OPT_STR, "prune": (bool,), "files": (list,)},
-    "build": {"full": (bool,), "seed": (int,), "teacher": _OPT_STR, "topics": _OPT_INT, "teacher_facts": (bool,),
-              "slots": _OPT_BOOL, "prose": _OPT_BOOL},
-    "train": {"base": _OPT_STR, "steps": _OPT_INT, "epochs": (int, float, type(None)), "rank": _OPT_INT,
-              "resume": (bool,)},
-}
-_POSITIVE = ("topics", "steps", "epochs", "rank")
-
-
-def _check_params(kind: str, params: dict[str, Any]) -> None:
-    allowed = _PARAMS.get(kind)
-    if allowed is None:
-        return
-    for key, value in params.items():
-        types = allowed.get(key)
-        if types is None:
-            raise ConfigError(f"{kind} job: unknown parameter {key!r}; known: {', '.join(allowed)}")
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ConfigError(f"{kind} job: {key} must be {' or '.join(t.__name__ for t in types)}, not {value!r}")
-        if key in _POSITIVE and value is not None and value <= 0:
-            raise ConfigError(f"{kind} job: {key} must be positive, not {value!r}")
-    if not all(isinstance(p, str) for p in params.get("paths") or []):
-        raise ConfigError(f"{kind} job: paths must be a list of strings")
 
 
 def add_loss(losses: list[list[float]], step: int, loss: float, steps: int | None,
@@ -300,7 +190,7 @@ class Jobs:
         if kind not in self.runners:
             raise ConfigError(f"unknown job kind {kind!r}; known: {', '.join(sorted(self.runners))}")
         params = dict(params or {})
-        _check_params(kind, params)
+        check_params(kind, params)
         try:
             text = json.dumps(params, ensure_ascii=False)
         except (TypeError, ValueError) as e:
@@ -379,8 +269,9 @@ class Jobs:
                 raise StoreError(f"could not record a job change: {e}. The database is busy; try again.") from e
 
     def _try_progress(self, job_id: int, text: str) -> bool:
-        """Write progress if that needs no waiting at all; False when the lock or the database is busy."""
-        if not self._lock.acquire(blocking=False):
+        """Write progress unless the database is busy (never waits for SQLite's lock); False then. The Python
+        lock is only ever held for short statements by pollers (`get`), so waiting a moment for it is safe."""
+        if not self._lock.acquire(timeout=0.2):
             return False
         try:
             self._db.execute("PRAGMA busy_timeout = 0")
