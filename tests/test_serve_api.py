@@ -278,3 +278,51 @@ def test_chatting_does_not_invalidate_the_vector_index(srv):
     client(srv).chat.completions.create(model="secondself", messages=[{"role": "user", "content": "Where did I move?"}])
     srv.token("chat")
     assert srv.runtime.store.generation == before
+
+
+def test_a_long_line_of_waiters_does_not_starve_the_server(tmp_path):
+    """More waiters than the thread pool has threads (40): they wait on the event loop, so the answer being
+    streamed and other routes still get threads (before, the server stood still until the waiters timed out)."""
+    with running_server(tmp_path / "h", jobs=False, mcp=False, max_waiting=80, model_concurrency=1, wait_s=4,
+                        rate_per_minute=0) as s:
+        s.ingest_text(NOTES)
+        s.runtime.use_model("fake", _SlowModel([REPLY] * 100))
+        results: list[int] = []
+
+        def ask() -> None:
+            try:
+                r = httpx.post(s.url + "/v1/chat/completions", timeout=30,
+                               json={"messages": [{"role": "user", "content": "Where did I move?"}]})
+                results.append(r.status_code)
+            except httpx.HTTPError:
+                results.append(-1)
+        threads = [threading.Thread(target=ask) for _ in range(70)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        health = httpx.get(s.url + "/health", timeout=3)  # answered while 40+ requests wait for the model
+        for t in threads:
+            t.join()
+        assert health.status_code == 200
+        assert results.count(200) >= 2 and set(results) <= {200, 503}
+        assert s.state.gates["fake"].snapshot() == {"concurrency": 1, "active": 0, "waiting": 0,
+                                                    "rejected": results.count(503)}
+
+
+class _BrokenModel(FakeChatModel):
+    def stream(self, messages, sampling):
+        def broken():
+            yield "I moved"
+            raise RuntimeError("the backend fell over")
+        return broken()
+
+
+def test_an_unexpected_failure_mid_stream_ends_with_an_error_event(tmp_path):
+    with running_server(tmp_path / "h", jobs=False, mcp=False) as s:
+        s.ingest_text(NOTES)
+        s.runtime.use_model("fake", _BrokenModel())
+        with pytest.raises(openai.APIError, match="internal error while answering"):
+            for _ in client(s).chat.completions.create(
+                    model="secondself", stream=True, messages=[{"role": "user", "content": "Where did I move?"}]):
+                pass
+        assert s.state.gates["fake"].snapshot()["active"] == 0

@@ -44,7 +44,7 @@ from ..errors import (
 )
 from ..runtime import Runtime
 from . import tokens as token_store
-from .limits import Busy, ModelGate, RateLimited, RateLimiter
+from .limits import Busy, Gates, ModelGate, RateLimited, RateLimiter
 from .uploads import DEFAULT_MAX_BYTES, UploadTooLarge
 
 __all__ = ["ServeOptions", "ServerState", "create_app", "check_bind", "Principal", "require", "api_error",
@@ -97,18 +97,12 @@ class ServerState:
     options: ServeOptions
     jobs: Any = None
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
-    gates: dict[str, ModelGate] = field(default_factory=dict)
+    gates: Gates = field(default_factory=Gates)
     notices: list[str] = field(default_factory=list)
     _touched: dict[str, float] = field(default_factory=dict)
 
     def gate(self, spec: str) -> ModelGate:
-        from ..backends.registry import parse_spec
-
-        if spec not in self.gates:
-            remote = spec != "personal" and parse_spec(spec).kind in ("openai", "fake")
-            n = self.options.model_concurrency or (4 if remote else 1)
-            self.gates[spec] = ModelGate(n, self.options.max_waiting, self.options.wait_s)
-        return self.gates[spec]
+        return self.gates(spec)
 
 
 @dataclass(frozen=True)
@@ -220,7 +214,8 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     from contextlib import asynccontextmanager
 
     options = options or ServeOptions()
-    state = ServerState(runtime, options, limiter=RateLimiter(options.rate_per_minute))
+    state = ServerState(runtime, options, limiter=RateLimiter(options.rate_per_minute),
+                        gates=Gates(options.model_concurrency, options.max_waiting, options.wait_s))
     mcp_lifespan = None
     mcp_app = None
     if options.mcp:
@@ -228,7 +223,7 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
             from .mcp import mcp_asgi_app
 
             # beyond loopback, tokens protect (check_bind) and the Host check would refuse LAN names
-            mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None,
+            mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None, gates=state.gates,
                                                  allowed_hosts=None if is_loopback(options.host) else ["*"])
         except ImportError as e:  # pragma: no cover - the mcp SDK is a declared dependency
             log.warning("MCP not mounted: %s", e)
@@ -272,7 +267,8 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
         """Liveness and what a client needs to know to connect; never a secret."""
         with runtime.lock:
             auth = "token" if token_store.any_tokens(runtime.store) else "open"
-        return {"status": "ok", "version": __version__, "person": runtime.settings.person, "auth": auth,
+        return {"status": "ok", "version": __version__, "person": runtime.settings.person,
+                "person_name": runtime.person, "auth": auth,
                 "notices": state.notices}
 
     @app.get("/", include_in_schema=False)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from ..errors import SecondSelfError
 
-__all__ = ["Busy", "RateLimited", "RateLimiter", "ModelGate"]
+__all__ = ["Busy", "RateLimited", "RateLimiter", "ModelGate", "Gates"]
 
 
 class Busy(SecondSelfError):
@@ -93,6 +93,37 @@ class ModelGate:
         with self._lock:
             self.active += 1
 
+    async def acquire_async(self) -> None:
+        """`acquire` for the event loop: waiting polls instead of parking a worker thread, so a long line
+        of waiters cannot exhaust the server's thread pool (which the streams being answered need), and a
+        client that goes away while waiting simply stops waiting (nothing to clean up)."""
+        import asyncio
+
+        if self._slots.acquire(blocking=False):
+            with self._lock:
+                self.active += 1
+            return
+        with self._lock:
+            if self.waiting >= self.max_waiting:
+                self.rejected += 1
+                raise Busy(f"the model is busy ({self.active} answering, {self.waiting} waiting); try again "
+                           "shortly", retry_after=5)
+            self.waiting += 1
+        deadline = time.monotonic() + self.wait_s
+        try:
+            while not self._slots.acquire(blocking=False):
+                if time.monotonic() >= deadline:
+                    with self._lock:
+                        self.rejected += 1
+                    raise Busy(f"waited {self.wait_s:.0f} s for the model without a turn; try again shortly",
+                               retry_after=10)
+                await asyncio.sleep(0.02)
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        with self._lock:
+            self.active += 1
+
     def release(self) -> None:
         with self._lock:
             self.active -= 1
@@ -109,3 +140,26 @@ class ModelGate:
     def snapshot(self) -> dict[str, int]:
         return {"concurrency": self.concurrency, "active": self.active, "waiting": self.waiting,
                 "rejected": self.rejected}
+
+
+class Gates(dict[str, ModelGate]):
+    """One ModelGate per model spec (a dict of them), made on first use by calling it: 1 at a time for models
+    on this machine (they share its cores), `remote_concurrency` for endpoints and fakes. Shared by the HTTP
+    API and MCP, so both queue for the same model."""
+
+    def __init__(self, concurrency: int | None = None, max_waiting: int = 8, wait_s: float = 120.0,
+                 remote_concurrency: int = 4) -> None:
+        super().__init__()
+        self.concurrency, self.max_waiting, self.wait_s = concurrency, max_waiting, wait_s
+        self.remote_concurrency = remote_concurrency
+        self._lock = threading.Lock()
+
+    def __call__(self, spec: str) -> ModelGate:
+        from ..backends.registry import parse_spec
+
+        with self._lock:
+            if spec not in self:
+                remote = spec != "personal" and parse_spec(spec).kind in ("openai", "fake")
+                n = self.concurrency or (self.remote_concurrency if remote else 1)
+                self[spec] = ModelGate(n, self.max_waiting, self.wait_s)
+            return self[spec]

@@ -44,6 +44,7 @@ from .. import __version__
 from ..errors import ConfigError, SecondSelfError
 from ..runtime import Runtime
 from . import tokens as token_store
+from .limits import Gates
 
 __all__ = ["build_mcp", "mcp_asgi_app", "http_app", "run_stdio", "run_http", "SCOPES_KEY", "SECTIONS"]
 
@@ -114,8 +115,11 @@ def _request_scopes(ctx: Any) -> tuple[str, ...]:
     return tuple(scope.get(SCOPES_KEY) or ())
 
 
-def build_mcp(runtime: Runtime, *, stdio: bool = False):
+def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = None):
     """The MCP server (an `mcp.server.mcpserver.MCPServer`) for `runtime`'s person.
+
+    `gates`: the model gates to queue at before generating (the main server passes its own, so HTTP chats and
+    MCP `ask` share one line per model); a fresh set otherwise.
 
     `stdio=True`: every call may use every tool (the client started this process as the same user).
     Otherwise each call's scopes come from the HTTP request, as put there by `mcp_asgi_app`'s gate, and a
@@ -129,6 +133,7 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False):
     from ..backends.registry import parse_spec
 
     rt = runtime
+    gates = gates if gates is not None else Gates()
     name = rt.settings.person_name
     server = MCPServer("secondself", title=f"{name}'s second self" if name else "a second self",
                        version=__version__, log_level="WARNING",
@@ -210,8 +215,13 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False):
         don't say.") instead of guessing, with `abstained` true and the `reason`. Slower than search_memory
         (a model writes the answer). Needs the 'chat' scope."""
         need(ctx, "chat")
-        with _tool_errors(), rt.lock:
-            answer = rt.persona().ask(question).answer()
+        spec = rt.settings.persona_model
+        with _tool_errors():
+            gate = gates(spec)
+            with gate.turn():  # Busy (the model's line is full) becomes a tool error with its message
+                with rt.lock:  # retrieval only: the store lock is not held while the model writes
+                    reply = rt.persona(spec).ask(question)
+                answer = reply.answer()
         return AskResult(answer=answer.text, citations=answer.citations, abstained=answer.abstained,
                          reason=answer.reason)
 
@@ -337,8 +347,8 @@ def _transport_security(allowed_hosts: Sequence[str] | None):
         allowed_origins=[f"{s}://{n}{p}" for n in names for s in ("http", "https") for p in ("", ":*")])
 
 
-def mcp_asgi_app(runtime: Runtime, *, require_token: bool | None = None,
-                 allowed_hosts: Sequence[str] | None = None) -> tuple[Any, Callable[..., Any]]:
+def mcp_asgi_app(runtime: Runtime, *, require_token: bool | None = None, allowed_hosts: Sequence[str] | None = None,
+                 gates: Gates | None = None) -> tuple[Any, Callable[..., Any]]:
     """The MCP endpoint as an ASGI app behind the token gate, and the lifespan that must wrap serving it.
 
     `require_token`: True — every request needs a valid token. False — while no active token exists,
@@ -354,7 +364,7 @@ def mcp_asgi_app(runtime: Runtime, *, require_token: bool | None = None,
     """
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 
-    server = build_mcp(runtime)
+    server = build_mcp(runtime, gates=gates)
     # streamable_http_app() creates the session manager (our own gate replaces the Starlette app it returns,
     # so that the endpoint works at any mount path).
     server.streamable_http_app(transport_security=_transport_security(allowed_hosts))

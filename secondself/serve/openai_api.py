@@ -18,6 +18,7 @@ given with a single message, the earlier turns come from the stored conversation
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from ..errors import ConfigError, SecondSelfError
 from .app import Chatter, error_response, state_of
 
 router = APIRouter(tags=["openai"])
+log = logging.getLogger("secondself.serve")
 
 MODEL = "secondself"
 PERSONAL = "secondself:personal"
@@ -110,14 +112,18 @@ class _ModelNotFound(SecondSelfError):
 
 
 @router.post("/v1/chat/completions", response_model=None)
-def chat_completions(body: ChatCompletionRequest, request: Request, principal: Chatter):
-    """Chat with the second self: it answers as the person, from their memories, and cites them."""
+async def chat_completions(body: ChatCompletionRequest, request: Request, principal: Chatter):
+    """Chat with the second self: it answers as the person, from their memories, and cites them.
+
+    Async on purpose: a request waiting for a busy model waits on the event loop, not in a worker thread,
+    so a long line cannot starve the thread pool that the answers being streamed need. Store work and
+    generation run in worker threads."""
     state = state_of(request)
     rt = state.runtime
     if body.n != 1:
         raise ConfigError("n must be 1: the second self gives one answer")
     try:
-        spec = _spec(state, body.model)
+        spec = await run_in_threadpool(_spec, state, body.model)
     except _ModelNotFound as e:
         return JSONResponse({"error": {"message": str(e), "type": "invalid_request_error", "param": "model",
                                        "code": "model_not_found"}}, status_code=404)
@@ -130,24 +136,29 @@ def chat_completions(body: ChatCompletionRequest, request: Request, principal: C
 
     from ..conversations import ConversationLog, Turn
 
-    gate = state.gate(spec)
-    gate.acquire()  # Busy → 503 before anything streams
-    try:
+    def prepare():
+        """Retrieval and the prompt, under the store lock; returns the lazy reply and the conversation id."""
         with rt.lock:
             log = ConversationLog(rt.store)
-            if body.conversation_id is not None and len(turns) == 1:
-                history = [Message(t.role, t.content) for t in log.turns(body.conversation_id)
-                           if t.role in ("user", "assistant") and t.status == "complete"]
+            if body.conversation_id is not None:
+                stored = log.turns(body.conversation_id)  # 'no conversation N' before anything is generated
+                history = [Message(t.role, t.content) for t in stored
+                           if t.role in ("user", "assistant") and t.status == "complete"] if len(turns) == 1 \
+                    else [Message(m.role, m.text()) for m in turns[:-1]]
             else:
                 history = [Message(m.role, m.text()) for m in turns[:-1]]
             persona = rt.persona(spec)
             sampling = Sampling(temperature=body.temperature or 0.0, top_p=body.top_p or 1.0, stop=stop,
                                 seed=body.seed, max_tokens=min(limit or persona.config.max_tokens, 8192))
             cid = body.conversation_id or log.start(question, body.model)
-            if body.conversation_id is not None:
-                log.turns(cid)  # 'no conversation N' before anything is generated
             reply = persona.ask(question, history=history, sampling=sampling)
             log.add(cid, Turn("user", question))
+        return reply, cid
+
+    gate = state.gate(spec)
+    await gate.acquire_async()  # Busy → 503 before anything streams
+    try:
+        reply, cid = await run_in_threadpool(prepare)
     except BaseException:
         gate.release()
         raise
@@ -165,15 +176,14 @@ def chat_completions(body: ChatCompletionRequest, request: Request, principal: C
     created = int(time.time())
     if not body.stream:
         try:
-            answer = reply.answer()
+            answer = await run_in_threadpool(reply.answer)
         finally:
             gate.release()
-        extra = finish(answer)
-        usage = _usage(answer)
+        extra = await run_in_threadpool(finish, answer)
         return {"id": rid, "object": "chat.completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                              "finish_reason": "stop", "logprobs": None}],
-                "usage": usage, "secondself": extra}
+                "usage": _usage(answer), "secondself": extra}
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return StreamingResponse(_stream(reply, gate, finish, rid, created, body.model, include_usage),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache",
@@ -221,8 +231,12 @@ async def _stream(reply, gate, finish, rid: str, created: int, model: str, inclu
                      "choices": [], "usage": _usage(answer)}
             yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
-    except SecondSelfError as e:
-        err = json.loads(error_response(e).body)
+    except Exception as e:  # noqa: BLE001 - the stream must end with an error event, never just stop
+        if not isinstance(e, SecondSelfError):
+            log.exception("chat stream failed")
+        err = json.loads(error_response(e).body) if isinstance(e, SecondSelfError) else \
+            {"error": {"message": "internal error while answering; the server log has the details",
+                       "type": "server_error", "param": None, "code": "internal_error"}}
         yield f"data: {json.dumps(err, ensure_ascii=False)}\n\n"
         yield "data: [DONE]\n\n"
     finally:

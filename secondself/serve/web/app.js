@@ -65,6 +65,7 @@ function headers(extra = {}) {
 
 /** fetch() with the token; JSON bodies for plain objects; throws ApiError (401 opens the token form). */
 async function request(path, { method = "GET", body, signal } = {}) {
+  const sent = state.token;
   const init = { method, headers: headers(), signal };
   if (body instanceof FormData) init.body = body;
   else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
@@ -72,7 +73,8 @@ async function request(path, { method = "GET", body, signal } = {}) {
   if (!res.ok) {
     const data = await res.json().catch(() => null);
     const err = new ApiError(res.status, data);
-    if (res.status === 401) needToken(state.token ? "The server refused this token." : "");
+    // a late answer to a request made with an older token must not reopen the form for a newer one
+    if (res.status === 401 && sent === state.token) needToken(state.token ? "The server refused this token." : "");
     throw err;
   }
   return res;
@@ -731,7 +733,8 @@ async function start() {
   try {
     const health = await (await fetch("/health")).json();
     state.auth = health.auth;
-    if (health.person) { $("#person-name").textContent = health.person; document.title = `${health.person} · secondself`; }
+    const who = health.person_name || health.person;
+    if (who) { $("#person-name").textContent = who; document.title = `${who} · secondself`; }
     $("#version").textContent = health.version ? `v${health.version}` : "";
     const notices = health.notices || [];
     $("#notices").replaceChildren(...notices.map((n) => h("p", { text: n })));
