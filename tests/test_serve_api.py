@@ -326,3 +326,21 @@ def test_an_unexpected_failure_mid_stream_ends_with_an_error_event(tmp_path):
                     model="secondself", stream=True, messages=[{"role": "user", "content": "Where did I move?"}]):
                 pass
         assert s.state.gates["fake"].snapshot()["active"] == 0
+
+
+def test_jobs_outlive_a_server_restart(tmp_path):
+    """A note uploaded through one server is ingested by its background worker; the next server on the same
+    home still shows the job, its result, and the memory."""
+    home = tmp_path / "h"
+    with running_server(home, mcp=False) as s:
+        job = httpx.post(s.url + "/api/memories/text", json={"text": "The cello lesson moved to Thursdays.",
+                                                             "title": "Cello"}).json()["job"]
+        assert job["kind"] == "ingest" and job["status"] in ("queued", "running")
+        done = s.state.jobs.wait(job["id"], 30)
+        assert done["status"] == "done" and done["result"]["added"] == 1
+    with running_server(home, mcp=False) as s:
+        again = httpx.get(f"{s.url}/api/jobs/{job['id']}").json()
+        assert again["status"] == "done" and again["result"]["chunks_written"] >= 1
+        hits = httpx.get(s.url + "/api/search", params={"q": "cello Thursdays"}).json()["data"]
+        assert hits and "Thursdays" in hits[0]["text"]
+        assert httpx.get(s.url + "/api/jobs/999").json()["error"]["code"] == "not_found"
