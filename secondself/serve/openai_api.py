@@ -74,9 +74,10 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=8192)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int = Field(default=1, ge=1)
-    conversation_id: int | None = Field(default=None, description="secondself: continue this logged conversation")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    n: int = Field(default=1, ge=1, le=128)
+    conversation_id: int | None = Field(default=None, ge=1, le=2**53,
+                                        description="secondself: continue this logged conversation")
 
 
 def served_models(state) -> list[str]:

@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -24,6 +25,11 @@ from .tokens import grants
 from .uploads import save_note, save_upload, uploads_dir
 
 router = APIRouter(prefix="/api")
+
+# Bounded integers: anything larger cannot be an id here (and SQLite stores at most 64 bits).
+Id = Annotated[int, PathParam(ge=1, le=2**53)]
+Version = Annotated[int | None, Query(ge=1, le=2**53)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 def _jobs(request: Request):
@@ -39,7 +45,7 @@ def _accepted(job: dict) -> JSONResponse:
 
 # -- conversations --------------------------------------------------------------------------------------
 @router.get("/conversations", tags=["chat"])
-def conversations(request: Request, _: Chatter, limit: int = 50) -> dict:
+def conversations(request: Request, _: Chatter, limit: Limit = 50) -> dict:
     from ..conversations import ConversationLog
 
     rt = state_of(request).runtime
@@ -50,7 +56,7 @@ def conversations(request: Request, _: Chatter, limit: int = 50) -> dict:
 
 
 @router.get("/conversations/{conversation_id}", tags=["chat"])
-def conversation(conversation_id: int, request: Request, _: Chatter) -> dict:
+def conversation(conversation_id: Id, request: Request, _: Chatter) -> dict:
     from ..conversations import ConversationLog
 
     rt = state_of(request).runtime
@@ -118,12 +124,10 @@ def add_note(note: NoteIn, request: Request, _: Writer) -> JSONResponse:
 
 
 @router.get("/search", tags=["memory"])
-def search(request: Request, _: Reader, q: str, k: int = 5, source: list[str] | None = None, since: str | None = None,
+def search(request: Request, _: Reader, q: str, k: Annotated[int, Query(ge=1, le=50)] = 5, source: list[str] | None = None, since: str | None = None,
            until: str | None = None, speaker: str | None = None, mode: str = "hybrid") -> dict:
     from ..memory.search import hit_to_dict
 
-    if not 1 <= k <= 50:
-        raise ConfigError("k must be from 1 to 50")
     rt = state_of(request).runtime
     with rt.lock:
         rt.reembed_if_stale()
@@ -137,7 +141,7 @@ def _profile_payload(p) -> dict:
 
 
 @router.get("/profile", tags=["profile"])
-def profile(request: Request, _: Reader, version: int | None = None) -> dict:
+def profile(request: Request, _: Reader, version: Version = None) -> dict:
     from ..memory.versions import current_version, load_version
 
     rt = state_of(request).runtime
@@ -157,7 +161,7 @@ def versions(request: Request, _: Reader) -> dict:
 
 
 @router.get("/profile/diff", tags=["profile"])
-def diff(request: Request, _: Reader, a: int, b: int | None = None) -> dict:
+def diff(request: Request, _: Reader, a: Annotated[int, Query(ge=1, le=2**53)], b: Version = None) -> dict:
     from ..memory import versions as v
 
     rt = state_of(request).runtime
@@ -182,7 +186,7 @@ def edit_section(section: str, body: SectionIn, request: Request, _: Writer) -> 
 
 
 class RollbackIn(BaseModel):
-    version: int
+    version: int = Field(ge=1, le=2**53)
 
 
 @router.post("/profile/rollback", tags=["profile"])
@@ -195,7 +199,7 @@ def rollback(body: RollbackIn, request: Request, _: Writer) -> dict:
 
 
 @router.get("/facts", tags=["profile"])
-def facts(request: Request, _: Reader, at: str | None = None, about: str | None = None, version: int | None = None) -> dict:
+def facts(request: Request, _: Reader, at: str | None = None, about: str | None = None, version: Version = None) -> dict:
     from ..memory import facts as factlib
     from ..memory.versions import fact_dict, load_version
 
@@ -249,7 +253,7 @@ def mark_fact(fact_id: str, action: str, request: Request, _: Writer) -> dict:
 
 class BuildIn(BaseModel):
     full: bool = False
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**31)
     teacher: str | None = None
 
 
@@ -276,17 +280,17 @@ def train(body: TrainIn, request: Request, _: Admin) -> JSONResponse:
 
 
 @router.get("/jobs", tags=["jobs"])
-def jobs(request: Request, _: Reader, limit: int = 50) -> dict:
+def jobs(request: Request, _: Reader, limit: Limit = 50) -> dict:
     return {"data": _jobs(request).list(limit)}
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-def job(job_id: int, request: Request, _: Reader) -> dict:
+def job(job_id: Id, request: Request, _: Reader) -> dict:
     return _jobs(request).get(job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", tags=["jobs"])
-def cancel(job_id: int, request: Request, principal: Writer) -> dict:
+def cancel(job_id: Id, request: Request, principal: Writer) -> dict:
     jobs = _jobs(request)
     if jobs.get(job_id)["kind"] == "train" and not grants(principal.scopes, "admin"):
         raise ConfigError("cancelling training needs the 'admin' scope")
@@ -297,7 +301,7 @@ FINISHED = {"done", "failed", "cancelled"}
 
 
 @router.get("/jobs/{job_id}/events", tags=["jobs"])
-async def job_events(job_id: int, request: Request, _: Reader) -> StreamingResponse:
+async def job_events(job_id: Id, request: Request, _: Reader) -> StreamingResponse:
     """Server-sent events: `event: job` with the job each time it changes, then `event: end`."""
     jobs = _jobs(request)
     jobs.get(job_id)  # 404 before the stream starts

@@ -61,6 +61,8 @@ def list_adapters(person_dir: Path) -> list[AdapterInfo]:
 
 
 def get(person_dir: Path, version: str) -> AdapterInfo:
+    if not re.fullmatch(r"v?\d{1,6}", version or ""):
+        raise TrainingError(f"no adapter {version!r}: versions look like v001 (`secondself model list` shows them)")
     version = version if version.startswith("v") else f"v{int(version):03d}"
     for a in list_adapters(person_dir):
         if a.version == version:
