@@ -233,6 +233,9 @@ async def _stream(reply, gate, finish, rid: str, created: int, model: str, inclu
             yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
     except Exception as e:  # noqa: BLE001 - the stream must end with an error event, never just stop
+        if gate is not None:  # give the turn back before the client hears of the failure
+            gate.release()
+            gate = None
         if not isinstance(e, SecondSelfError):
             log.exception("chat stream failed")
         err = json.loads(error_response(e).body) if isinstance(e, SecondSelfError) else \
