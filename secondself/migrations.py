@@ -193,8 +193,66 @@ def m005_serve(db: sqlite3.Connection) -> None:
     """)
 
 
+def m006_work(db: sqlite3.Connection) -> None:
+    _run(db, """        -- Roles: personas with their own instructions, memory scope and model.
+        CREATE TABLE roles (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            instructions TEXT NOT NULL DEFAULT '',
+            scope TEXT NOT NULL DEFAULT '{}',  -- JSON: sources, tags, since, until
+            model TEXT,                        -- a model spec, 'personal', or NULL (the persona model)
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        -- Labels on sources ("work", "private"), used by role scopes and disclosure rules.
+        CREATE TABLE source_tags (
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (source_id, tag)
+        );
+        -- A token confined to one role: every request with it sees only that role's memories.
+        ALTER TABLE api_tokens ADD COLUMN role TEXT;
+        -- Bridge runs (enhance, expert, critique): every step, with what was disclosed.
+        CREATE TABLE bridge_runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                -- enhance | ask | critique
+            request TEXT NOT NULL,
+            steps TEXT NOT NULL,               -- JSON list of {step, input, output, disclosed, ...}
+            created_at TEXT NOT NULL
+        );
+        -- Spaces: discussions between the person's roles and other second selves.
+        CREATE TABLE spaces (
+            id INTEGER PRIMARY KEY,
+            topic TEXT NOT NULL,
+            participants TEXT NOT NULL,        -- JSON (no secrets: remote tokens live in space_secrets)
+            rounds INTEGER NOT NULL,
+            status TEXT NOT NULL,              -- created running done failed
+            summary TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE space_secrets (
+            space_id INTEGER NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+            participant TEXT NOT NULL,
+            secret TEXT NOT NULL,              -- a remote participant's API token; never returned by any route
+            PRIMARY KEY (space_id, participant)
+        );
+        CREATE TABLE space_turns (
+            id INTEGER PRIMARY KEY,
+            space_id INTEGER NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+            round INTEGER NOT NULL,            -- 0 = the host's opening; rounds+1 = the summary
+            speaker TEXT NOT NULL,
+            content TEXT NOT NULL,
+            status TEXT NOT NULL,              -- ok | skipped (timed out or failed: see error)
+            error TEXT,
+            created_at TEXT NOT NULL
+        );
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_conversations,
-                                                          m003_keyword_vocabulary, m004_layer1, m005_serve]
+                                                          m003_keyword_vocabulary, m004_layer1, m005_serve,
+                                                          m006_work]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

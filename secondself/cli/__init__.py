@@ -95,8 +95,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Commands live in modules named for what they touch; importing them registers them on `cli`.
+from . import bridge as _bridge  # noqa: E402,F401
 from . import chat as _chat  # noqa: E402,F401
 from . import memory as _memory  # noqa: E402,F401
+from . import prefill as _prefill  # noqa: E402,F401
 from . import profile as _profile  # noqa: E402,F401
+from . import roles as _roles  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401
+from . import spaces as _spaces  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401

@@ -254,10 +254,12 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     _install_errors(app)
     _install_guards(app, options)
 
-    from . import openai_api, routes
+    from . import openai_api, routes, routes_bridge, routes_prefill, routes_roles, routes_spaces
 
     app.include_router(openai_api.router)
     app.include_router(routes.router)
+    for extra in (routes_roles, routes_prefill, routes_bridge, routes_spaces):
+        app.include_router(extra.router)
     if mcp_app is not None:
         app.add_route("/mcp", mcp_app)  # exact path: without it, POST /mcp is redirected to /mcp/
         app.mount("/mcp", mcp_app)

@@ -1,0 +1,7 @@
+"""HTTP routes for spaces (issue 7) — being written. Included by app.py."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api")
