@@ -53,15 +53,28 @@ class ConversationLog:
                         turn.status, json.dumps(turn.meta), now))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
 
-    def turns(self, conversation_id: int) -> list[Turn]:
-        if not self.store.db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone():
+    def model_of(self, conversation_id: int) -> str:
+        """The model id the conversation was started with."""
+        row = self.store.db.execute("SELECT model FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise SecondSelfError(f"no conversation {conversation_id}; `secondself chat --list` shows them")
+        return row[0]
+
+    def turns(self, conversation_id: int, model: str | None = None) -> list[Turn]:
+        """The turns, oldest first. With `model`, a conversation held with another model does not exist (a
+        caller confined to a role cannot read or continue another role's conversations)."""
+        stored = self.model_of(conversation_id)
+        if model is not None and stored != model:
             raise SecondSelfError(f"no conversation {conversation_id}; `secondself chat --list` shows them")
         rows = self.store.db.execute("SELECT role, content, citations, status, meta FROM messages "
                                      "WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
         return [Turn(r[0], r[1], json.loads(r[2]), r[3], json.loads(r[4])) for r in rows]
 
-    def list(self, limit: int = 20) -> list[ConversationSummary]:
+    def list(self, limit: int = 20, model: str | None = None) -> list[ConversationSummary]:
+        """The newest conversations (only those held with `model`, when given)."""
+        where, args = ("WHERE c.model = ?", (model,)) if model is not None else ("", ())
         rows = self.store.db.execute(
             "SELECT c.id, c.title, c.model, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id), "
-            "c.updated_at FROM conversations c ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (limit,)).fetchall()
+            f"c.updated_at FROM conversations c {where} ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+            (*args, limit)).fetchall()
         return [ConversationSummary(*r) for r in rows]

@@ -7,6 +7,8 @@ codes. Every message says what happened *and what to do next*.
     ├── ConfigError                 a settings file or flag is wrong (bad TOML, unknown model name, ...)
     ├── StoreError                  the SQLite store cannot be opened, is corrupt or is newer than this code
     ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
+    ├── RoleNotFoundError           no role by that name (`secondself role list` shows them)
+    ├── RoleForbiddenError          a caller confined to one role asked for another role or a route outside it
     ├── ProfileError                layer 1: no build yet, unknown version or fact, nothing to edit
     ├── BuildError                  a layer-1 build step failed; names the step and cause, `build` resumes
     ├── TrainingError               layer 2: no samples, out of memory, a run that cannot resume, ...
@@ -33,6 +35,8 @@ __all__ = [
     "ConfigError",
     "StoreError",
     "SourceNotFoundError",
+    "RoleNotFoundError",
+    "RoleForbiddenError",
     "IngestError",
     "ProfileError",
     "BuildError",
@@ -66,6 +70,17 @@ class SourceNotFoundError(SecondSelfError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no source named {name!r}; run `secondself sources` to list them")
         self.name = name
+
+
+class RoleNotFoundError(SecondSelfError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no role named {name!r}; `secondself role list` shows them")
+        self.name = name
+
+
+class RoleForbiddenError(SecondSelfError):
+    """A token bound to one role asked for something outside it (another role, or a route that is not
+    confined to roles). The HTTP API answers 403."""
 
 
 class IngestError(SecondSelfError):

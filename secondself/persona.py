@@ -122,11 +122,14 @@ def _label(chunk: Chunk) -> str:
 
 class Persona:
     def __init__(self, model: ChatModel, searcher: Searcher, name: str = "", profile: str = "",
-                 config: PersonaConfig | None = None) -> None:
+                 config: PersonaConfig | None = None, instructions: str = "") -> None:
+        """`searcher`: anything with Searcher's `search` and `embedder` (a role passes a ScopedSearcher);
+        `instructions`: a role's own, put before everything else in the prompt."""
         self.model, self.searcher = model, searcher
         self.name = name or "the person"
         self.profile = profile
         self.config = config or PersonaConfig()
+        self.instructions = instructions.strip()
 
     # -- retrieval and prompt ----------------------------------------------------------------------
     def retrieve(self, question: str, filters: SearchFilters | None = None) -> list[Passage]:
@@ -182,7 +185,9 @@ class Persona:
         memories = "\n".join(f"[{p.number}] ({_label(p.chunk)}) {p.text}" for p in ordered) or "(none)"
         about = self.profile(question) if callable(self.profile) else self.profile
         profile = f"About {self.name}: {about}\n\n" if about else ""
-        prompt = render("persona_user", name=self.name, profile=profile, memories=memories, question=question)
+        instructions = render("persona_role", instructions=self.instructions) + "\n\n" if self.instructions else ""
+        prompt = render("persona_user", name=self.name, instructions=instructions, profile=profile,
+                        memories=memories, question=question)
         return [*history, Message("user", prompt)]
 
     # -- answering ---------------------------------------------------------------------------------

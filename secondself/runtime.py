@@ -159,25 +159,46 @@ class Runtime:
                                                adapter=info.path)
         return self._models[key]
 
-    def layer1(self):
-        """Layer 1 condensed per question (a callable), once a profile has been built; "" before that."""
+    def layer1(self, scope=None):
+        """Layer 1 condensed per question (a callable), once a profile has been built; "" before that.
+        With a `scope` (a role's), only what was derived from memories inside it (memory/scope.py)."""
         from .memory.context import persona_context
+        from .memory.scope import scoped_profile
         from .memory.versions import current_version, load_version
 
         if current_version(self.store) is None:
             return ""
         profile = load_version(self.store)
+        if scope is not None:
+            profile = scoped_profile(profile, scope, self.store)
         return lambda question: persona_context(profile, question)
 
-    def persona(self, spec: str | None = None, k: int | None = None):
-        """A Persona answering with `spec` (default: the configured persona model)."""
+    def role(self, name: str):
+        """The Role named `name` (RoleNotFoundError otherwise)."""
+        from .roles import get_role
+
+        return get_role(self.store, name)
+
+    def model_spec(self, role=None) -> str:
+        """The model a persona answers with: the role's own, else the configured persona model."""
+        return (role.model if role is not None else None) or self.settings.persona_model
+
+    def persona(self, spec: str | None = None, k: int | None = None, role=None):
+        """A Persona answering with `spec` (default: the role's model, else the configured persona model).
+
+        With a `role` it follows the role's instructions and can read only the role's scope: retrieval goes
+        through a ScopedSearcher and layer 1 is the scoped view, so the model never sees what it hides."""
+        from .memory.scope import ScopedSearcher
         from .persona import Persona, PersonaConfig
 
-        spec = spec or self.settings.persona_model
+        spec = spec or self.model_spec(role)
         model = self.chat_model(spec)
         self.reembed_if_stale()
         config = PersonaConfig(k=k) if k else PersonaConfig()
-        return Persona(model, self.searcher, name=self.settings.person_name, config=config, profile=self.layer1())
+        if role is None:
+            return Persona(model, self.searcher, name=self.settings.person_name, config=config, profile=self.layer1())
+        return Persona(model, ScopedSearcher(self.searcher, role.scope), name=self.settings.person_name,
+                       config=config, profile=self.layer1(role.scope), instructions=role.instructions)
 
     def teacher(self, spec: str | None = None):
         """The model that builds layers 1-2, and its parsed spec."""
@@ -233,4 +254,6 @@ _REMOTE = {
                "topics and write the biography",
     "judge": "note: the teacher model is remote ({url}); held-out questions, reference answers and both "
              "models' answers are sent there to be graded",
+    "expert": "note: the bridge's expert model is remote ({url}); requests enhanced with the personal details "
+              "listed for each, and your critiques of its answers, are sent there",
 }

@@ -21,7 +21,7 @@ from secondself.serve import tokens
 from secondself.serve.mcp import http_app, mcp_asgi_app
 
 ANSWER = "I live in Lisbon, on Rua dos Anjos [1]."
-TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory"}
+TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory", "list_roles"}
 
 
 @pytest.fixture

@@ -56,7 +56,11 @@ def parse_spec(spec: str) -> ModelSpec:
             raise ConfigError(f"bad model spec {spec!r}: use openai:MODEL@http://host:port/v1")
         return ModelSpec("openai", model, url.rstrip("/"))
     path = Path(spec).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: not a model on disk
+        exists = False
+    if exists:
         return ModelSpec("local", str(path.resolve()))
     raise ConfigError(f"unknown model {spec!r}: use 'embedded', 'fake', a local model directory or .gguf file, "
                       "or openai:MODEL@BASE_URL")

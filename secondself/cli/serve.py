@@ -82,20 +82,23 @@ def token() -> None:
               type=click.Choice(["chat", "read", "write", "admin"]),
               help="chat | read | write (implies read) | admin (everything). Repeatable.")
 @click.option("--name", help="A name to recognise it by (default: token-N).")
+@click.option("--role", help="Confine the token to this role: its model id only, its memory scope everywhere "
+                             "(chat and read scopes only).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def token_create(obj: Context, scopes: tuple[str, ...], name: str | None, as_json: bool) -> None:
+def token_create(obj: Context, scopes: tuple[str, ...], name: str | None, role: str | None, as_json: bool) -> None:
     """Create a token. Its secret is printed now and never again."""
     from ..serve import tokens
 
     name = name or f"token-{len(tokens.list_tokens(obj.store, include_revoked=True)) + 1}"
-    info, secret = tokens.create(obj.store, name, list(scopes))
+    info, secret = tokens.create(obj.store, name, list(scopes), role=role)
     if as_json:
         _emit_json(info.to_dict() | {"token": secret})
         return
     click.echo(secret)
-    click.echo(f"token {info.name!r} ({', '.join(info.scopes)}) created; the secret above is shown only once — "
-               "store it now", err=True)
+    bound = f", confined to the role {info.role!r}" if info.role else ""
+    click.echo(f"token {info.name!r} ({', '.join(info.scopes)}{bound}) created; the secret above is shown only once "
+               "— store it now", err=True)
 
 
 @token.command("list")
@@ -114,7 +117,8 @@ def token_list(obj: Context, all_: bool, as_json: bool) -> None:
         click.echo("no tokens: the server accepts only this machine, without a token")
     for t in rows:
         state = f"revoked {t.revoked_at[:16]}" if t.revoked_at else f"last used {(t.last_used_at or 'never')[:16]}"
-        click.echo(f"{t.name:<20} {' '.join(t.scopes):<22} {t.prefix}…  created {t.created_at[:16]}  {state}")
+        role = f"  role {t.role}" if t.role else ""
+        click.echo(f"{t.name:<20} {' '.join(t.scopes):<22} {t.prefix}…  created {t.created_at[:16]}  {state}{role}")
 
 
 @token.command("revoke")

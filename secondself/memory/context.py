@@ -4,6 +4,9 @@ Small models have small context windows, so this is short and question-dependent
 of the biography, the facts true as of the newest memory that share a word with the question (with
 their dates, so "where do I live" gets the current city, not the old one), and the shades the question
 touches. Facts are phrased in the first person, as the persona speaks.
+
+A role gets the same from its scoped view of the profile (memory/scope.py: no biography, only the facts and
+shades derived from memories inside its scope), so this module never needs to know about scopes.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def persona_context(profile: Profile, question: str, *, max_facts: int = 4, bio_
              for f in ranked[:max_facts] if score(about(f))]
     shades = [s for s in profile.shades if score(f"{s.name} {s.role} {s.description}")][:2]
     lines += [f"- {s.name}" + (f" (I am a {s.role})" if s.role else "") for s in shades]
-    return bio + ("\n" + "\n".join(lines) if lines else "")
+    return "\n".join([bio, *lines] if bio else lines)  # a role's scoped view has no biography
 
 
 def _first_person(phrase: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from ..store import Store
 from ..types import Chunk, Hit, SearchFilters
 from .vectors import VectorIndex
 
-__all__ = ["Searcher", "fts_query", "make_snippet", "query_terms", "hit_to_dict", "MODES"]
+__all__ = ["Searcher", "fts_query", "make_snippet", "query_terms", "hit_to_dict", "normalize", "narrow", "MODES"]
 
 MODES = ("hybrid", "keyword", "vector")
 RRF_K = 60
@@ -82,12 +82,38 @@ def _bounds(f: SearchFilters) -> _Bounds:
         if d is None:
             raise ConfigError(f"cannot read the date {value!r}; use YYYY-MM-DD")
         if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-            d = d + timedelta(days=1) - timedelta(seconds=1)
+            d = d.replace(hour=23, minute=59, second=59)  # (adding a day overflowed on 9999-12-31)
         return d.astimezone(UTC)
 
     s, u = parse(f.since, False), parse(f.until, True)
     iso = lambda d: d.isoformat(timespec="seconds") if d else None  # noqa: E731
     return _Bounds(iso(s), iso(u), s.timestamp() if s else None, u.timestamp() if u else None)
+
+
+def normalize(filters: SearchFilters) -> SearchFilters:
+    """The same filters with since/until as UTC ISO timestamps (a date-only `until` covering its whole day), so
+    bounds written differently compare correctly as strings."""
+    b = _bounds(filters)
+    return SearchFilters(filters.sources, b.since_iso, b.until_iso, filters.speaker)
+
+
+def narrow(request: SearchFilters | None, bound: SearchFilters) -> SearchFilters | None:
+    """A request's filters intersected with an upper bound (a role's scope), which they may narrow but never
+    widen: the sources in both (`()` on either side meaning all), the later `since`, the earlier `until`, the
+    request's speaker. None when the intersection is empty: the caller must then find nothing, not everything
+    (`SearchFilters()` would mean everything)."""
+    r, b = normalize(request or SearchFilters()), normalize(bound)
+    if r.sources and b.sources:
+        sources = tuple(s for s in dict.fromkeys(r.sources) if s in b.sources)
+        if not sources:
+            return None
+    else:
+        sources = r.sources or b.sources
+    since = max((d for d in (r.since, b.since) if d), default=None)
+    until = min((d for d in (r.until, b.until) if d), default=None)
+    if since and until and since > until:
+        return None
+    return SearchFilters(sources, since, until, r.speaker)
 
 
 class Searcher:

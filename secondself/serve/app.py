@@ -9,6 +9,9 @@ Security model (the reference served 0.0.0.0 with CORS `*` and no authentication
 - A browser page on another site can still send requests to 127.0.0.1. So a request with an `Origin`
   header must come from this server's own origin or a configured CORS origin, and on loopback the `Host`
   header must be a loopback name (DNS rebinding). CORS headers are sent only for configured origins.
+- A token bound to a role (tokens.py) is confined to it: routes declare that they apply the caller's role
+  by authenticating with `RoleChatter`/`RoleReader`; every other route refuses such a token with 403, so a
+  route added later fails closed until it is made role-aware.
 - Errors never include tracebacks or secrets: typed errors become OpenAI-shaped JSON with their
   user-facing message; anything else becomes "internal error" and is logged.
 """
@@ -37,6 +40,8 @@ from ..errors import (
     IngestError,
     ModelNotAvailableError,
     ProfileError,
+    RoleForbiddenError,
+    RoleNotFoundError,
     SecondSelfError,
     SourceNotFoundError,
     StoreError,
@@ -48,7 +53,7 @@ from .limits import Busy, Gates, ModelGate, RateLimited, RateLimiter
 from .uploads import DEFAULT_MAX_BYTES, UploadTooLarge
 
 __all__ = ["ServeOptions", "ServerState", "create_app", "check_bind", "Principal", "require", "api_error",
-           "Chatter", "Reader", "Writer", "Admin"]
+           "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
 
 log = logging.getLogger("secondself.serve")
 WEB_DIR = Path(__file__).with_name("web")
@@ -107,10 +112,12 @@ class ServerState:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a token's name and scopes, or 'local' (no tokens configured, loopback only)."""
+    """Who is calling: a token's name, scopes and the role it is bound to (None: the whole person), or
+    'local' (no tokens configured, loopback only)."""
 
     name: str
     scopes: tuple[str, ...]
+    role: str | None = None
 
 
 def api_error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
@@ -124,6 +131,8 @@ def api_error(status: int, message: str, type_: str = "invalid_request_error", c
 _ERRORS: list[tuple[type[BaseException], int, str, str]] = [
     (UploadTooLarge, 413, "invalid_request_error", "file_too_large"),
     (SourceNotFoundError, 404, "invalid_request_error", "source_not_found"),
+    (RoleNotFoundError, 404, "invalid_request_error", "role_not_found"),
+    (RoleForbiddenError, 403, "permission_error", "role_forbidden"),
     (ProfileError, 404, "invalid_request_error", "profile_not_found"),
     (ContextOverflowError, 400, "invalid_request_error", "context_length_exceeded"),
     (ModelNotAvailableError, 503, "server_error", "model_not_available"),
@@ -174,7 +183,7 @@ def authenticate(request: Request) -> Principal:
         if now - state._touched.get(token.name, 0) > 60:  # one write a minute, not one per request
             token_store.verify(rt.store, secret, touch=True)
             state._touched[token.name] = now
-    return Principal(token.name, token.scopes)
+    return Principal(token.name, token.scopes, token.role)
 
 
 def _client_is_loopback(request: Request) -> bool:
@@ -190,13 +199,17 @@ class _Forbidden(SecondSelfError):
     pass
 
 
-def require(scope: str) -> Callable[..., Principal]:
-    """A dependency: the caller must hold `scope`; also applies the per-caller rate limit."""
+def require(scope: str, roles: bool = False) -> Callable[..., Principal]:
+    """A dependency: the caller must hold `scope`; also applies the per-caller rate limit. Unless the route
+    applies the caller's role itself (`roles=True`), a token bound to a role is refused."""
 
     def check(request: Request) -> Principal:
         principal = authenticate(request)
         if not token_store.grants(principal.scopes, scope):
             raise _Forbidden(f"this token lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
+        if principal.role is not None and not roles:
+            raise _Forbidden(f"this token is confined to the role {principal.role!r}, and this route is not open to "
+                             "role-bound tokens")
         state_of(request).limiter.check(principal.name)
         return principal
     return check
@@ -207,6 +220,9 @@ Chatter = Annotated[Principal, Depends(require("chat"))]
 Reader = Annotated[Principal, Depends(require("read"))]
 Writer = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+# Routes that confine a role-bound token to its role (and honour an optional `role` the caller asks for).
+RoleChatter = Annotated[Principal, Depends(require("chat", roles=True))]
+RoleReader = Annotated[Principal, Depends(require("read", roles=True))]
 
 
 def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any = None) -> FastAPI:

@@ -1,11 +1,16 @@
 """The MCP server: the person's memories as tools for any MCP client (Claude Desktop, IDE agents, ...).
 
-Built on the official SDK (`mcp` 2.x, `MCPServer`). Five tools, each needing one token scope (tokens.py):
+Built on the official SDK (`mcp` 2.x, `MCPServer`). Six tools, each needing one token scope (tokens.py):
     search_memory  read    hybrid search over the raw memories, with provenance
     read_profile   read    the current layer-1 profile, or one section of it
     list_sources   read    the ingested sources with their counts
     ask            chat    a question answered by the second self, with citations
     add_memory     write   save a note (uploads/mcp/) and ingest it at once
+    list_roles     chat or read   the roles (personas with their own scope) the other tools can act as
+
+Roles (roles.py): search_memory, read_profile, list_sources and ask take an optional `role` and then see only
+what its scope may read (memory/scope.py). A token bound to a role always acts as it: the gate puts the role
+next to the scopes, a different `role` is refused, and add_memory is refused.
 
 Transports and who may do what:
 - stdio (`run_stdio`): the client launched this process as the same user, so every tool is allowed.
@@ -41,17 +46,19 @@ from typing import Annotated, Any, Literal
 from typing_extensions import TypedDict  # pydantic needs this TypedDict on Python < 3.12
 
 from .. import __version__
-from ..errors import ConfigError, SecondSelfError
+from ..errors import ConfigError, RoleForbiddenError, SecondSelfError
 from ..runtime import Runtime
 from . import tokens as token_store
 from .limits import Gates
 
-__all__ = ["build_mcp", "mcp_asgi_app", "http_app", "run_stdio", "run_http", "SCOPES_KEY", "SECTIONS"]
+__all__ = ["build_mcp", "mcp_asgi_app", "http_app", "run_stdio", "run_http", "SCOPES_KEY", "ROLE_KEY", "SECTIONS"]
 
 log = logging.getLogger("secondself.mcp")
 
 #: The ASGI scope key under which the HTTP gate leaves the caller's token scopes for the tools.
 SCOPES_KEY = "secondself.scopes"
+#: ... and the role the caller's token is bound to (absent: none).
+ROLE_KEY = "secondself.role"
 #: The sections `read_profile` can return on their own.
 SECTIONS = ("biography", "status", "shades", "facts", "people")
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -61,7 +68,8 @@ This server is {person} second self: their own notes, documents, mail and chats,
 and a profile built from them. Use search_memory to find what they wrote or said (every result names its
 source, file and date), read_profile for who they are and what they are doing now, ask to have the second
 self answer in their voice with citations, and add_memory to save something they want remembered.
-Memories are private: quote only what the task needs."""
+list_roles shows the person's roles (e.g. an interviewer that may read only work notes): pass `role` to
+act as one. Memories are private: quote only what the task needs."""
 
 
 class MemoryHit(TypedDict):
@@ -91,6 +99,13 @@ class AskResult(TypedDict):
     reason: str
 
 
+class RoleInfo(TypedDict):
+    name: str
+    model_id: str
+    instructions: str
+    scope: str
+
+
 class AddedMemory(TypedDict):
     path: str
     source: str
@@ -113,6 +128,16 @@ def _request_scopes(ctx: Any) -> tuple[str, ...]:
     request = ctx.request_context.request
     scope = getattr(request, "scope", None) or {}
     return tuple(scope.get(SCOPES_KEY) or ())
+
+
+def _request_role(ctx: Any) -> str | None:
+    """The role the caller's token is bound to, as the HTTP gate recorded it."""
+    scope = getattr(ctx.request_context.request, "scope", None) or {}
+    return scope.get(ROLE_KEY)
+
+
+_ROLE_HELP = ("Act as this role (a name from list_roles): see only the memories its scope may read. Omit for the "
+              "whole person; a token bound to a role always acts as it.")
 
 
 def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = None):
@@ -150,6 +175,16 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
             has = f" (it has: {', '.join(granted)})" if granted else ""
             raise ToolError(f"this token lacks the '{scope}' scope{has}")
 
+    def bound_role(ctx: Context) -> str | None:
+        return None if stdio else _request_role(ctx)
+
+    def acting(ctx: Context, requested: str | None):
+        """The Role this call acts as (the token's, else the one asked for), or None: the whole person."""
+        from ..roles import role_for
+
+        with _tool_errors(), rt.lock:
+            return role_for(rt.store, bound_role(ctx), requested)
+
     @server.tool(annotations=reading)
     def search_memory(
         ctx: Context,
@@ -157,20 +192,24 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
                                                               "name, a question, a phrase they may have used.")],
         k: Annotated[int, Field(ge=1, le=50, description="How many passages to return.")] = 5,
         source: Annotated[str | None, Field(description="Only this source (a name from list_sources).")] = None,
+        role: Annotated[str | None, Field(description=_ROLE_HELP)] = None,
     ) -> list[MemoryHit]:
         """Search the person's memories (notes, documents, mail, chats) by meaning and by keyword.
 
         Returns the best-matching passages, best first, each with its provenance: source, file path (`#key`
         for one message or conversation inside a file), document title, date, who speaks, a snippet and a
         relevance score. Cite the source and date when you use one. Needs the 'read' scope."""
+        from ..memory.scope import ScopedSearcher
         from ..types import SearchFilters
 
         need(ctx, "read")
+        acts = acting(ctx, role)
         with _tool_errors(), rt.lock:
-            if source:
-                rt.store.source_id(source)  # an unknown name is an error that lists what exists, not 0 hits
+            if source and acts is None:
+                rt.store.source_id(source)  # an unknown name is an error, not 0 hits (a role just finds nothing)
             rt.reembed_if_stale()
-            hits = rt.searcher.search(query, k=k, filters=SearchFilters(sources=(source,) if source else ()))
+            searcher = ScopedSearcher(rt.searcher, acts.scope) if acts else rt.searcher
+            hits = searcher.search(query, k=k, filters=SearchFilters(sources=(source,) if source else ()))
         return [MemoryHit(chunk_id=h.chunk.id, source=h.chunk.source, path=h.chunk.path, title=h.chunk.title,
                           date=h.chunk.date, speakers=list(h.chunk.speakers), snippet=h.snippet,
                           score=round(h.score, 6)) for h in hits]
@@ -180,28 +219,40 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
         ctx: Context,
         section: Annotated[Literal["biography", "status", "shades", "facts", "people"] | None,
                            Field(description="Only this section; omit for the whole profile.")] = None,
+        role: Annotated[str | None, Field(description=_ROLE_HELP)] = None,
     ) -> dict[str, Any]:
         """Read the person's profile, condensed from all their memories: a biography; their status (what they
         are doing recently, and earlier); shades (their interests and roles, each with a dated timeline);
         dated facts (subject, predicate, object, valid from/to, source chunk ids); and the people they
-        mention. Cheaper than searching when you need who they are or what is current. Needs 'read'."""
+        mention. Cheaper than searching when you need who they are or what is current. As a role: only what
+        was derived from memories inside its scope (no biography or status). Needs 'read'."""
+        from ..memory.scope import scoped_profile
         from ..memory.versions import load_version
 
         need(ctx, "read")
+        acts = acting(ctx, role)
         with _tool_errors(), rt.lock:
             profile = load_version(rt.store)
+            if acts is not None:
+                profile = scoped_profile(profile, acts.scope, rt.store)
         return _profile_dict(profile, section)
 
     @server.tool(annotations=reading)
-    def list_sources(ctx: Context) -> list[SourceCount]:
+    def list_sources(
+        ctx: Context,
+        role: Annotated[str | None, Field(description=_ROLE_HELP)] = None,
+    ) -> list[SourceCount]:
         """List the sources of memories (each ingested folder, file or export) with how many documents,
         chunks and files each holds, how many files failed to read, and when it was last ingested. Use the
-        names to narrow search_memory. Needs the 'read' scope."""
+        names to narrow search_memory. As a role: only the sources it may read. Needs the 'read' scope."""
         need(ctx, "read")
+        acts = acting(ctx, role)
         with _tool_errors(), rt.lock:
             rows = rt.store.sources()
+            readable = acts.scope.readable_sources(rt.store) if acts else None
         return [SourceCount(name=r.name, documents=r.documents, chunks=r.chunks, files=r.files,
-                            failed_files=r.failed_files, last_ingest_at=r.last_ingest_at) for r in rows]
+                            failed_files=r.failed_files, last_ingest_at=r.last_ingest_at) for r in rows
+                if readable is None or r.name in readable]
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=remote_persona))
     def ask(
@@ -209,18 +260,21 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
         question: Annotated[str, Field(min_length=1, description="A question for the person, asked as you "
                                                                  "would ask them (\"Where did you live in "
                                                                  "2023?\").")],
+        role: Annotated[str | None, Field(description=_ROLE_HELP + " Its instructions and model apply.")] = None,
     ) -> AskResult:
         """Ask the person's second self a question. It answers in the first person from their memories and
         cites the passages it used; when the memories do not say, it abstains ("I don't know — my memories
         don't say.") instead of guessing, with `abstained` true and the `reason`. Slower than search_memory
-        (a model writes the answer). Needs the 'chat' scope."""
+        (a model writes the answer). As a role: its instructions, its model and only the memories it may
+        read. Needs the 'chat' scope."""
         need(ctx, "chat")
-        spec = rt.settings.persona_model
+        acts = acting(ctx, role)
+        spec = rt.model_spec(acts)
         with _tool_errors():
             gate = gates(spec)
             with gate.turn():  # Busy (the model's line is full) becomes a tool error with its message
                 with rt.lock:  # retrieval only: the store lock is not held while the model writes
-                    reply = rt.persona(spec).ask(question)
+                    reply = rt.persona(spec, role=acts).ask(question)
                 answer = reply.answer()
         return AskResult(answer=answer.text, citations=answer.citations, abstained=answer.abstained,
                          reason=answer.reason)
@@ -240,6 +294,9 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
         from .uploads import save_note
 
         need(ctx, "write")
+        if bound_role(ctx) is not None:  # such tokens hold no write scope; refuse even if one ever did
+            raise ToolError(str(RoleForbiddenError(f"this token is confined to the role {bound_role(ctx)!r}, "
+                                                   "which cannot add memories")))
         with _tool_errors(), rt.lock:
             path = save_note(rt.settings.person_dir, text, title, source="mcp")
             report = ingest(rt.store, rt.embedder, [path.parent], source_name="mcp",
@@ -248,6 +305,23 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
         if any(o.status == "failed" for o in mine):
             raise ToolError(f"the note was saved as {path.name} but could not be ingested: {mine[0].reason}")
         return AddedMemory(path=path.name, source="mcp", chunks_added=sum(o.chunks for o in mine))
+
+    @server.tool(annotations=reading)
+    def list_roles(ctx: Context) -> list[RoleInfo]:
+        """List the person's roles: personas of the second self with their own instructions, model and memory
+        scope (e.g. an 'interviewer' that may read only work notes and the CV). Pass a role's name as `role` to
+        search_memory, read_profile, list_sources or ask to act as it. A token bound to a role sees only its
+        own. Needs the 'chat' or 'read' scope."""
+        from ..roles import list_roles as all_roles
+
+        granted = token_store.SCOPES if stdio else _request_scopes(ctx)
+        if not (token_store.grants(granted, "chat") or token_store.grants(granted, "read")):
+            need(ctx, "read")
+        bound = bound_role(ctx)
+        with _tool_errors(), rt.lock:
+            rows = all_roles(rt.store)
+        return [RoleInfo(name=r.name, model_id=r.model_id, instructions=r.instructions, scope=r.scope.describe())
+                for r in rows if bound is None or r.name == bound]
 
     return server
 
@@ -310,18 +384,18 @@ class _TokenGate:
             body = {"error": {"message": who, "type": "authentication_error", "code": "invalid_token"}}
             await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
-        name, scopes = who
+        name, scopes, role = who
         user = AuthenticatedUser(AccessToken(token=name, client_id=name, scopes=list(scopes)))
-        await self.app({**scope, SCOPES_KEY: scopes, "user": user}, receive, send)
+        await self.app({**scope, SCOPES_KEY: scopes, ROLE_KEY: role, "user": user}, receive, send)
 
-    def _authenticate(self, secret: str, loopback_client: bool) -> tuple[str, tuple[str, ...]] | str:
-        """(caller name, scopes), or the message for a 401."""
+    def _authenticate(self, secret: str, loopback_client: bool) -> tuple[str, tuple[str, ...], str | None] | str:
+        """(caller name, scopes, bound role), or the message for a 401."""
         rt = self.runtime
         with rt.lock:
             if not secret:
                 open_ = self.require_token is False or (self.require_token is None and loopback_client)
                 if open_ and not token_store.any_tokens(rt.store):
-                    return "local", token_store.SCOPES
+                    return "local", token_store.SCOPES, None
                 return ("a valid API token is required: send 'Authorization: Bearer <token>' (create one with "
                         "`secondself token create`)")
             token = token_store.verify(rt.store, secret, touch=False)
@@ -331,7 +405,7 @@ class _TokenGate:
             if now - self._touched.get(token.name, 0.0) > 60:  # one write a minute, not one per request
                 token_store.verify(rt.store, secret, touch=True)
                 self._touched[token.name] = now
-        return f"token:{token.name}", token.scopes
+        return f"token:{token.name}", token.scopes, token.role
 
 
 def _transport_security(allowed_hosts: Sequence[str] | None):

@@ -6,7 +6,9 @@ The OpenAI wire format lives here and nowhere else: a request becomes a question
 top-level field `secondself`, which they ignore (the official Python client keeps it in `model_extra`).
 
 Models: `secondself` answers with the configured persona model; `secondself:personal` with the trained
-adapter, listed only once one exists. Client `system` messages are ignored: the second self has its own
+adapter, listed only once one exists; `secondself:ROLE` as that role (roles.py): its instructions, its model,
+and only the memories its scope may read. A token bound to a role sees and may use only its role's model id
+(any other is 403). Client `system` messages are ignored: the second self has its own
 instructions, and a caller cannot switch them off.
 
 If the support check withdraws a streamed draft, the text already sent cannot be unsent; the stream then
@@ -30,8 +32,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.chat import Message, Sampling
-from ..errors import ConfigError, SecondSelfError
-from .app import Chatter, error_response, state_of
+from ..errors import ConfigError, RoleForbiddenError, RoleNotFoundError, SecondSelfError
+from ..roles import MODEL_PREFIX
+from .app import Principal, RoleChatter, error_response, state_of
+from .routes_roles import acting_role
 
 router = APIRouter(tags=["openai"])
 log = logging.getLogger("secondself.serve")
@@ -80,32 +84,50 @@ class ChatCompletionRequest(BaseModel):
                                         description="secondself: continue this logged conversation")
 
 
-def served_models(state) -> list[str]:
+def served_models(state, principal: Principal | None = None) -> list[str]:
+    """The model ids a caller may use: a role-bound token only its role's."""
+    from ..roles import list_roles
     from ..train import adapters as registry
 
     rt = state.runtime
-    ids = [MODEL]
     with rt.lock:
+        roles = [r.model_id for r in list_roles(rt.store)]
+        if principal is not None and principal.role is not None:
+            return [m for m in roles if m == MODEL_PREFIX + principal.role]
+        ids = [MODEL]
         if registry.current(rt.store, rt.settings.person_dir) is not None:
             ids.append(PERSONAL)
-    return ids
+    return ids + roles
 
 
 @router.get("/v1/models")
-def list_models(request: Request, _: Chatter) -> dict:
+def list_models(request: Request, principal: RoleChatter) -> dict:
     """The models this server answers with (OpenAI `models.list`)."""
     created = int(time.time())
     return {"object": "list", "data": [{"id": m, "object": "model", "created": created, "owned_by": "secondself"}
-                                       for m in served_models(state_of(request))]}
+                                       for m in served_models(state_of(request), principal)]}
 
 
-def _spec(state, model: str) -> str:
-    if model == MODEL:
-        return state.runtime.settings.persona_model
-    if model == PERSONAL:
-        return "personal"
+def _resolve(request: Request, model: str, principal: Principal):
+    """(model spec, role or None) for a requested model id; a role-bound caller may ask only for its role's."""
+    state = state_of(request)
+    name = model[len(MODEL_PREFIX):] if model.startswith(MODEL_PREFIX) and model != PERSONAL else None
+    if principal.role is not None and name != principal.role:
+        raise RoleForbiddenError(f"this token is confined to the role {principal.role!r}: use the model "
+                                 f"{MODEL_PREFIX + principal.role!r}")
+    if name is not None:
+        try:
+            role = acting_role(request, principal, name)
+        except RoleNotFoundError:
+            role = None
+        if role is not None:
+            return state.runtime.model_spec(role), role
+    elif model == MODEL:
+        return state.runtime.settings.persona_model, None
+    elif model == PERSONAL:
+        return "personal", None
     raise _ModelNotFound(f"the model {model!r} does not exist here; GET /v1/models lists: "
-                         f"{', '.join(served_models(state))}")
+                         f"{', '.join(served_models(state, principal))}")
 
 
 class _ModelNotFound(SecondSelfError):
@@ -113,7 +135,7 @@ class _ModelNotFound(SecondSelfError):
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request, principal: Chatter):
+async def chat_completions(body: ChatCompletionRequest, request: Request, principal: RoleChatter):
     """Chat with the second self: it answers as the person, from their memories, and cites them.
 
     Async on purpose: a request waiting for a busy model waits on the event loop, not in a worker thread,
@@ -124,7 +146,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     if body.n != 1:
         raise ConfigError("n must be 1: the second self gives one answer")
     try:
-        spec = await run_in_threadpool(_spec, state, body.model)
+        spec, role = await run_in_threadpool(_resolve, request, body.model, principal)
     except _ModelNotFound as e:
         return JSONResponse({"error": {"message": str(e), "type": "invalid_request_error", "param": "model",
                                        "code": "model_not_found"}}, status_code=404)
@@ -142,13 +164,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         with rt.lock:
             log = ConversationLog(rt.store)
             if body.conversation_id is not None:
-                stored = log.turns(body.conversation_id)  # 'no conversation N' before anything is generated
+                # 'no conversation N' before anything is generated; a role continues only its own conversations
+                stored = log.turns(body.conversation_id, model=body.model if role else None)
                 history = [Message(t.role, t.content) for t in stored
                            if t.role in ("user", "assistant") and t.status == "complete"] if len(turns) == 1 \
                     else [Message(m.role, m.text()) for m in turns[:-1]]
             else:
                 history = [Message(m.role, m.text()) for m in turns[:-1]]
-            persona = rt.persona(spec)
+            persona = rt.persona(spec, role=role)
             sampling = Sampling(temperature=body.temperature or 0.0, top_p=body.top_p or 1.0, stop=stop,
                                 seed=body.seed, max_tokens=min(limit or persona.config.max_tokens, 8192))
             cid = body.conversation_id or log.start(question, body.model)

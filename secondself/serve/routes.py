@@ -3,6 +3,10 @@
 Each route is a thin call into the library, under the runtime's lock (one shared store connection);
 long work is submitted to the background worker (`jobs.py`) and answered with 202 and the job.
 Scopes: read (look), write (change memories and profile), admin (train, adapters, settings, tokens).
+
+Roles: the routes that read memories (search, sources, profile, facts) take an optional `role` and then see
+only its scope; a token bound to a role always gets its role (routes_roles.acting_role). The routes that
+cannot honour a scope (versions, diffs, jobs, adapters) refuse role-bound tokens (`Reader`, app.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pydantic import BaseModel, Field
 
 from ..errors import ConfigError, ProfileError
 from ..types import SearchFilters
-from .app import Admin, Chatter, Reader, Writer, state_of
+from .app import Admin, Reader, RoleChatter, RoleReader, Writer, state_of
+from .routes_roles import acting_role
 from .tokens import grants
 from .uploads import save_note, save_upload, uploads_dir
 
@@ -45,36 +50,46 @@ def _accepted(job: dict) -> JSONResponse:
 
 # -- conversations --------------------------------------------------------------------------------------
 @router.get("/conversations", tags=["chat"])
-def conversations(request: Request, _: Chatter, limit: Limit = 50) -> dict:
+def conversations(request: Request, principal: RoleChatter, limit: Limit = 50) -> dict:
+    """Logged conversations; a role-bound token sees only those held with its role."""
     from ..conversations import ConversationLog
 
     rt = state_of(request).runtime
+    role = acting_role(request, principal, None)
     with rt.lock:
-        rows = ConversationLog(rt.store).list(limit)
+        rows = ConversationLog(rt.store).list(limit, model=role.model_id if role else None)
     return {"data": [{"id": c.id, "title": c.title, "model": c.model, "turns": c.turns, "updated_at": c.updated_at}
                      for c in rows]}
 
 
 @router.get("/conversations/{conversation_id}", tags=["chat"])
-def conversation(conversation_id: Id, request: Request, _: Chatter) -> dict:
+def conversation(conversation_id: Id, request: Request, principal: RoleChatter) -> dict:
     from ..conversations import ConversationLog
 
     rt = state_of(request).runtime
+    role = acting_role(request, principal, None)
     with rt.lock:
-        turns = ConversationLog(rt.store).turns(conversation_id)
+        turns = ConversationLog(rt.store).turns(conversation_id, model=role.model_id if role else None)
     return {"id": conversation_id, "turns": [{"role": t.role, "content": t.content, "citations": t.citations,
                                               "status": t.status} for t in turns]}
 
 
 # -- memories -------------------------------------------------------------------------------------------
 @router.get("/sources", tags=["memory"])
-def sources(request: Request, _: Reader) -> dict:
+def sources(request: Request, principal: RoleReader, role: str | None = None) -> dict:
+    """Sources with their counts and tags; with a role, only those its scope may read."""
+    from ..memory.scope import source_tags
+
     rt = state_of(request).runtime
+    acting = acting_role(request, principal, role)
     with rt.lock:
         rows = rt.store.sources()
+        tags = source_tags(rt.store)
+        readable = acting.scope.readable_sources(rt.store) if acting else None
     return {"data": [{"name": s.name, "root": s.root, "files": s.files, "failed_files": s.failed_files,
-                      "documents": s.documents, "chunks": s.chunks, "last_ingest_at": s.last_ingest_at}
-                     for s in rows]}
+                      "documents": s.documents, "chunks": s.chunks, "last_ingest_at": s.last_ingest_at,
+                      "tags": list(tags.get(s.name, ()))}
+                     for s in rows if readable is None or s.name in readable]}
 
 
 @router.delete("/sources/{name}", tags=["memory"])
@@ -124,14 +139,19 @@ def add_note(note: NoteIn, request: Request, _: Writer) -> JSONResponse:
 
 
 @router.get("/search", tags=["memory"])
-def search(request: Request, _: Reader, q: str, k: Annotated[int, Query(ge=1, le=50)] = 5, source: list[str] | None = None, since: str | None = None,
-           until: str | None = None, speaker: str | None = None, mode: str = "hybrid") -> dict:
+def search(request: Request, principal: RoleReader, q: str, k: Annotated[int, Query(ge=1, le=50)] = 5,
+           source: Annotated[list[str] | None, Query()] = None, since: str | None = None, until: str | None = None,
+           speaker: str | None = None, mode: str = "hybrid", role: str | None = None) -> dict:
+    """Hybrid search; with a role, only inside its scope (the filters can narrow it, never widen it)."""
+    from ..memory.scope import ScopedSearcher
     from ..memory.search import hit_to_dict
 
     rt = state_of(request).runtime
+    acting = acting_role(request, principal, role)
     with rt.lock:
         rt.reembed_if_stale()
-        hits = rt.searcher.search(q, k=k, filters=SearchFilters(tuple(source or ()), since, until, speaker), mode=mode)
+        searcher = ScopedSearcher(rt.searcher, acting.scope) if acting else rt.searcher
+        hits = searcher.search(q, k=k, filters=SearchFilters(tuple(source or ()), since, until, speaker), mode=mode)
     return {"query": q, "data": [hit_to_dict(h) for h in hits]}
 
 
@@ -141,14 +161,18 @@ def _profile_payload(p) -> dict:
 
 
 @router.get("/profile", tags=["profile"])
-def profile(request: Request, _: Reader, version: Version = None) -> dict:
+def profile(request: Request, principal: RoleReader, version: Version = None, role: str | None = None) -> dict:
+    """The profile; with a role, its scoped view (only what was derived from memories inside its scope)."""
+    from ..memory.scope import scoped_profile
     from ..memory.versions import current_version, load_version
 
     rt = state_of(request).runtime
+    acting = acting_role(request, principal, role)
     with rt.lock:
         if version is None and current_version(rt.store) is None:
             raise ProfileError("no profile yet: build one (POST /api/build or `secondself build`)")
-        return _profile_payload(load_version(rt.store, version))
+        p = load_version(rt.store, version)
+        return _profile_payload(scoped_profile(p, acting.scope, rt.store) if acting else p)
 
 
 @router.get("/profile/versions", tags=["profile"])
@@ -199,13 +223,19 @@ def rollback(body: RollbackIn, request: Request, _: Writer) -> dict:
 
 
 @router.get("/facts", tags=["profile"])
-def facts(request: Request, _: Reader, at: str | None = None, about: str | None = None, version: Version = None) -> dict:
+def facts(request: Request, principal: RoleReader, at: str | None = None, about: str | None = None,
+          version: Version = None, role: str | None = None) -> dict:
+    """Dated facts; with a role, only those whose source memories are all inside its scope."""
     from ..memory import facts as factlib
+    from ..memory.scope import scoped_profile
     from ..memory.versions import fact_dict, load_version
 
     rt = state_of(request).runtime
+    acting = acting_role(request, principal, role)
     with rt.lock:
         p = load_version(rt.store, version)
+        if acting is not None:
+            p = scoped_profile(p, acting.scope, rt.store)
     items = list(p.facts)
     if about:
         items = factlib.facts_about(items, p.entities, about)
@@ -370,6 +400,7 @@ def settings(request: Request, _: Admin) -> dict:
 class TokenIn(BaseModel):
     name: str
     scopes: list[str] = Field(min_length=1)
+    role: str | None = Field(default=None, max_length=64, description="confine the token to this role")
 
 
 @router.post("/tokens", status_code=201, tags=["settings"])
@@ -379,7 +410,7 @@ def create_token(body: TokenIn, request: Request, _: Admin) -> dict:
 
     rt = state_of(request).runtime
     with rt.lock:
-        token, secret = tokens.create(rt.store, body.name, body.scopes)
+        token, secret = tokens.create(rt.store, body.name, body.scopes, role=body.role)
     return token.to_dict() | {"token": secret}
 
 

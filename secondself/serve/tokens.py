@@ -9,6 +9,10 @@ Scopes, each granting one kind of access:
     read   read memories and the profile (search, sources, profile, facts, jobs, adapters)
     write  change memories and the profile (upload, delete a source, edit, build); implies read
     admin  everything, including training, choosing adapters, settings and tokens
+
+A token may be bound to a role (roles.py): every request made with it is then confined to that role — its
+model id only, its memory scope on every route (serve/app.py `require`, serve/mcp.py). Such a token holds
+only chat and read: write or admin would let it edit the profile, read settings or mint an unbound token.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Token:
     created_at: str
     last_used_at: str | None
     revoked_at: str | None
+    role: str | None = None
 
     @property
     def active(self) -> bool:
@@ -45,7 +50,7 @@ class Token:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "scopes": list(self.scopes), "prefix": self.prefix, "created_at": self.created_at,
-                "last_used_at": self.last_used_at, "revoked_at": self.revoked_at}
+                "last_used_at": self.last_used_at, "revoked_at": self.revoked_at, "role": self.role}
 
 
 def grants(scopes: tuple[str, ...] | list[str], needed: str) -> bool:
@@ -58,26 +63,36 @@ def _hash(secret: str) -> str:
 
 
 def _row(r) -> Token:
-    return Token(r[0], tuple(r[1].split()), r[2], r[3], r[4], r[5])
+    return Token(r[0], tuple(r[1].split()), r[2], r[3], r[4], r[5], r[6])
 
 
-_COLUMNS = "name, scopes, prefix, created_at, last_used_at, revoked_at"
+_COLUMNS = "name, scopes, prefix, created_at, last_used_at, revoked_at, role"
+ROLE_SCOPES = ("chat", "read")
 
 
-def create(store: Store, name: str, scopes: list[str] | tuple[str, ...]) -> tuple[Token, str]:
-    """A new token and its secret (the only time the secret exists outside the caller's hands)."""
+def create(store: Store, name: str, scopes: list[str] | tuple[str, ...],
+           role: str | None = None) -> tuple[Token, str]:
+    """A new token and its secret (the only time the secret exists outside the caller's hands). With `role`,
+    the token is confined to that role (which must exist) and may hold only the chat and read scopes."""
     if not _NAME.match(name or ""):
         raise ConfigError(f"token name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
     scopes = tuple(dict.fromkeys(scopes))
     bad = [s for s in scopes if s not in SCOPES]
     if bad or not scopes:
         raise ConfigError(f"unknown scope {', '.join(bad) or '(none)'}: choose from {', '.join(SCOPES)}")
+    if role:
+        from ..roles import get_role
+
+        get_role(store, role)
+        if set(scopes) - set(ROLE_SCOPES):
+            raise ConfigError(f"a token bound to a role can hold only the {' and '.join(ROLE_SCOPES)} scopes (write or "
+                              "admin would let it step outside the role)")
     secret = "ss-" + secrets.token_urlsafe(32)
     with store.transaction(memory=False) as db:
         if db.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
             raise ConfigError(f"a token named {name!r} exists; revoke it first or choose another name")
-        db.execute("INSERT INTO api_tokens (name, scopes, secret_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
-                   (name, " ".join(scopes), _hash(secret), secret[:7], now_iso()))
+        db.execute("INSERT INTO api_tokens (name, scopes, secret_hash, prefix, created_at, role) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (name, " ".join(scopes), _hash(secret), secret[:7], now_iso(), role or None))
     return get(store, name), secret
 
 
