@@ -418,3 +418,20 @@ def test_cli_roles_tags_and_bound_tokens(capsys, tmp_path):
     assert run(capsys, "token", "revoke", "token-1")[0] == 0
     assert run(capsys, "role", "delete", "interviewer")[0] == 0
     assert "no roles yet" in run(capsys, "role", "list")[1]
+
+
+def test_cli_ask_as_a_role_reads_only_its_memories(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SECONDSELF_PERSONA_MODEL", f"fake:{ANSWER}")
+    for source, files in (("work", WORK), ("diary", DIARY)):
+        folder = tmp_path / source
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        assert run(capsys, "ingest", str(folder))[0] == 0
+    assert run(capsys, "role", "create", "interviewer", "--sources", "work")[0] == 0
+    everything = json.loads(run(capsys, "ask", "--json", QUESTION)[1])
+    assert any(p["source"] == "diary" for p in everything["passages"])  # without the role the diary is read
+    code, out, _ = run(capsys, "ask", "--json", "--role", "interviewer", QUESTION)
+    scoped = json.loads(out)
+    assert code == 0 and scoped["passages"] and {p["source"] for p in scoped["passages"]} == {"work"}
+    assert run(capsys, "ask", "--role", "nobody", QUESTION)[0] == 2

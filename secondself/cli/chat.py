@@ -14,9 +14,11 @@ import click
 from . import Context, _emit_json, cli
 
 
-def _persona(obj: Context, model_spec: str | None, k: int | None):
-    spec = model_spec or obj.settings.persona_model
-    return obj.persona(spec, k), spec
+def _persona(obj: Context, model_spec: str | None, k: int | None, role: str | None = None):
+    """The persona, or a role's (its instructions, model and memory scope, enforced in retrieval)."""
+    r = obj.role(role) if role else None
+    spec = model_spec or obj.model_spec(r)
+    return obj.persona(spec, k, role=r), spec
 
 
 def _print_citations(answer) -> None:
@@ -75,12 +77,14 @@ def _turn(obj: Context, persona, question: str, history, conversation_id: int, a
 @click.option("--model", "model_spec", help="Model spec for this question (default: persona_model); "
                                             "'personal' = your trained adapter.")
 @click.option("-k", "--k", "k", type=int, help="How many memories to show the model (default 4).")
+@click.option("--role", help="Answer as this role (`secondself role list`): only its memories are read.")
 @click.pass_obj
-def ask(obj: Context, question: str, as_json: bool, model_spec: str | None, k: int | None) -> None:
+def ask(obj: Context, question: str, as_json: bool, model_spec: str | None, k: int | None,
+        role: str | None) -> None:
     """Ask your second self one question; it answers from your memories and cites them."""
     from ..conversations import ConversationLog
 
-    persona, spec = _persona(obj, model_spec, k)
+    persona, spec = _persona(obj, model_spec, k, role)
     cid = ConversationLog(obj.store).start(question, spec)
     answer = _turn(obj, persona, question, [], cid, as_json, spec)
     if as_json:
@@ -97,8 +101,9 @@ _HELP = "commands: /sources  /reset  /list  /continue ID  /quit"
                                             "trained adapter.")
 @click.option("--continue", "continue_id", type=int, help="Continue a past conversation by id.")
 @click.option("--list", "list_", is_flag=True, help="List past conversations and exit.")
+@click.option("--role", help="Talk with this role (`secondself role list`): only its memories are read.")
 @click.pass_obj
-def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: bool) -> None:
+def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: bool, role: str | None) -> None:
     """Talk with your second self (REPL with history)."""
     from ..backends.chat import Message
     from ..conversations import ConversationLog
@@ -108,7 +113,7 @@ def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: b
         for c in log.list():
             click.echo(f"{c.id:>5}  {c.updated_at[:16]}  {c.turns:>3} turns  {c.title}")
         return
-    persona, spec = _persona(obj, model_spec, None)
+    persona, spec = _persona(obj, model_spec, None, role)
     history: list = []
     cid = None
     last = None
