@@ -435,3 +435,6 @@ def test_cli_ask_as_a_role_reads_only_its_memories(capsys, tmp_path, monkeypatch
     scoped = json.loads(out)
     assert code == 0 and scoped["passages"] and {p["source"] for p in scoped["passages"]} == {"work"}
     assert run(capsys, "ask", "--role", "nobody", QUESTION)[0] == 2
+    hits = json.loads(run(capsys, "search", "--json", "--role", "interviewer", "Quokkaville marmalade")[1])["results"]
+    assert all(h["source"] == "work" for h in hits)
+    assert any(h["source"] == "diary" for h in json.loads(run(capsys, "search", "--json", "Quokkaville")[1])["results"])

@@ -77,15 +77,20 @@ def _print_ingest(report, as_json: bool, verbose: bool) -> None:
 @click.option("--until", help="Only memories on or before this date (YYYY-MM-DD).")
 @click.option("--speaker", help="Only chunks where this person speaks or wrote.")
 @click.option("--mode", type=click.Choice(["hybrid", "keyword", "vector"]), default="hybrid", show_default=True)
+@click.option("--role", help="Search only what this role may read (`secondself role list`).")
 @click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
 @click.pass_obj
 def search(obj: Context, query: str, k: int, sources: tuple[str, ...], since: str | None, until: str | None,
-           speaker: str | None, mode: str, as_json: bool) -> None:
+           speaker: str | None, mode: str, role: str | None, as_json: bool) -> None:
     """Search memories: keyword + vector, fused. Prints cited passages."""
     from ..memory.search import Searcher, hit_to_dict
     from ..types import SearchFilters
 
     searcher = Searcher(obj.store, obj.embedder)
+    if role:
+        from ..memory.scope import ScopedSearcher
+
+        searcher = ScopedSearcher(searcher, obj.role(role).scope)
     _reembed_if_stale(obj, quiet=as_json)
     hits = searcher.search(query, k=k, filters=SearchFilters(tuple(sources), since, until, speaker), mode=mode)
     if as_json:
