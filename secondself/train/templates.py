@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from ..memory.facts import facts_at
 from ..memory.observe import PREDICATES, norm
 from ..memory.profile import RECENT_DAYS, verb_phrase
+from ..prompts import render
 from ..types import Chunk, Fact, Profile
 
 _MONTHS = ("January February March April May June July August September October November December").split()
@@ -358,7 +359,7 @@ _REQUESTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 
 def enhance(current: Sequence[Fact], person: str, dropped: dict[str, int]) -> list[Candidate]:
     """A vague request -> the same request plus only the current facts it needs (minimal disclosure)."""
-    system = f"Rewrite the user's request for an expert, adding only the personal details of {person} that it needs."
+    system = render("enhance_system", person=person)
     out: list[Candidate] = []
     for i, (requests, preds) in enumerate(_REQUESTS):
         facts = [f for p in preds for f in current if f.predicate == p]
@@ -400,13 +401,13 @@ _IGNORES = {
 
 def critic(mine: Sequence[Fact], current: Sequence[Fact], person: str) -> list[Candidate]:
     """An expert answer that assumes an ended fact, or ignores a current one -> the person's correction."""
-    system = (f"Check an expert's answer against what you know about {person}, and say in {person}'s voice "
-              "what it got wrong about them.")
+    system = render("critic_system", person=person)
     out: list[Candidate] = []
 
     def add(request: str, answer: str, feedback: str, facts: Sequence[Fact]) -> None:
-        out.append(Candidate("critic", (("system", system), ("user", f"My request: {request}\n\nThe answer:\n{answer}")),
-                             feedback, _sources(*facts), tuple(f"fact:{f.id}" for f in facts), fact_extra(*facts)))
+        user = render("critic_user", request=request, answer=answer)
+        out.append(Candidate("critic", (("system", system), ("user", user)), feedback, _sources(*facts),
+                             tuple(f"fact:{f.id}" for f in facts), fact_extra(*facts)))
 
     for old in mine:
         if not old.valid_to or old in current or old.predicate not in _ASSUMES:
