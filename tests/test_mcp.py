@@ -2,6 +2,7 @@
 in a thread), with the hashing embedder and a scripted persona model."""
 
 import contextlib
+import json
 import os
 import sys
 import threading
@@ -21,7 +22,8 @@ from secondself.serve import tokens
 from secondself.serve.mcp import http_app, mcp_asgi_app
 
 ANSWER = "I live in Lisbon, on Rua dos Anjos [1]."
-TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory", "list_roles"}
+TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory", "list_roles", "bridge_enhance",
+         "bridge_critique"}
 
 
 @pytest.fixture
@@ -273,3 +275,25 @@ def test_the_main_server_exposes_mcp_at_slash_mcp_behind_its_tokens(tmp_path):
         refused = anyio.run(call, srv.url, reader, "ask", {"question": "Where do I live?"})
         assert refused.is_error and "lacks the 'chat' scope" in text_of(refused)
         assert httpx.post(f"{srv.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}).status_code == 401
+
+
+def test_bridge_tools_disclose_only_what_the_policy_allows(tmp_path):
+    from serving import running_server
+
+    with running_server(tmp_path / "home", persona=f"fake:{ANSWER}", jobs=False) as srv:
+        srv.ingest_text({"move.md": "Where do I live now? In Lisbon, Rua dos Anjos. I am vegetarian."})
+        with srv.runtime.lock:
+            srv.runtime.build_profile("fake")
+        chat = srv.token("chat")
+        full = anyio.run(call, srv.url, chat, "bridge_enhance", {"request": "book a restaurant for Friday"})
+        assert not full.is_error and "vegetarian" in full.structured_content["enhanced"]
+        held = anyio.run(call, srv.url, chat, "bridge_enhance", {"request": "book a restaurant for Friday",
+                                                                  "never_share": ["vegetarian"]})
+        text = json.dumps(held.structured_content)
+        assert "vegetarian" not in held.structured_content["enhanced"]
+        assert all("vegetarian" not in d["text"] for d in held.structured_content["disclosed"]), text
+        judged = anyio.run(call, srv.url, chat, "bridge_critique",
+                           {"request": "book a restaurant", "answer": "Try the steakhouse by the river."})
+        assert "steakhouse" in judged.structured_content["critique"]
+        reader = anyio.run(call, srv.url, srv.token("read"), "bridge_enhance", {"request": "book a table"})
+        assert reader.is_error and "lacks the 'chat' scope" in text_of(reader)

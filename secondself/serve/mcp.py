@@ -323,6 +323,59 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
         return [RoleInfo(name=r.name, model_id=r.model_id, instructions=r.instructions, scope=r.scope.describe())
                 for r in rows if bound is None or r.name == bound]
 
+    def policy(sources: list[str] | None, never_share: list[str] | None):
+        from ..disclosure import Policy
+
+        return Policy(sources=tuple(sources or ()), never_share=tuple(never_share or ()))
+
+    def unbound(ctx: Context, tool: str) -> None:
+        if bound_role(ctx):  # the bridge reads the whole person; a role-bound token must not reach it
+            raise ToolError(f"{tool} is not available to a token bound to a role")
+
+    sharing = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    only_sources = Field(description="Disclose only memories from these sources (names from list_sources).")
+    never = Field(description="Never disclose anything containing these terms; 'source:NAME' or 'tag:NAME' "
+                              "excludes a whole source.")
+
+    @server.tool(annotations=sharing)
+    def bridge_enhance(
+        ctx: Context,
+        request: Annotated[str, Field(min_length=1, max_length=4000, description="The request the person wants "
+                                                                                 "to send to an expert model.")],
+        sources: Annotated[list[str] | None, only_sources] = None,
+        never_share: Annotated[list[str] | None, never] = None,
+    ) -> dict[str, Any]:
+        """Enrich a request with ONLY the personal details it needs (minimal disclosure), before it goes to an
+        expert model or service: e.g. "book a restaurant for Friday" gains where they live and what they do not
+        eat, never their salary. Returns the enhanced request, each disclosed detail with its source memories,
+        and what was withheld and why. Needs the 'chat' scope."""
+        from ..bridge import enhance
+
+        need(ctx, "chat")
+        unbound(ctx, "bridge_enhance")
+        with _tool_errors():
+            return enhance(rt, request, policy(sources, never_share),
+                           turn=lambda spec: gates(spec).turn()).to_dict()
+
+    @server.tool(annotations=sharing)
+    def bridge_critique(
+        ctx: Context,
+        request: Annotated[str, Field(min_length=1, max_length=4000, description="What the person asked.")],
+        answer: Annotated[str, Field(min_length=1, max_length=100_000, description="The expert's answer.")],
+        sources: Annotated[list[str] | None, only_sources] = None,
+        never_share: Annotated[list[str] | None, never] = None,
+    ) -> dict[str, Any]:
+        """Judge an expert's answer on the person's behalf, in their voice: what it got wrong about them (it
+        assumes something that has ended, or contradicts a preference such as a diet) and what it missed.
+        Returns the points with the memories behind them. Needs the 'chat' scope."""
+        from ..bridge import critique
+
+        need(ctx, "chat")
+        unbound(ctx, "bridge_critique")
+        with _tool_errors():
+            return critique(rt, request, answer, policy(sources, never_share),
+                            turn=lambda spec: gates(spec).turn()).to_dict()
+
     return server
 
 
