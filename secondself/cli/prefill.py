@@ -1,7 +1,58 @@
-"""CLI commands for prefill (issue 7) — being written."""
+"""`secondself prefill FORM`: fill a form (JSON Schema, field list or HTML) from your memories."""
 
 from __future__ import annotations
 
-import click  # noqa: F401
+import sys
 
-from . import Context, _emit_json, cli  # noqa: F401
+import click
+
+from . import Context, _emit_json, cli
+
+
+@cli.command()
+@click.argument("form", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--at", "at", help="Answer as of this date (YYYY-MM-DD; default today).")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Leave a field empty when its value is less certain than this.")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON (values, sources, reasons).")
+@click.pass_obj
+def prefill(obj: Context, form: str, at: str | None, min_confidence: float, as_json: bool) -> None:
+    """Pre-fill FORM from your memories ('-' reads it from stdin).
+
+    FORM is a JSON Schema, a list of field names (one a line, comma-separated, or a JSON array) or an HTML
+    form. Each field gets a value found in your memories, with its sources and a confidence, or stays empty
+    with the reason: nothing is guessed. Values valid now win over past ones (see --at).
+    """
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..prefill import prefill as run
+
+    try:
+        text = sys.stdin.read() if form == "-" else Path(form).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the form {form}: {e}") from None
+    result = run(obj, text, at=at, min_confidence=min_confidence)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    _print(result)
+
+
+def _print(result) -> None:
+    fields = result.fields
+    width = min(34, max(len(f.label or f.field) for f in fields))
+    click.echo(f"{result.filled} of {len(fields)} fields filled from the memories of {result.person}, "
+               f"as of {result.at} ({result.form_kind.replace('_', ' ')})")
+    for f in fields:
+        name = (f.label or f.field)[:width].ljust(width)
+        if f.value is None:
+            click.echo(f"  {name}  " + click.style("—", dim=True) + click.style(f"  {f.reason}", dim=True))
+            continue
+        value = ", ".join(map(str, f.value)) if isinstance(f.value, list) else str(f.value)
+        click.echo(f"  {name}  " + click.style(value, bold=True) + f"  ({f.confidence:.2f})")
+        for s in f.sources[:3]:
+            click.echo(click.style(f"  {'':{width}}    [{s['chunk']}] {s['source']}:{s['path']}"
+                                   f"{'  ' + s['date'] if s['date'] else ''}", dim=True))
+        if len(f.sources) > 3:
+            click.echo(click.style(f"  {'':{width}}    … {len(f.sources) - 3} more", dim=True))

@@ -1,0 +1,189 @@
+"""Pre-fill quality on the example person: precision, recall and unsupported fields left empty.
+
+The example person is ingested (MiniLM by default; `--embedder hashing` is quicker and gives the same
+result, since pre-fill reads text and facts, not vectors), layer 1 is built the way `secondself build` does
+with the embedded teacher (deterministic facts, 0 teacher calls), and the three example forms
+(examples/maya/forms: JSON Schema, HTML, plain list; the same 38 fields) are filled in three ways in the same
+run: layer-1 facts only (the baseline), the memories' own text only (no layer 1), and the full pipeline.
+Each value is compared with examples/maya/forms/gold.json (normalized: case, accents, whitespace,
+punctuation; phone numbers by digits; lists as sets; `accept` lists other correct writings).
+
+    precision   correct filled / filled                      (goal >= 0.9)
+    recall      correct filled / fields the memories support (gold value not null)
+    empty       unsupported fields left empty / unsupported  (goal: all)
+
+    python bench/prefill.py                      # MiniLM, ~1-2 min on 2 cores (mostly embedding)
+    python bench/prefill.py --embedder hashing   # a few seconds
+    python bench/prefill.py --at 2025-06-20      # as of a day (the gold is for today: only a demo)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+import unicodedata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import MAYA, fmt_ratio, log, ratio, table  # noqa: E402
+
+FORMS = ["onboarding.schema.json", "onboarding.html", "fields.txt"]
+ARMS = {"facts only": {"use_memories": False}, "memories only": {"use_facts": False}, "full": {}}
+
+
+def _norm(value: object) -> str:
+    s = unicodedata.normalize("NFKD", str(value))
+    s = "".join(c for c in s if not unicodedata.combining(c)).casefold()
+    return " ".join(re.sub(r"[^\w@+]+", " ", s).split())
+
+
+def _items(value: object) -> set[str]:
+    parts = value if isinstance(value, list) else re.split(r",\s*", str(value))
+    return {_norm(p) for p in parts if _norm(p)}
+
+
+def matches(value: object, gold: dict) -> bool:
+    """Whether a filled value equals the gold value or one of its accepted writings."""
+    for want in [gold["value"], *gold.get("accept", [])]:
+        if isinstance(want, list) or isinstance(value, list):
+            if _items(value) == _items(want):
+                return True
+        elif re.fullmatch(r"\+?[\d ()-]{7,}", str(want)):
+            if re.sub(r"\D", "", str(value)) == re.sub(r"\D", "", str(want)):
+                return True
+        elif _norm(value) == _norm(want):
+            return True
+    return False
+
+
+def gold_for(field: dict, gold: dict) -> tuple[str, dict] | None:
+    """The gold entry of a result field: by name (schema, HTML) or by label (the plain list)."""
+    if field["field"] in gold:
+        return field["field"], gold[field["field"]]
+    for key, g in gold.items():
+        if _norm(g["label"]) == _norm(field["field"]):
+            return key, g
+    return None
+
+
+def score(result: dict, gold: dict) -> dict:
+    filled = correct = supported = unsupported = left_empty = 0
+    rows, missing = [], []
+    for f in result["fields"]:
+        hit = gold_for(f, gold)
+        if hit is None:
+            continue
+        key, g = hit
+        if g["value"] is None:
+            unsupported += 1
+            left_empty += f["value"] is None
+        else:
+            supported += 1
+        if f["value"] is not None:
+            filled += 1
+            good = g["value"] is not None and matches(f["value"], g)
+            correct += good
+            mark = "ok" if good else "WRONG" if g["value"] is not None else "WRONG (unsupported)"
+        else:
+            mark = "empty ok" if g["value"] is None else "missed"
+            if g["value"] is not None:
+                missing.append(key)
+        rows.append((key, f, g, mark))
+    return {"filled": filled, "correct": correct, "supported": supported, "unsupported": unsupported,
+            "left_empty": left_empty, "precision": round(correct / filled, 3) if filled else None,
+            "recall": round(correct / supported, 3) if supported else None, "missing": missing, "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--embedder", default="minilm", help="minilm (default) | hashing | a model directory")
+    ap.add_argument("--at", help="answer as of this day (YYYY-MM-DD); default today")
+    ap.add_argument("--json", action="store_true", help="JSON results on stdout, tables on stderr")
+    args = ap.parse_args()
+    out = sys.stderr if args.json else sys.stdout
+
+    from secondself.config import load_settings
+    from secondself.ingest.pipeline import ingest
+    from secondself.prefill import prefill
+    from secondself.runtime import Runtime
+
+    gold = json.loads((MAYA / "forms" / "gold.json").read_text(encoding="utf-8"))["fields"]
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = Runtime(load_settings(tmp, {"embedder": args.embedder, "person_name": "Maya", "teacher_model": "fake"}))
+        t0 = time.perf_counter()
+        log(f"ingesting the example person with {args.embedder}…")
+        ingest(rt.store, rt.embedder, [MAYA / "corpus"], source_name="maya", person_name="Maya")
+        t_ingest = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        # as `secondself build` with the embedded teacher: deterministic facts and text, no teacher calls
+        report, _, _ = rt.build_profile("fake", slots=False, prose=False,
+                                        about=(MAYA / "about_me.md").read_text(encoding="utf-8"))
+        t_build = time.perf_counter() - t0
+        results: dict[str, dict[str, dict]] = {}
+        seconds: dict[str, list[float]] = {}
+        for arm, options in ARMS.items():
+            for form in FORMS:
+                text = (MAYA / "forms" / form).read_text(encoding="utf-8")
+                t0 = time.perf_counter()
+                r = prefill(rt, text, at=args.at, **options).to_dict()
+                seconds.setdefault(arm, []).append(time.perf_counter() - t0)
+                results.setdefault(arm, {})[form] = r
+        rt.close()
+
+    print(f"ingest {t_ingest:.1f}s ({args.embedder}), layer-1 build {t_build:.1f}s "
+          f"({report.teacher.get('calls', 0)} teacher calls), as of {results['full'][FORMS[0]]['at']}", file=out)
+    scores = {arm: {form: score(r, gold) for form, r in forms.items()} for arm, forms in results.items()}
+    for form in FORMS:
+        print(f"\n== {form}: full pipeline, field by field", file=out)
+        rows = []
+        for key, f, g, mark in scores["full"][form]["rows"]:
+            src = f["sources"][0]["path"] if f["sources"] else f["reason"][:48]
+            value = ", ".join(map(str, f["value"])) if isinstance(f["value"], list) else f["value"]
+            rows.append([key, _short(value), f["confidence"], _short(g["value"] if not isinstance(g["value"], list)
+                                                                      else ", ".join(g["value"])), mark, _short(src, 48)])
+        print(table(["field", "value", "conf", "gold", "", "first source / reason"], rows), file=out)
+
+    print("\n== summary (baseline: layer-1 facts only)", file=out)
+    summary_rows = []
+    for form in FORMS:
+        for arm in ARMS:
+            s = scores[arm][form]
+            summary_rows.append([form, arm, f"{s['correct']}/{s['filled']}", s["precision"], s["recall"],
+                                 f"{s['left_empty']}/{s['unsupported']}"])
+    print(table(["form", "arm", "correct/filled", "precision", "recall", "unsupported empty"], summary_rows), file=out)
+    tot = {arm: _total(scores[arm]) for arm in ARMS}
+    for arm in ARMS:
+        t = tot[arm]
+        print(f"all forms, {arm:<13}: precision {t['precision']}, recall {t['recall']}, unsupported left empty "
+              f"{t['left_empty']}/{t['unsupported']}, {sum(seconds[arm]) / len(seconds[arm]) * 1000:.0f} ms per form",
+              file=out)
+    full, base = tot["full"], tot["facts only"]
+    print(f"full / facts only: recall {fmt_ratio(ratio(full['recall'] or 0, base['recall'] or 0))}, precision "
+          f"{fmt_ratio(ratio(full['precision'] or 0, base['precision'] or 0))}", file=out)
+    goal = (full["precision"] or 0) >= 0.9 and full["left_empty"] == full["unsupported"]
+    print(f"goal (precision >= 0.9 and every unsupported field empty): {'met' if goal else 'NOT met'}", file=out)
+    if args.json:
+        print(json.dumps({"embedder": args.embedder, "at": results["full"][FORMS[0]]["at"],
+                          "scores": {arm: {form: {k: v for k, v in s.items() if k != "rows"} for form, s in forms.items()}
+                                     for arm, forms in scores.items()},
+                          "totals": tot, "goal_met": goal, "results": results["full"]}, ensure_ascii=False, indent=2))
+
+
+def _total(per_form: dict[str, dict]) -> dict:
+    t = {k: sum(s[k] for s in per_form.values()) for k in ("filled", "correct", "supported", "unsupported", "left_empty")}
+    t["precision"] = round(t["correct"] / t["filled"], 3) if t["filled"] else None
+    t["recall"] = round(t["correct"] / t["supported"], 3) if t["supported"] else None
+    return t
+
+
+def _short(value: object, limit: int = 34) -> str:
+    s = "" if value is None else " ".join(str(value).split())
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Pre-fill forms from memory: a JSON Schema, a list of field names or an HTML form in; per field a value with
+its sources and a confidence, or an empty field with the reason, out.
+
+    from secondself.prefill import prefill
+    result = prefill(runtime, open("form.json").read(), at="2025-10-01")
+    result.to_dict()["values"]
+
+The pipeline is deterministic and uses no model: `forms` reads the form, `concepts` maps each field to what
+it asks for, `evidence` collects what the memories (labelled lines, sections, first-person sentences) and the
+layer-1 facts say, and `fill` validates, groups and chooses (its docstring has the rules). A value is never
+guessed: it is text from a memory, normalized (ISO dates, international phone numbers, lowercased emails)
+and validated against the field's schema. The embedded 135M model was not used: it cannot extract facts
+(see memory/facts.py), and every value here must be traceable to a chunk anyway.
+"""
+
+from .fill import FieldResult, PrefillResult, field_concept, prefill, prefill_memory
+from .forms import Form, FormField, parse_form
+
+__all__ = ["prefill", "prefill_memory", "PrefillResult", "FieldResult", "Form", "FormField", "parse_form",
+           "field_concept"]
