@@ -23,7 +23,7 @@ from secondself.serve.mcp import http_app, mcp_asgi_app
 
 ANSWER = "I live in Lisbon, on Rua dos Anjos [1]."
 TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory", "list_roles", "bridge_enhance",
-         "bridge_critique"}
+         "bridge_critique", "prefill"}
 
 
 @pytest.fixture
@@ -297,3 +297,17 @@ def test_bridge_tools_disclose_only_what_the_policy_allows(tmp_path):
         assert "steakhouse" in judged.structured_content["critique"]
         reader = anyio.run(call, srv.url, srv.token("read"), "bridge_enhance", {"request": "book a table"})
         assert reader.is_error and "lacks the 'chat' scope" in text_of(reader)
+
+
+def test_prefill_tool_fills_what_memory_supports_and_leaves_the_rest_empty(tmp_path):
+    from serving import running_server
+
+    with running_server(tmp_path / "home", persona=f"fake:{ANSWER}", jobs=False, person_name="Rosa Quill") as srv:
+        srv.ingest_text({"2025-05-02-contact.md": "My email is rosa.quill@example.org and my mobile is "
+                                                  "+44 7700 900123."})
+        form = "Email\nMobile phone\nBlood type"
+        result = anyio.run(call, srv.url, srv.token("read"), "prefill", {"form": form})
+        assert not result.is_error, text_of(result)
+        fields = {f["field"]: f for f in result.structured_content["fields"]}
+        assert fields["Email"]["value"] == "rosa.quill@example.org" and fields["Email"]["sources"]
+        assert fields["Blood type"]["value"] is None and fields["Blood type"]["reason"]

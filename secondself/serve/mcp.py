@@ -376,6 +376,24 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
             return critique(rt, request, answer, policy(sources, never_share),
                             turn=lambda spec: gates(spec).turn()).to_dict()
 
+    @server.tool(annotations=reading)
+    def prefill(
+        ctx: Context,
+        form: Annotated[str, Field(min_length=1, max_length=500_000, description="The form: a JSON Schema (as "
+                                   "JSON text), a list of field names (one per line), or an HTML form.")],
+        at: Annotated[str | None, Field(description="Answer as of this date (YYYY-MM-DD); default: now.")] = None,
+    ) -> dict[str, Any]:
+        """Pre-fill a form from the person's memories: a value per field with its source memories and a
+        confidence. Fields the memories do not support stay empty with the reason; nothing is guessed. Dates,
+        phone numbers and emails are normalized and every value is checked against the field's schema. Facts
+        true now win over past ones. Needs the 'read' scope; not available to a token bound to a role."""
+        from ..prefill import prefill as fill
+
+        need(ctx, "read")
+        unbound(ctx, "prefill")
+        with _tool_errors(), rt.lock:
+            return fill(rt, form, at=at).to_dict()
+
     return server
 
 
