@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from secondself.ingest.pipeline import ingest
 from secondself.runtime import Runtime
 from secondself.serve import tokens
-from secondself.serve.mcp import http_app, mcp_asgi_app
+from secondself.serve.mcp_http import http_app, mcp_asgi_app
 
 ANSWER = "I live in Lisbon, on Rua dos Anjos [1]."
 TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory", "list_roles", "bridge_enhance",

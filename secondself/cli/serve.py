@@ -60,16 +60,20 @@ def serve(obj: Context, host: str, port: int, cors: tuple[str, ...], max_upload_
 @click.option("--port", default=8766, show_default=True, type=int)
 @click.pass_obj
 def mcp_cmd(obj: Context, http: bool, host: str, port: int) -> None:
-    """Run the MCP server (tools: search_memory, read_profile, ask, add_memory, list_sources)."""
-    from ..serve import mcp as server
+    """Run the MCP server: search_memory, read_profile, list_sources, list_roles, ask, add_memory, prefill,
+    bridge_enhance, bridge_critique."""
     from ..serve.app import check_bind
 
     if not http:
-        server.run_stdio(obj)
+        from ..serve.mcp import run_stdio
+
+        run_stdio(obj)
         return
+    from ..serve.mcp_http import run_http
+
     check_bind(host, obj)
     click.echo(f"MCP (streamable HTTP) on http://{host}:{port}/mcp  Ctrl-C stops", err=True)
-    server.run_http(obj, host, port)
+    run_http(obj, host, port)
 
 
 @cli.group()

@@ -236,7 +236,7 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     mcp_app = None
     if options.mcp:
         try:
-            from .mcp import mcp_asgi_app
+            from .mcp_http import mcp_asgi_app
 
             # beyond loopback, tokens protect (check_bind) and the Host check would refuse LAN names
             mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None, gates=state.gates,

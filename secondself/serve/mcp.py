@@ -1,12 +1,15 @@
 """The MCP server: the person's memories as tools for any MCP client (Claude Desktop, IDE agents, ...).
 
-Built on the official SDK (`mcp` 2.x, `MCPServer`). Six tools, each needing one token scope (tokens.py):
+Built on the official SDK (`mcp` 2.x, `MCPServer`). Nine tools, each needing one token scope (tokens.py):
     search_memory  read    hybrid search over the raw memories, with provenance
     read_profile   read    the current layer-1 profile, or one section of it
     list_sources   read    the ingested sources with their counts
     ask            chat    a question answered by the second self, with citations
     add_memory     write   save a note (uploads/mcp/) and ingest it at once
     list_roles     chat or read   the roles (personas with their own scope) the other tools can act as
+    prefill        read    fill a form (JSON Schema, field list, HTML) from memory, with sources
+    bridge_enhance chat    a request plus only the personal details it needs (minimal disclosure)
+    bridge_critique chat   what an expert's answer got wrong or missed about the person
 
 Roles (roles.py): search_memory, read_profile, list_sources and ask take an optional `role` and then see only
 what its scope may read (memory/scope.py). A token bound to a role always acts as it: the gate puts the role
@@ -14,17 +17,13 @@ next to the scopes, a different `role` is refused, and add_memory is refused.
 
 Transports and who may do what:
 - stdio (`run_stdio`): the client launched this process as the same user, so every tool is allowed.
-- Streamable HTTP (`mcp_asgi_app`, `http_app`, `run_http`): a gate in front of the SDK's ASGI app checks
+- Streamable HTTP (mcp_http.py: `mcp_asgi_app`, `http_app`, `run_http`): a gate in front of the SDK's ASGI app checks
   `Authorization: Bearer <token>` on every request (401 otherwise) and puts the token's scopes into the
   ASGI scope; a tool reads them back from the HTTP request the SDK hands it and refuses with a tool error
   when a scope is missing. Without a token the gate follows `require_token` (see `mcp_asgi_app`).
   The SDK's transport security rejects foreign `Host`/`Origin` headers (DNS rebinding).
 
-Mounting in another ASGI app (secondself/serve/app.py does this):
-    mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None)
-    # in the app's lifespan — it starts the SDK's session manager, once per process:
-    async with mcp_lifespan(app): yield
-    app.mount("/mcp", mcp_app)       # and/or Route("/mcp", endpoint=mcp_app): the app ignores its path
+Mounting it in another ASGI app: see mcp_http.py.
 
 Errors: a SecondSelfError becomes a tool error carrying its message; anything else becomes the SDK's generic
 "Error executing tool ..." (details stay in the server log), so no secret or traceback reaches a client.
@@ -36,10 +35,8 @@ resolving its annotations against this module's globals, where `Context` (import
 """
 
 import contextlib
-import ipaddress
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -51,7 +48,7 @@ from ..runtime import Runtime
 from . import tokens as token_store
 from .limits import Gates
 
-__all__ = ["build_mcp", "mcp_asgi_app", "http_app", "run_stdio", "run_http", "SCOPES_KEY", "ROLE_KEY", "SECTIONS"]
+__all__ = ["build_mcp", "run_stdio", "SCOPES_KEY", "ROLE_KEY", "SECTIONS"]
 
 log = logging.getLogger("secondself.mcp")
 
@@ -415,149 +412,9 @@ def _profile_dict(profile: Any, section: str | None) -> dict[str, Any]:
 
 # -- HTTP ---------------------------------------------------------------------------------------------
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class _TokenGate:
-    """ASGI middleware: every HTTP request needs a valid bearer token (or the open policy), else 401.
-
-    On success the token's scopes go into the ASGI scope under SCOPES_KEY (read by the tools), and `user`
-    is set to the SDK's AuthenticatedUser so the SDK binds each MCP session to the token that opened it."""
-
-    def __init__(self, app: Any, runtime: Runtime, require_token: bool | None) -> None:
-        self.app, self.runtime, self.require_token = app, runtime, require_token
-        self._touched: dict[str, float] = {}
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        import anyio
-        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-        from mcp.server.auth.provider import AccessToken
-        from starlette.datastructures import Headers
-        from starlette.responses import JSONResponse
-
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        header = Headers(scope=scope).get("authorization", "")
-        secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        client = scope.get("client")
-        # Starlette's TestClient calls itself 'testclient'
-        loopback_client = client is None or client[0] == "testclient" or _is_loopback(client[0])
-        # The store lock may be held for seconds by a tool (a model answering): wait in a thread.
-        who = await anyio.to_thread.run_sync(self._authenticate, secret, loopback_client)
-        if isinstance(who, str):
-            body = {"error": {"message": who, "type": "authentication_error", "code": "invalid_token"}}
-            await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
-            return
-        name, scopes, role = who
-        user = AuthenticatedUser(AccessToken(token=name, client_id=name, scopes=list(scopes)))
-        await self.app({**scope, SCOPES_KEY: scopes, ROLE_KEY: role, "user": user}, receive, send)
-
-    def _authenticate(self, secret: str, loopback_client: bool) -> tuple[str, tuple[str, ...], str | None] | str:
-        """(caller name, scopes, bound role), or the message for a 401."""
-        rt = self.runtime
-        with rt.lock:
-            if not secret:
-                open_ = self.require_token is False or (self.require_token is None and loopback_client)
-                if open_ and not token_store.any_tokens(rt.store):
-                    return "local", token_store.SCOPES, None
-                return ("a valid API token is required: send 'Authorization: Bearer <token>' (create one with "
-                        "`secondself token create`)")
-            token = token_store.verify(rt.store, secret, touch=False)
-            if token is None:
-                return "this API token is not valid (unknown or revoked)"
-            now = time.monotonic()
-            if now - self._touched.get(token.name, 0.0) > 60:  # one write a minute, not one per request
-                token_store.verify(rt.store, secret, touch=True)
-                self._touched[token.name] = now
-        return f"token:{token.name}", token.scopes, token.role
-
-
-def _transport_security(allowed_hosts: Sequence[str] | None):
-    from mcp.server.transport_security import TransportSecuritySettings
-
-    extra = list(allowed_hosts or ())
-    if "*" in extra:
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    names = [*_LOOPBACK_NAMES, *extra]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[h for n in names for h in (n, f"{n}:*")],
-        allowed_origins=[f"{s}://{n}{p}" for n in names for s in ("http", "https") for p in ("", ":*")])
-
-
-def mcp_asgi_app(runtime: Runtime, *, require_token: bool | None = None, allowed_hosts: Sequence[str] | None = None,
-                 gates: Gates | None = None) -> tuple[Any, Callable[..., Any]]:
-    """The MCP endpoint as an ASGI app behind the token gate, and the lifespan that must wrap serving it.
-
-    `require_token`: True — every request needs a valid token. False — while no active token exists,
-    requests without one get every scope (the caller has made sure only this machine can connect). None —
-    the HTTP API's policy: like False, but only for clients connecting from a loopback address.
-    A request that carries a token is always checked, whatever the policy.
-
-    `allowed_hosts`: Host names accepted besides 127.0.0.1, localhost and [::1] (DNS-rebinding protection
-    for Host and Origin); ["*"] turns the check off (e.g. when bound to 0.0.0.0, where tokens protect).
-
-    The app answers on whatever path it is mounted at. `lifespan(app=None)` returns the async context
-    manager that runs the SDK's session manager; enter it once, around the whole time the app serves.
-    """
-    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
-
-    server = build_mcp(runtime, gates=gates)
-    # streamable_http_app() creates the session manager (our own gate replaces the Starlette app it returns,
-    # so that the endpoint works at any mount path).
-    server.streamable_http_app(transport_security=_transport_security(allowed_hosts))
-    manager = server.session_manager
-
-    def lifespan(app: Any = None) -> contextlib.AbstractAsyncContextManager[None]:
-        return manager.run()
-
-    return _TokenGate(StreamableHTTPASGIApp(manager), runtime, require_token), lifespan
-
-
-def http_app(runtime: Runtime, *, require_token: bool | None = None, allowed_hosts: Sequence[str] | None = None,
-             path: str = "/mcp"):
-    """A standalone Starlette app serving MCP at `path` (what `run_http` serves)."""
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
-    app, lifespan = mcp_asgi_app(runtime, require_token=require_token, allowed_hosts=allowed_hosts)
-    return Starlette(routes=[Route(path, endpoint=app)], lifespan=lifespan)
-
-
 def run_stdio(runtime: Runtime) -> None:
     """Serve MCP over stdin/stdout until the client closes the pipe (the SDK diverts stray prints)."""
     try:
         build_mcp(runtime, stdio=True).run("stdio")
-    finally:
-        runtime.close()
-
-
-def run_http(runtime: Runtime, host: str = "127.0.0.1", port: int = 8765, require_token: bool | None = None,
-             allowed_hosts: Sequence[str] | None = None) -> None:
-    """Serve MCP over streamable HTTP at http://HOST:PORT/mcp with uvicorn until interrupted.
-
-    Refuses a non-loopback address while no token exists (anyone reaching it could read the memories)."""
-    import uvicorn
-
-    loopback = _is_loopback(host)
-    with runtime.lock:
-        if not loopback and not token_store.any_tokens(runtime.store):
-            raise ConfigError(f"refusing to listen on {host}: no API token exists, so anyone who can reach this "
-                              "address could read your memories. Create one first (`secondself token create`), "
-                              "or serve on 127.0.0.1.")
-    if allowed_hosts is None and not loopback:
-        wildcard = host in ("0.0.0.0", "::", "")
-        allowed_hosts = ["*"] if wildcard else [host if ":" not in host else f"[{host.strip('[]')}]"]
-    app = http_app(runtime, require_token=require_token, allowed_hosts=allowed_hosts)
-    log.info("MCP over HTTP at http://%s:%d/mcp", host, port)
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         runtime.close()
