@@ -15,6 +15,8 @@ punctuation; phone numbers by digits; lists as sets; `accept` lists other correc
     python bench/prefill.py                      # MiniLM, ~1-2 min on 2 cores (mostly embedding)
     python bench/prefill.py --embedder hashing   # a few seconds
     python bench/prefill.py --at 2025-06-20      # as of a day (the gold is for today: only a demo)
+    python bench/prefill.py --person-dir examples/heldout   # another person: corpus/, forms/ (a *.schema.json,
+                                                 # a *.html, a *.txt, gold.json), optional about_me.md
 """
 
 from __future__ import annotations
@@ -103,31 +105,39 @@ def main() -> None:
     ap.add_argument("--embedder", default="minilm", help="minilm (default) | hashing | a model directory")
     ap.add_argument("--at", help="answer as of this day (YYYY-MM-DD); default today")
     ap.add_argument("--json", action="store_true", help="JSON results on stdout, tables on stderr")
+    ap.add_argument("--person-dir", type=Path, default=MAYA,
+                    help="the example person's folder (default examples/maya): corpus/, forms/, about_me.md")
+    ap.add_argument("--person-name", help="person_name for ingest and pre-fill; default gold.json's 'person'")
     args = ap.parse_args()
     out = sys.stderr if args.json else sys.stdout
+    person_dir = args.person_dir.resolve()
+    forms = _forms(person_dir / "forms")
 
     from secondself.config import load_settings
     from secondself.ingest.pipeline import ingest
     from secondself.prefill import prefill
     from secondself.runtime import Runtime
 
-    gold = json.loads((MAYA / "forms" / "gold.json").read_text(encoding="utf-8"))["fields"]
+    gold_doc = json.loads((person_dir / "forms" / "gold.json").read_text(encoding="utf-8"))
+    gold = gold_doc["fields"]
+    person = args.person_name or gold_doc.get("person") or "Maya"
+    about = person_dir / "about_me.md"
     with tempfile.TemporaryDirectory() as tmp:
-        rt = Runtime(load_settings(tmp, {"embedder": args.embedder, "person_name": "Maya", "teacher_model": "fake"}))
+        rt = Runtime(load_settings(tmp, {"embedder": args.embedder, "person_name": person, "teacher_model": "fake"}))
         t0 = time.perf_counter()
-        log(f"ingesting the example person with {args.embedder}…")
-        ingest(rt.store, rt.embedder, [MAYA / "corpus"], source_name="maya", person_name="Maya")
+        log(f"ingesting the example person ({person_dir.name}, person_name {person!r}) with {args.embedder}…")
+        ingest(rt.store, rt.embedder, [person_dir / "corpus"], source_name=person_dir.name.lower(), person_name=person)
         t_ingest = time.perf_counter() - t0
         t0 = time.perf_counter()
         # as `secondself build` with the embedded teacher: deterministic facts and text, no teacher calls
         report, _, _ = rt.build_profile("fake", slots=False, prose=False,
-                                        about=(MAYA / "about_me.md").read_text(encoding="utf-8"))
+                                        about=about.read_text(encoding="utf-8") if about.is_file() else "")
         t_build = time.perf_counter() - t0
         results: dict[str, dict[str, dict]] = {}
         seconds: dict[str, list[float]] = {}
         for arm, options in ARMS.items():
-            for form in FORMS:
-                text = (MAYA / "forms" / form).read_text(encoding="utf-8")
+            for form in forms:
+                text = (person_dir / "forms" / form).read_text(encoding="utf-8")
                 t0 = time.perf_counter()
                 r = prefill(rt, text, at=args.at, **options).to_dict()
                 seconds.setdefault(arm, []).append(time.perf_counter() - t0)
@@ -135,9 +145,9 @@ def main() -> None:
         rt.close()
 
     print(f"ingest {t_ingest:.1f}s ({args.embedder}), layer-1 build {t_build:.1f}s "
-          f"({report.teacher.get('calls', 0)} teacher calls), as of {results['full'][FORMS[0]]['at']}", file=out)
+          f"({report.teacher.get('calls', 0)} teacher calls), as of {results['full'][forms[0]]['at']}", file=out)
     scores = {arm: {form: score(r, gold) for form, r in forms.items()} for arm, forms in results.items()}
-    for form in FORMS:
+    for form in forms:
         print(f"\n== {form}: full pipeline, field by field", file=out)
         rows = []
         for key, f, g, mark in scores["full"][form]["rows"]:
@@ -149,7 +159,7 @@ def main() -> None:
 
     print("\n== summary (baseline: layer-1 facts only)", file=out)
     summary_rows = []
-    for form in FORMS:
+    for form in forms:
         for arm in ARMS:
             s = scores[arm][form]
             summary_rows.append([form, arm, f"{s['correct']}/{s['filled']}", s["precision"], s["recall"],
@@ -167,10 +177,20 @@ def main() -> None:
     goal = (full["precision"] or 0) >= 0.9 and full["left_empty"] == full["unsupported"]
     print(f"goal (precision >= 0.9 and every unsupported field empty): {'met' if goal else 'NOT met'}", file=out)
     if args.json:
-        print(json.dumps({"embedder": args.embedder, "at": results["full"][FORMS[0]]["at"],
+        print(json.dumps({"embedder": args.embedder, "at": results["full"][forms[0]]["at"], "person_dir": str(person_dir),
                           "scores": {arm: {form: {k: v for k, v in s.items() if k != "rows"} for form, s in forms.items()}
                                      for arm, forms in scores.items()},
                           "totals": tot, "goal_met": goal, "results": results["full"]}, ensure_ascii=False, indent=2))
+
+
+def _forms(folder: Path) -> list[str]:
+    """The three forms of a person: Maya's fixed names, else one *.schema.json, one *.html and one *.txt."""
+    if all((folder / f).is_file() for f in FORMS):
+        return list(FORMS)
+    found = [sorted(folder.glob(pattern)) for pattern in ("*.schema.json", "*.html", "*.txt")]
+    if not all(found):
+        raise SystemExit(f"{folder}: expected a *.schema.json, a *.html and a *.txt form next to gold.json")
+    return [paths[0].name for paths in found]
 
 
 def _total(per_form: dict[str, dict]) -> dict:
