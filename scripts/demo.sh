@@ -47,6 +47,16 @@ ss train
 ss model list
 ss ask --model personal "Where do I live now?"
 
+# The second self at work. Pre-fill a form from memory (values with sources; unsupported fields stay empty),
+# enrich a request for an outside expert with only what it needs, and judge an expert's answer for her.
+ss prefill examples/maya/forms/onboarding.schema.json
+ss bridge enhance "book a restaurant for Friday"
+ss bridge critique "book a restaurant for Friday" --answer "How about the steakhouse by the river in Porto?"
+# A role reads only its scope: here the memories from her Lisbon months.
+.venv/bin/secondself role delete lisbon >/dev/null 2>&1 || true   # so that the demo can run again
+ss role create lisbon --instructions "You talk about life in Lisbon." --since 2025-07-01
+ss search "where do I live" --role lisbon --k 2
+
 # Serve: the same second self over the OpenAI-compatible API (the web app is at /, MCP at /mcp).
 # Private by default: 127.0.0.1 only. Here the official openai client asks one question, streaming.
 PORT=${SECONDSELF_DEMO_PORT:-8765}
