@@ -394,3 +394,82 @@ def test_http_prefill_route_scopes_and_errors(tmp_path):
         assert late.status_code == 400 and "YYYY-MM-DD" in late.json()["error"]["message"]
         denied = httpx.post(srv.url + "/api/prefill", json={"form": ["Email"]}, headers={"Authorization": f"Bearer {chat}"})
         assert denied.status_code == 403
+
+
+# -- generalization beyond one example person ------------------------------------------------------------
+
+def test_label_variants_and_parentheses_that_only_explain_the_layout():
+    from secondself.prefill.concepts import match_label
+
+    def concept(label):
+        hit = match_label(label)
+        return hit.concept if hit else None
+
+    assert concept("Next of kin – full name") == "emergency_contact_name"
+    assert concept("Next of kin – telephone") == "emergency_contact_phone"
+    assert concept("Special dietary needs") == "diet"
+    assert concept("Employed since") == "start_date"
+    assert concept("Name you like to be called") == "preferred_name"
+    assert concept("Date of birth (DD/MM/YYYY)") == "date_of_birth"
+    assert concept("Home address line 1") == "street_address"
+    assert concept("Gross annual income (GBP)") == "salary"
+    assert concept("You will report to") == "manager"
+    assert concept("Home telephone (landline)") == "landline"          # not the mobile
+    assert concept("Phone (emergency contact)") == "emergency_contact_phone"   # never the person's phone
+    assert concept("Manager email") is None
+
+
+def test_home_tel_autocomplete_is_a_landline_not_the_mobile():
+    form = parse_form('<form><input name="a" autocomplete="home tel"><input name="b" autocomplete="mobile tel">'
+                      '<input name="c" autocomplete="home email"></form>')
+    got = {f.name: field_concept(f).concept for f in form.fields}
+    assert got == {"a": "landline", "b": "phone", "c": "email"}
+
+
+def test_names_with_particles_dates_day_first_postcodes_and_identifiers():
+    assert read("person", "Ana Sofia van der Berg-Lima") == ("Ana Sofia van der Berg-Lima", None)
+    assert read("person", "de la Cruz") == ("de la Cruz", None)
+    assert read("date", "21/04/1990") == ("1990-04-21", None)
+    assert read("date", "03/04/1990")[0] is None                        # day/month or month/day: not guessed
+    assert split_address("Keizersgracht 1, 1015 CD Amsterdam, Netherlands")["postcode"] == "1015 CD"
+    assert read("id", "AB 12 34 56 C") == ("AB 12 34 56 C", None)
+    assert read("id", "applied for on 02/01/2026 – will send it later")[0] is None
+    assert read("id", "to follow")[0] is None
+    assert read("org", "Acme Holdings B")[0] is None                   # cut at the "." of "B.V."
+    from secondself.prefill.values import split_name
+    assert split_name("Ana Sofia de la Cruz") == ("Ana Sofia", "de la Cruz")
+    assert split_name("Ana Sofia Cruz") is None
+
+
+def test_sentences_end_before_digits_but_not_inside_company_suffixes():
+    from secondself.prefill.evidence import _pairs
+    got = {p.label: p.value for p in _pairs("New address: 9 Elm Road, Leeds LS1 1AA. 9 is the blue door.\n"
+                                            "Employer: Acme Holdings B.V. based in Delft\n")}
+    assert got["New address"] == "9 Elm Road, Leeds LS1 1AA"
+    assert got["Employer"].startswith("Acme Holdings B.V.")
+
+
+def test_a_document_table_under_the_persons_legal_name_and_initials(tmp_path):
+    rt = _runtime(tmp_path / "home", person_name="Ana")
+    _remember(rt, tmp_path / "mem", {
+        "cv.md": "# CV - Ana de la Cruz\n\nData engineer.\n",
+        "starter.md": "# New starter - A. de la Cruz\n\n## Personal details\n\n"
+                      "Full name (as on passport) | Ana Sofia de la Cruz\nKnown as | Ana\n"
+                      "Date of birth | 21/04/1990\nHome address | 9 Elm Road, Leeds LS1 1AA, United Kingdom\n"
+                      "Personal mobile | 07700 900123\nNational Insurance number | applied for – will send it\n\n"
+                      "## Emergency contact\n\nName | Rui Costa\nRelationship | Partner\nPhone | 07700 900999\n",
+        "lease.md": "# Tenancy\n\nTenant: Ana Sofia de la Cruz. Email: ana@home.example\n",
+    })
+    got = _by_field(prefill(rt, "Given name(s)\nSurname\nDate of birth (DD/MM/YYYY)\nMobile\nPostcode\n"
+                                "Next of kin – full name\nNext of kin – telephone\nNational Insurance number\n"
+                                "Email address\nHome telephone (landline)"))
+    assert got["Given name(s)"].value == "Ana Sofia" and got["Surname"].value == "de la Cruz"
+    assert got["Date of birth (DD/MM/YYYY)"].value == "1990-04-21"
+    assert got["Mobile"].value == "+447700900123"          # national number, country from her own address
+    assert got["Postcode"].value == "LS1 1AA"
+    assert got["Next of kin – full name"].value == "Rui Costa"
+    assert got["Next of kin – telephone"].value == "+447700900999"
+    assert got["National Insurance number"].value is None  # prose is no identifier
+    assert got["Email address"].value == "ana@home.example"  # the lease names her by her legal name
+    assert got["Home telephone (landline)"].value is None
+    rt.close()

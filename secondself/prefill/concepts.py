@@ -40,18 +40,30 @@ def _c(name: str, kind: str, phrases: str, changes: bool = True, fact: str = "",
 
 CONCEPTS: dict[str, Concept] = {c.name: c for c in (
     _c("full_name", "person", "name|full name|legal name|full legal name|complete name|name surname", False),
+    _c("legal_name", "person", "full name as on passport|full name as shown on passport|name as on passport|"
+                               "name as shown on passport|name as in passport|official name", False),
     _c("given_name", "person", "first name|given name|forename|fname|firstname|given names", False),
     _c("family_name", "person", "last name|surname|family name|lname|lastname|family names", False),
     _c("preferred_name", "person", "preferred name|nickname|known as|name you go by|preferred first name|"
-                                   "chosen name|call name", False),
+                                   "chosen name|call name|name you like to be called|name you prefer to be called|"
+                                   "name you prefer|usual name", False),
     _c("pronouns", "pronouns", "pronouns|pronoun|preferred pronouns", False),
-    _c("email", "email", "email|email address|mail|contact email|private email|mail address"),
+    _c("email", "email", "email|email address|mail|contact email|private email|mail address|personal email|"
+                         "personal email address|home email"),
     _c("phone", "phone", "phone|telephone|tel|mobile|cell|phone number|mobile number|contact number|mobile phone|"
-                         "cell phone|contact phone|telephone number|cellphone|mobile telephone|phone no"),
+                         "cell phone|contact phone|telephone number|cellphone|mobile telephone|phone no|personal mobile|mobile phone number|"
+                         "personal phone|mobile no"),
+    _c("work_email", "email", "work email|work email address|business email|company email|office email"),
+    _c("landline", "phone", "landline|home telephone|home phone|landline number|fixed line|home telephone number|"
+                            "home phone number|landline telephone"),
+    _c("address_since", "date", "date moved to current address|at this address since|moved in|date moved in|"
+                                "move in date|living at this address since|at current address since|"
+                                "resident at this address since"),
     _c("address", "address", "address|home address|residential address|postal address|mailing address|"
                              "full address|address of residence|residence address|permanent address"),
     _c("street_address", "street", "street address|street|address line 1|address 1|street and number|"
-                                   "street name and number|address line|street line 1|line 1"),
+                                   "street name and number|address line|street line 1|line 1|"
+                                   "home address line 1|address line one|first line of address"),
     _c("postal_code", "postcode", "postcode|postal code|zip|zip code|post code|zipcode|postal"),
     _c("city", "city", "city|town|locality|city of residence|town city|municipality|city town"),
     _c("region", "region", "state|province|region|county|state province"),
@@ -65,13 +77,15 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in (
        fact="works_at"),
     _c("job_title", "title", "job title|position|role|occupation|profession|job|designation|position title|"
                              "job role|job position|current position|title of position", fact="job_title"),
-    _c("start_date", "date", "start date|starting date|employment start date|date started|joining date|"
+    _c("start_date", "date", "start date|starting date|employment start date|date started|joining date|employed since|"
+                             "in post since|employment start|working here since|"
                              "date of joining|first day|first working day|first day of work|start of employment"),
     _c("manager", "person", "manager|line manager|supervisor|reports to|reporting to|manager name|boss|"
                             "direct manager|reporting manager|supervisor name|report to|line manager name",
        fact="manager", about_other=True),
     _c("salary", "number", "salary|base salary|annual salary|gross salary|gross annual salary|yearly salary|"
-                           "annual gross salary|base pay|salary gross per year|salary per year"),
+                           "annual gross salary|base pay|salary gross per year|salary per year|"
+                           "gross annual income|annual income|gross income|income|annual gross income"),
     _c("education", "text", "education|degree|highest degree|qualification|highest qualification|"
                             "academic degree|highest level of education|education background|studies", False,
        fact="studied_at"),
@@ -79,29 +93,37 @@ CONCEPTS: dict[str, Concept] = {c.name: c for c in (
                             "languages you speak|languages known", False),
     _c("diet", "diet", "dietary restrictions|dietary restriction|dietary requirements|dietary requirement|diet|"
                        "dietary preferences|dietary preference|dietary needs|food preferences|meal preference|"
-                       "dietary"),
+                       "dietary|special dietary needs|special dietary requirements|special diet|"
+                       "dietary needs"),
     _c("allergies", "list", "allergies|allergy|known allergies|drug allergies|medication allergies|"
                             "allergic to|allergies on file|any allergies"),
     _c("emergency_contact_name", "person", "emergency contact|emergency contact name|emergency contact person|"
-                                           "emergency name|in case of emergency", about_other=True),
+                                           "emergency name|in case of emergency|next of kin|next of kin name|"
+                                           "next of kin full name", about_other=True),
     _c("emergency_contact_phone", "phone", "emergency contact phone|emergency phone|emergency contact number|"
                                            "emergency contact telephone|emergency contact mobile|emergency number|"
-                                           "emergency contact phone number|emergency telephone", about_other=True),
+                                           "emergency contact phone number|emergency telephone|"
+                                           "next of kin phone|next of kin telephone|next of kin mobile|"
+                                           "next of kin phone number|next of kin telephone number", about_other=True),
     _c("emergency_contact_relation", "relation", "emergency contact relationship|emergency contact relation|"
                                                  "relationship to emergency contact|emergency relationship|"
-                                                 "relationship|relationship to you|relation|relationship to",
+                                                 "relationship|relationship to you|relation|relationship to|"
+                                                 "next of kin relationship|next of kin relationship to you|"
+                                                 "next of kin relation",
        about_other=True),
     _c("emergency_contact_email", "email", "emergency contact email|emergency email|emergency contact e mail",
        about_other=True),
     _c("partner", "person", "partner|spouse|partner name|spouse name|significant other|partner s name|"
-                            "husband|wife|boyfriend|girlfriend", fact="partner", about_other=True),
+                            "husband|wife|boyfriend|girlfriend|civil partner|spouse civil partner|"
+                            "spouse partner|partner spouse", fact="partner", about_other=True),
     _c("shirt_size", "size", "t shirt size|tshirt size|shirt size|hoodie size|t shirt|tshirt|clothing size|"
-                             "t shirt hoodie size"),
+                             "t shirt hoodie size|kit size"),
     _c("hobbies", "list", "hobbies|interests|hobbies and interests|leisure activities|pastimes|hobby", False),
     _c("instrument", "text", "instrument|musical instrument|instrument played|instruments", False),
     # Identifiers: only ever filled from a memory that writes them down with their label.
     _c("passport_number", "id", "passport number|passport no|passport|passport id", False),
-    _c("national_id", "id", "national id|id number|identity card number|national identity number|id card", False),
+    _c("national_id", "id", "national id|id number|identity card number|national identity number|id card|"
+                            "national insurance number|national insurance|ni number|ni no", False),
     _c("tax_id", "id", "tax number|tax id|tax identification number|nif|tin|vat number|ssn|social security number|"
                        "social security", False),
     _c("bank_account", "id", "iban|bank account|account number|bank account number"),
@@ -119,13 +141,14 @@ AUTOCOMPLETE = {
     "email": "email", "tel": "phone", "tel-national": "phone", "street-address": "street_address",
     "address-line1": "street_address", "postal-code": "postal_code", "address-level2": "city",
     "address-level1": "region", "country-name": "country", "country": "country", "bday": "date_of_birth",
+    "home tel": "landline", "home tel-national": "landline", "work email": "work_email",
     "organization": "employer", "organization-title": "job_title", "sex": "gender",
 }
 # Autocomplete tokens that never name a field on their own (section-*, shipping, home, ...).
 _AC_QUALIFIERS = {"shipping", "billing", "home", "work", "mobile", "fax", "pager", "on", "off"}
 
 FILLER = frozenset("""your my the a an of in for please enter current currently present new personal primary main own s
-is what who applicant employee candidate you are do does and or with here optional required e g i me our
+is what who applicant employee candidate you are do does and or with here optional required e g i me our will
 your's yours""".split())
 _PAST = frozenset({"previous", "former", "prior", "past", "old", "earlier", "ex"})
 
@@ -161,8 +184,25 @@ def label_key(text: str) -> frozenset[str]:
     return _key(tokens(text))
 
 
+# Words that make a parenthesis be about someone else: "Phone (emergency contact)" is not the person's phone.
+_OTHERS = frozenset("""emergency contact kin manager supervisor boss partner spouse landlord parent mother father
+child guardian referee reference company employer work business office""".split())
+
+
 @lru_cache(maxsize=8192)
 def match_label(text: str, *, loose: bool = False) -> Match | None:
+    """The concept a label names, or None; a parenthesis that only explains the layout or the source of the
+    value ("Date of birth (DD/MM/YYYY)", "Full name (as shown on passport)") is ignored when needed."""
+    hit = _match_label(text, loose)
+    if hit is None and "(" in text:
+        bare = re.sub(r"\([^)]*\)?", " ", text)
+        paren = " ".join(re.findall(r"\(([^)]*)\)?", text))
+        if bare.strip() and not set(tokens(paren)) & _OTHERS:
+            hit = _match_label(bare, loose)
+    return hit
+
+
+def _match_label(text: str, loose: bool) -> Match | None:
     """The concept a label names, or None. `loose` (for descriptions, which are sentences): the longest
     phrase found anywhere wins unless another concept's phrase is as long, and other words are allowed."""
     words = _key(tokens(text))

@@ -26,6 +26,8 @@ from ..memory.observe import is_person
 from ..types import Chunk, Entity, Fact
 from .concepts import CONCEPTS, label_key, match_label
 
+_PARTICLES = r"(?:de|da|do|dos|das|del|della|di|du|van|von|der|den|la|le|al|bin|ben|ter|ten|y|e)"
+
 __all__ = ["Evidence", "PersonNames", "scan_chunks", "fact_evidence", "unknown_key"]
 
 
@@ -67,6 +69,62 @@ class PersonNames:
                 continue
             names |= {e.name, *(a for a in e.aliases if len(a) >= 3)}
         self._others = _names_re(names - mine)
+        self._mine = mine
+        self.documents: set[str] = set()    # paths of documents about the person (see `learn`)
+
+    def learn(self, chunks: Sequence[Chunk]) -> None:
+        """The other names the person goes by, read from their memories, and the documents about them.
+
+        - full names that begin with the display name, from the sender of their own mail and document
+          titles ("CV - Ana Sofia de la Cruz" for "Ana"): their surname is then theirs;
+        - initials and that surname ("A. de la Cruz", "A.S. de la Cruz");
+        - a legal name written under a full-name label in a document that names them, with that surname and
+          the same first initial ("Full name: Ana Sofia de la Cruz" in "New starter - A. de la Cruz").
+        A document is about the person when its title, a heading or its opening chunk names them (the
+        addressee of a letter: its terms come on the next page)."""
+        first = self.person.strip().split()[0] if self.person.strip() else ""
+        if len(first) < 2 or not first[:1].isupper():
+            return
+        full = re.compile(rf"(?<![\w]){re.escape(first)}((?:[ \t]+(?:{_PARTICLES}[ \t]+){{0,3}}{_CAPW}){{1,2}})(?![\w])")
+        texts = [c.title for c in chunks if c.kind == "document"]
+        texts += [c.speakers[0] for c in chunks if c.kind == "email" and c.speakers and self.is_me(c.speakers[0])]
+        surnames = {" ".join(m.group(1).split()) for t in texts for m in full.finditer(t or "")}
+        surnames = {sn for sn in surnames if not re.fullmatch(r"[A-Z]+", sn)}
+        if not surnames:
+            return self._documents(chunks)
+        names = set(self._mine) | {f"{first} {sn}" for sn in surnames}
+        initials = rf"{re.escape(first[0])}\.(?:[ \t]?[A-Z]\.){{0,2}}"
+        alt = "|".join(re.escape(sn) for sn in sorted(surnames, key=len, reverse=True))
+        self._initials = re.compile(rf"(?<![\w.]){initials}[ \t]*(?:{alt})(?![\w])")
+        self._me = _names_re(names)
+        self._refresh(self._initials)
+        legal = re.compile(rf"^{re.escape(first[0])}[\w’'-]+(?:[ \t]+{_CAPW}){{0,3}}[ \t]+(?:{alt})$")
+        for c in chunks:
+            if c.kind != "document" or not (self.names_me(c.title) or self.names_me(c.heading)):
+                continue
+            text = _tables(c.text) if "|" in c.text else c.text
+            for p in _pairs(text):
+                hit = _concept_of_label(p, c.heading)
+                value = " ".join(p.value.split())
+                if hit is not None and hit.concept in ("full_name", "legal_name") and legal.match(value):
+                    names.add(value)
+        self._me = _names_re(names)
+        self._refresh(self._initials)
+        self._documents(chunks)
+
+    def _refresh(self, extra: re.Pattern[str] | None) -> None:
+        if extra is not None and self._me is not None:
+            self._me = re.compile(f"{self._me.pattern}|{extra.pattern}", re.I)
+
+    def _documents(self, chunks: Sequence[Chunk]) -> None:
+        opening: dict[str, Chunk] = {}
+        for c in chunks:
+            if c.kind == "document" and (c.path not in opening or c.id < opening[c.path].id):
+                opening[c.path] = c
+        for c in chunks:
+            if c.kind == "document" and (self.names_me(c.title) or self.names_me(c.heading)):
+                self.documents.add(c.path)
+        self.documents |= {p for p, c in opening.items() if self.names_me(" ".join(c.text.split()))}
 
     def is_me(self, name: str) -> bool:
         return is_person(name, self.person)
@@ -114,9 +172,10 @@ def _segments(chunk: Chunk, who: PersonNames) -> Iterator[_Segment]:
             yield _Segment(para, True, True)
         return
     if chunk.kind == "document":
-        named = who.names_me(chunk.title) or who.names_me(chunk.heading)
+        named = chunk.path in who.documents or who.names_me(chunk.title) or who.names_me(chunk.heading)
         for para in re.split(r"\n\s*\n", chunk.text):
-            yield _Segment(_unwrap(para), named, named)
+            # table rows first: unwrapping would run "Key | Value" rows together into one line
+            yield _Segment(_unwrap(_tables(para) if "|" in para else para), named, named)
         return
     for para in re.split(r"\n\s*\n", chunk.text):     # notes, journals
         yield _Segment(para, True, True)
@@ -156,8 +215,13 @@ def _unwrap(para: str) -> str:
 
 _LABEL = re.compile(r"(?:^|(?<=[.!?;])[ \t]+)(?:[-*•][ \t]+)?(?P<label>[A-Za-zÀ-ÿ][\wÀ-ÿ’'/&()-]*"
                     r"(?:[ \t]+[\wÀ-ÿ’'/&()-]+){0,5})[ \t]*:[ \t]+(?=\S)", re.M)
-_ABBREV = r"(?<!\bDr)(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bSt)(?<!\bProf)(?<!\bNo)(?<!\bNr)(?<!\bAv)(?<!\bJr)(?<!\bSr)"
-_SENTENCE_END = re.compile(rf"{_ABBREV}[.!?](?=\s+[A-Z\"“(])")
+_ABBREV = (r"(?<!\bDr)(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bSt)(?<!\bProf)(?<!\bNo)(?<!\bNr)(?<!\bAv)(?<!\bJr)(?<!\bSr)"
+           r"(?<!\b[A-Z])")          # an initial or the "B" of "B.V." ends no sentence
+# a company suffix ("Ltd.", "Inc.", "B.V.") ends a sentence only where a sentence plainly starts after it
+_SUFFIX_END = (r"(?:(?<=\bLtd)|(?<=\bInc)|(?<=\bCo)|(?<=\bCorp)|(?<=\b[A-Z]\.[A-Z]))\.(?=\s+(?:I|We|It|The|This|That|"
+               r"My|Our|He|She|They|But|And|So|Then)\b)")
+_SENTENCE_END = re.compile(rf"(?:(?<!\bLtd)(?<!\bInc)(?<!\bCo)(?<!\bCorp)(?<![A-Z]\.[A-Z]){_ABBREV}[.!?]"
+                           rf"(?=\s+[A-Z0-9\"“(])|{_SUFFIX_END})")
 
 
 @dataclass(frozen=True)
@@ -203,7 +267,13 @@ def _pairs(text: str) -> list[_Pair]:
     return pairs
 
 
-def _concept_of_label(pair: _Pair):
+def _concept_of_label(pair: _Pair, heading: str = ""):
+    section = heading.split(" > ")[-1] if heading else ""
+    over = match_label(section) if section else None
+    if over is not None and CONCEPTS[over.concept].about_other:
+        # under "Emergency contact", "Name" and "Phone" are the contact's
+        inner = match_label(f"{section} {pair.label}")
+        return inner if inner is not None and CONCEPTS[inner.concept].about_other else None
     hit = match_label(pair.label)
     if hit is None and pair.midline and len(pair.label.split()) >= 2 and pair.label[0].isupper():
         # run-on PDF text: "... 16 May 2025. Terms Position: Data Engineer" — the heading word ran in
@@ -302,11 +372,11 @@ def _scan_chunk(chunk: Chunk, who: PersonNames, day: str | None) -> list[Evidenc
         hinted = bool(_HINT.search(text))
         if not pairs and not hinted:
             continue
-        subject = _subject_track(text, pairs, seg.mine, who)
+        subject = _subject_track(text, pairs, seg.mine, who, chunk.heading)
         for pair in pairs:
             if not subject(pair.start):
                 continue
-            hit = _concept_of_label(pair)
+            hit = _concept_of_label(pair, chunk.heading)
             weight = 0.85 if own else 0.8
             how = f"'{pair.label}: {_short(pair.value)}' in {_where(chunk)}"
             if hit is None:
@@ -333,15 +403,15 @@ def _scan_chunk(chunk: Chunk, who: PersonNames, day: str | None) -> list[Evidenc
     return out
 
 
-_OWN_NAMES = {"full_name", "given_name", "family_name", "preferred_name"}
+_OWN_NAMES = {"full_name", "legal_name", "given_name", "family_name", "preferred_name"}
 
 
-def _subject_track(text: str, pairs: Sequence[_Pair], mine: bool, who: PersonNames):
+def _subject_track(text: str, pairs: Sequence[_Pair], mine: bool, who: PersonNames, heading: str = ""):
     """A function telling, for a position in `text`, whether the person is its subject there."""
     changes: list[tuple[int, bool]] = [(0, mine)]
     spans = []
     for p in pairs:
-        hit = _concept_of_label(p)
+        hit = _concept_of_label(p, heading)
         vstart = p.end - len(p.value)
         if hit is not None and hit.concept in _OWN_NAMES:
             changes.append((p.start, who.names_me(p.value)))   # "Name: Catarina Vaz" starts someone else's card
@@ -351,7 +421,7 @@ def _subject_track(text: str, pairs: Sequence[_Pair], mine: bool, who: PersonNam
             names_me = who.names_me(p.value)
             if names_me:
                 changes.append((vstart, True))
-            elif re.match(rf"{_CAPW}[ \t]+(?:(?:de|da|dos|van|von)[ \t]+)?{_CAPW}", p.value) and \
+            elif re.match(rf"{_CAPW}[ \t]+(?:{_PARTICLES}[ \t]+){{0,3}}{_CAPW}", p.value) and \
                     not re.match(r"[A-Z][a-z]+day\b|(?:19|20)\d\d", p.value):
                 changes.append((vstart, False))       # "LANDLORD: Fernando Guerreiro, ..."
             spans.append((vstart, p.end))
@@ -376,7 +446,8 @@ def _section(chunk: Chunk, who: PersonNames, day: str | None) -> Iterator[Eviden
     """A heading that names a list or text concept ("Languages", "Education") over the person's own text."""
     if not chunk.heading or chunk.kind not in ("note", "document"):
         return
-    if chunk.kind == "document" and not (who.names_me(chunk.title) or who.names_me(chunk.heading)):
+    if chunk.kind == "document" and not (chunk.path in who.documents or who.names_me(chunk.title)
+                                         or who.names_me(chunk.heading)):
         return
     hit = match_label(chunk.heading.split(" > ")[-1])
     if hit is None or CONCEPTS[hit.concept].kind not in ("list", "text") or hit.past:

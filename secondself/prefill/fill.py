@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..memory.observe import norm
-from .concepts import AUTOCOMPLETE, CONCEPTS, Match, match_label
+from .concepts import AUTOCOMPLETE, CONCEPTS, Match, match_label, tokens
 from .evidence import Evidence, PersonNames, fact_evidence, scan_chunks, unknown_key
 from .forms import Form, FormField, parse_form
 from .values import fit, norm_value, read, split_address, split_name
@@ -112,7 +112,9 @@ def prefill_memory(store: Any, person: str, form: Form, *, at: str | None = None
     undated = store.undated_chunks()
     evidence: list[Evidence] = []
     if use_memories:
-        evidence += scan_chunks(store.all_chunks(), who, undated=undated, at=day)
+        chunks = list(store.all_chunks())
+        who.learn(chunks)
+        evidence += scan_chunks(chunks, who, undated=undated, at=day)
     if use_facts and profile is not None:
         cited = store.chunks({c for f in profile.facts for c in f.sources})
         dates = {i: (None if i in undated or not c.date else c.date[:10]) for i, c in cited.items()}
@@ -155,6 +157,8 @@ class _Context:
 def _derive(evidence: list[Evidence]) -> list[Evidence]:
     """Parts of values: street/postcode/city/country of an address, given/family name of a full name."""
     out = list(evidence)
+    # given names and surname are those of the legal name where one is written down
+    names_from = "legal_name" if any(e.key == "legal_name" for e in evidence) else "full_name"
     for e in evidence:
         if e.key == "address":
             addr, _ = read("address", e.value)
@@ -162,7 +166,7 @@ def _derive(evidence: list[Evidence]) -> list[Evidence]:
                 out.append(replace(e, key=_ADDRESS_PARTS[part], value=value, method="derived",
                                    weight=round(e.weight * 0.95, 3), how=f"{part} of {e.how}",
                                    fact_id=f"address:{addr}"))
-        elif e.key == "full_name":
+        elif e.key == names_from:
             name, _ = read("person", e.value)
             parts = split_name(name) if name else None
             if parts:
@@ -199,6 +203,8 @@ def _kind_of(f: FormField) -> str:
         return "number"
     if typ == "array":
         return "list"
+    if set(tokens(f"{f.label} {f.name}")) & {"number", "no", "id", "code", "registration", "reference"}:
+        return "id"             # "Membership number": codes, never a sentence
     return "text"
 
 

@@ -283,8 +283,16 @@ def _html_field(el: Any, kind: str, name: str, labels_for: dict[str, str]) -> Fo
 def _autocomplete(value: str) -> str:
     from .concepts import _AC_QUALIFIERS
 
-    words = [w for w in value.lower().split() if not w.startswith("section-") and w not in _AC_QUALIFIERS]
-    return words[-1] if words else ""
+    words = [w for w in value.lower().split() if not w.startswith("section-")]
+    kept = [w for w in words if w not in _AC_QUALIFIERS]
+    if not kept:
+        return ""
+    i = words.index(kept[-1])
+    # "home tel" is a landline and "work email" the employer's address: the qualifier changes the concept
+    q = words[i - 1] if i else ""
+    if (q == "home" and kept[-1].startswith("tel")) or (q in ("work", "fax", "pager") and kept[-1].startswith(("tel", "email"))):
+        return f"{words[i - 1]} {kept[-1]}"
+    return kept[-1]
 
 
 def _text(el: Any) -> str:

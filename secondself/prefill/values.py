@@ -25,9 +25,9 @@ _EMAIL_IN = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[
 _UP, _LOW = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿĀ-ž"
 _WORD = rf"[{_UP}][{_UP}{_LOW}'’.-]*"
 _PARTICLE = r"(?:de|da|do|dos|das|del|della|di|du|van|von|der|den|la|le|al|bin|ben|y|e)"
-_NAME = re.compile(rf"^{_WORD}(?:[ ](?:{_PARTICLE}[ ])?{_WORD}){{0,4}}$")
-_PLACE = re.compile(rf"^{_WORD}(?:[ ](?:{_PARTICLE}[ ]|of[ ])?{_WORD}){{0,3}}(?:, {_WORD}(?:[ ]{_WORD}){{0,2}})?$")
-_POSTCODE = r"(?:\d{4}-\d{3}|\d{5}(?:-\d{4})?|\d{3}[ ]?\d{2}|\d{4}|\d{2}-\d{3}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)"
+_NAME = re.compile(rf"^(?:{_PARTICLE}[ ]){{0,3}}{_WORD}(?:[ ](?:{_PARTICLE}[ ]){{0,3}}{_WORD}){{0,4}}$")   # "van den", "de la", "von der"
+_PLACE = re.compile(rf"^{_WORD}(?:[ ](?:{_PARTICLE}[ ]|of[ ]){{0,2}}{_WORD}){{0,3}}(?:, {_WORD}(?:[ ]{_WORD}){{0,2}})?$")
+_POSTCODE = r"(?:\d{4}-\d{3}|\d{4}[ ]?[A-Z]{2}(?![A-Za-z])|\d{5}(?:-\d{4})?|\d{3}[ ]?\d{2}|\d{4}|\d{2}-\d{3}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)"
 _SIZES = ("XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL")
 _YEAR_RANGE = re.compile(r"[,;]?\s*\(?(?:19|20)\d\d\s*[-–—]\s*(?:(?:19|20)\d\d|present|now|today)\)?\.?$", re.I)
 
@@ -117,6 +117,17 @@ def _read_phone(text: str) -> tuple[Any, str | None]:
 
 def _read_date(text: str) -> tuple[Any, str | None]:
     s = _clean(re.sub(r"\s*\(.*?\)", "", text))
+    num = re.fullmatch(r"(\d{1,2})[/.-](\d{1,2})[/.-]((?:19|20)\d\d)", s)
+    if num:
+        # 17/03/1988 is day first, 03/17/1988 month first; 03/04/1988 could be either, so it is not read
+        a, b, y = (int(g) for g in num.groups())
+        if a > 12 >= b:
+            return date(y, b, a).isoformat(), None
+        if b > 12 >= a:
+            return date(y, a, b).isoformat(), None
+        if a == b:
+            return date(y, a, b).isoformat(), None
+        return None, f"{s!r} could be day/month or month/day"
     dt = parse_date(s)
     if dt is None:
         found = find_dates(s)
@@ -162,6 +173,8 @@ def _read_nationality(text: str) -> tuple[Any, str | None]:
 def _read_org(text: str) -> tuple[Any, str | None]:
     s = _first_part(text)
     ok = re.match(rf"[{_UP}0-9]", s) and len(s.split()) <= 8 and len(s) <= 80
+    if ok and re.search(r"\s[A-Z]\.?$", s):
+        return None, f"{s[:40]!r} looks cut off (an abbreviation such as B.V. or S.A.)"
     return (s, None) if ok else (None, f"{s[:40]!r} is not an organization name")
 
 
@@ -174,7 +187,7 @@ def _read_title(text: str) -> tuple[Any, str | None]:
 def _read_number(text: str) -> tuple[Any, str | None]:
     s = _clean(re.split(r",\s+|;|\(", text, maxsplit=1)[0])
     rest = re.sub(r"(?i)\b(?:eur|euros?|usd|dollars?|gbp|pounds?|sek|kr|chf|gross|net|per|a|an|each|annual|annually|"
-                  r"yearly|year|yr|month|monthly|pa|p\.a\.|approx(?:imately)?|about)\b|[€$£/.]", " ", s)
+                  r"yearly|year|yr|month|monthly|pa|p\.a\.|per annum|annum|approx(?:imately)?|about)\b|[€$£/.]", " ", s)
     nums = re.findall(r"\d[\d,.' ]*\d|\d", rest)
     leftover = re.sub(r"\d[\d,.' ]*\d|\d", "", rest).strip(" -")
     if len(nums) != 1 or leftover:
@@ -230,7 +243,11 @@ def _read_relation(text: str) -> tuple[Any, str | None]:
 def _read_id(text: str) -> tuple[Any, str | None]:
     s = _head(text)
     ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ./-]{2,40}", s) and re.search(r"\d", s) and len(s.split()) <= 6
-    return (s, None) if ok else (None, f"{s[:40]!r} is not an identifier")
+    # an identifier is codes, not words: "applied for on 21/01/2026", "to follow", a date are not one
+    words = [w for w in re.split(r"[ ./-]+", _clean(text)) if w]
+    prose = any(re.fullmatch(r"[a-z]{2,}|[A-Z][a-z]{2,}", w) for w in words) or find_dates(s) or \
+        re.search(r"\b\d\d?[./-]\d\d?[./-](?:19|20)?\d\d\b|\s[-–—]\s|[,;:!?]", _clean(text))
+    return (s, None) if ok and not prose else (None, f"{_clean(text)[:40]!r} is not an identifier")
 
 
 def _read_text(text: str) -> tuple[Any, str | None]:
@@ -280,7 +297,11 @@ def split_address(address: str) -> dict[str, str]:
 def split_name(full: str) -> tuple[str, str] | None:
     """(given, family) of "Given Family-Name": first word vs the rest; None for one-word names."""
     words = full.split()
-    return (words[0], " ".join(words[1:])) if len(words) >= 2 else None
+    particle = next((i for i, w in enumerate(words) if i and re.fullmatch(_PARTICLE, w)), None)
+    if particle is not None:            # "Ana Sofia de la Cruz": the surname starts at its particle
+        return " ".join(words[:particle]), " ".join(words[particle:])
+    # "Ana Sofia Cruz" could be two given names or two surnames: only a two-word name splits plainly
+    return (words[0], words[1]) if len(words) == 2 else None
 
 
 # -- shaping for a field ---------------------------------------------------------------------------------
