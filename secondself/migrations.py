@@ -250,9 +250,16 @@ def m006_work(db: sqlite3.Connection) -> None:
     """)
 
 
+def m007_space_turn_meta(db: sqlite3.Connection) -> None:
+    _run(db, """        -- A space turn's details: a local participant's citations and whether it abstained; for a remote
+        -- participant, what the disclosure rules withheld from what was sent (never the token).
+        ALTER TABLE space_turns ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_conversations,
                                                           m003_keyword_vocabulary, m004_layer1, m005_serve,
-                                                          m006_work]
+                                                          m006_work, m007_space_turn_meta]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -192,9 +192,11 @@ class Persona:
 
     # -- answering ---------------------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[Message] = (), filters: SearchFilters | None = None,
-            sampling: Sampling | None = None) -> Reply:
+            sampling: Sampling | None = None, query: str | None = None) -> Reply:
+        """`query`: what to search the memories for and gate on, when it is not the question itself (a space
+        asks with the whole transcript in the question, but searches for its topic)."""
         t0 = time.perf_counter()
-        passages = self.retrieve(question, filters)
+        passages = self.retrieve(query or question, filters)
         t1 = time.perf_counter()
         timings = {"retrieval_s": t1 - t0}
         reason = self.gate(passages)

@@ -258,3 +258,71 @@ def test_token_form_and_fragment_token(tmp_path, open_page):
         w2.expect(w2.page.locator("#source-list")).to_contain_text("No memories yet")
         assert "token" not in w2.page.url
         assert w2.page.evaluate("sessionStorage.getItem('secondself.token')") == secret
+
+
+def test_spaces_create_run_with_live_progress_and_show_skipped_turns(tmp_path, open_page):
+    import socket
+
+    from secondself.backends.chat import FakeChatModel
+    from secondself.roles import create_role
+
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
+    dead.close()
+    with running_server(tmp_path / "remote", person_name="Tomás") as remote, \
+            running_server(tmp_path / "local", persona=f"fake:{REPLY}") as srv:
+        remote.ingest_text({"japan.md": "# Moves\n\nI plan every move around the night train: Lisbon to Kyoto by rail.\n"})
+        remote.runtime.use_model("fake", FakeChatModel(respond=lambda m: "Take the night train to Kyoto [1]."))
+        secret = remote.token("chat")
+        srv.ingest_text({"moving.md": LISBON})
+        with srv.runtime.lock:
+            create_role(srv.runtime.store, "buddy", "You plan trips with me.")
+        w = open_page(srv.url)
+        page, expect = w.page, w.expect
+        page.goto(srv.url + "/")
+        expect(page.locator("#view-chat")).to_be_visible()     # started (a key pressed earlier would be undone)
+        page.keyboard.press("Alt+6")
+        expect(page.locator("#view-spaces")).to_be_visible()
+        expect(page.locator("#space-list")).to_contain_text("No spaces yet")
+        page.fill("#space-topic", "Move to Lisbon")
+        page.fill("#space-participants", f"role:buddy\n{remote.url}/v1?name=Tomás#{secret}\n{dead_url}")
+        page.fill("#space-rounds", "1")
+        page.click("[data-testid=space-create]")
+        expect(page.locator("#space-title")).to_have_text("Move to Lisbon")
+        expect(page.locator("#space-info")).to_contain_text(f"{remote.url}/v1?name=Tomás#***")
+        expect(page.locator("#space-run")).to_have_text("Run")
+        expect(page.locator("#space-notices")).to_contain_text(f"is sent to {remote.url}/v1")
+
+        page.evaluate("""() => {
+            window.counts = [];
+            new MutationObserver(() => window.counts.push(document.querySelectorAll("#space-turns li").length))
+                .observe(document.querySelector("#space-turns"), {childList: true});
+        }""")
+        page.click("#space-run")
+        expect(page.locator("#space-job")).to_have_attribute("data-status", "done")
+        turns = page.locator("[data-testid=space-turn]")
+        expect(turns).to_have_count(5)
+        expect(turns.nth(0)).to_have_attribute("data-kind", "opening")
+        expect(turns.nth(1)).to_contain_text("Maya (buddy) · round 1")
+        expect(turns.nth(1)).to_contain_text("I moved to Lisbon in March")
+        expect(turns.nth(2)).to_contain_text("Tomás · round 1")
+        expect(turns.nth(2)).to_contain_text("Take the night train to Kyoto")
+        skipped = page.locator('[data-testid=space-turn][data-status="skipped"]')
+        expect(skipped).to_have_count(1)
+        expect(skipped).to_contain_text("skipped:")
+        expect(skipped).to_contain_text("refused")
+        expect(turns.nth(4)).to_have_attribute("data-kind", "summary")
+        expect(turns.nth(4)).to_contain_text("Not heard")
+        expect(page.locator("#space-run")).to_have_text("Run again")
+        counts = page.evaluate("window.counts")
+        assert len(set(counts)) >= 2, f"the transcript did not grow while the space ran: {counts}"
+        assert secret not in page.content()
+
+        page.reload()
+        page.locator("#space-list button").first.click()
+        expect(page.locator("[data-testid=space-turn]")).to_have_count(5)
+        page.once("dialog", lambda d: d.accept())
+        page.click("#space-delete")
+        expect(page.locator("#space-list")).to_contain_text("No spaces yet")
+        expect(page.locator("#space-detail")).to_be_hidden()

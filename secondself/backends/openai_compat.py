@@ -96,7 +96,7 @@ class OpenAIChatModel:
         client = self._http()
         import httpx
 
-        key = os.environ.get(self.api_key_env, "")
+        key = self._api_key()
         headers = {"Accept": "text/event-stream"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -129,6 +129,14 @@ class OpenAIChatModel:
             if attempt > self.max_retries:
                 raise EndpointError(reason if attempt == 1 else f"{reason} (after {attempt} attempts)")
             self._sleep(min(wait if wait is not None else 0.5 * 2 ** (attempt - 1), _MAX_WAIT_S))
+
+    def _api_key(self) -> str:
+        """The key for this call, read now (a subclass may take it from elsewhere: a space's stored token)."""
+        return os.environ.get(self.api_key_env, "")
+
+    def _key_source(self) -> str:
+        """Where the key comes from, for error messages."""
+        return f"${self.api_key_env}"
 
     def _http(self) -> Any:
         if self._client is None:
@@ -191,8 +199,8 @@ class OpenAIChatModel:
             payload = {"error": {"message": response.text}}
         if status in (401, 403):
             if not key:
-                raise EndpointError(f"{self.base_url} wants an API key (HTTP {status}): set ${self.api_key_env}")
-            raise EndpointError(f"the endpoint {self.base_url} rejected the API key from ${self.api_key_env} "
+                raise EndpointError(f"{self.base_url} wants an API key (HTTP {status}): set {self._key_source()}")
+            raise EndpointError(f"the endpoint {self.base_url} rejected the API key from {self._key_source()} "
                                 f"(HTTP {status}): check that it is valid for this server")
         if status == 429 or status >= 500:
             wait = _retry_after(response.headers.get("Retry-After"))

@@ -1,6 +1,7 @@
 """The default job runners: thin calls into the same library functions as the CLI (`ingest`,
-`Runtime.build_profile`, `Runtime.train_model`), so a command and its job cannot drift apart, plus the
-check of each kind's parameters at submit time (a bad request fails at once, before anything is queued).
+`Runtime.build_profile`, `Runtime.train_model`, `spaces.run_space`), so a command and its job cannot drift
+apart, plus the check of each kind's parameters at submit time (a bad request fails at once, before anything
+is queued).
 
 A runner is `runner(runtime, params, progress, should_stop) -> JSON-able result` (see jobs.py); it stops by
 raising JobCancelled (or TrainingCancelled) when `should_stop()` turns True in its progress callbacks.
@@ -14,7 +15,8 @@ from typing import Any
 from ..errors import ConfigError, JobCancelled, TrainingCancelled
 from ..runtime import Runtime
 
-__all__ = ["RUNNERS", "Runner", "Progress", "StopCheck", "check_params", "run_ingest", "run_build", "run_train"]
+__all__ = ["RUNNERS", "Runner", "Progress", "StopCheck", "check_params", "run_ingest", "run_build", "run_train",
+           "run_space"]
 
 Progress = Callable[[dict[str, Any]], None]
 """progress(info): merged into the job's progress, e.g. {"stage": "ingest", "done": 3, "total": 10}. A report
@@ -96,7 +98,22 @@ def run_train(rt: Runtime, params: dict[str, Any], progress: Progress, should_st
     return {"version": info.version, "path": str(info.path), **info.metadata}
 
 
-RUNNERS: dict[str, Runner] = {"ingest": run_ingest, "build": run_build, "train": run_train}
+def run_space(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
+    """params: space_id. Runs or continues the space (a restart is done by the route before submitting, so a
+    job requeued after a server stop continues rather than starting over). Progress: the turn just stored."""
+    from .. import spaces
+
+    def on_turn(space: spaces.Space, turn: spaces.Turn) -> None:
+        stage = "opening" if turn.round == 0 else "summary" if turn.round > space.rounds else f"round {turn.round}"
+        progress({"stage": stage, "done": len(space.turns), "total": len(space.plan()), "speaker": turn.speaker,
+                  "skipped": turn.status == "skipped"})
+
+    space = spaces.run_space(rt, int(params["space_id"]), on_turn=on_turn, should_stop=should_stop)
+    return {"space_id": space.id, "status": space.status, "turns": len(space.turns),
+            "skipped": sum(t.status == "skipped" for t in space.turns)}
+
+
+RUNNERS: dict[str, Runner] = {"ingest": run_ingest, "build": run_build, "train": run_train, "space": run_space}
 
 # params each default kind accepts (and their types), checked at submit so a bad request fails at once
 _OPT_INT, _OPT_STR, _OPT_BOOL = (int, type(None)), (str, type(None)), (bool, type(None))
@@ -106,8 +123,9 @@ _PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
               "slots": _OPT_BOOL, "prose": _OPT_BOOL},
     "train": {"base": _OPT_STR, "steps": _OPT_INT, "epochs": (int, float, type(None)), "rank": _OPT_INT,
               "resume": (bool,)},
+    "space": {"space_id": (int,)},
 }
-_POSITIVE = ("topics", "steps", "epochs", "rank")
+_POSITIVE = ("topics", "steps", "epochs", "rank", "space_id")
 
 
 def check_params(kind: str, params: dict[str, Any]) -> None:
@@ -122,5 +140,7 @@ def check_params(kind: str, params: dict[str, Any]) -> None:
             raise ConfigError(f"{kind} job: {key} must be {' or '.join(t.__name__ for t in types)}, not {value!r}")
         if key in _POSITIVE and value is not None and value <= 0:
             raise ConfigError(f"{kind} job: {key} must be positive, not {value!r}")
+    if kind == "space" and "space_id" not in params:
+        raise ConfigError("space job: space_id is required")
     if not all(isinstance(p, str) for p in params.get("paths") or []):
         raise ConfigError(f"{kind} job: paths must be a list of strings")

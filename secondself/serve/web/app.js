@@ -1,14 +1,14 @@
-// The secondself web app: one page, five views, talking only to the server it came from.
+// The secondself web app: one page, six views, talking only to the server it came from.
 // Plain ES module, no build step and no external URL. Server text is only ever set as textContent (through
 // `h()` below), never parsed as HTML.
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 const SVG = "http://www.w3.org/2000/svg";
-const VIEWS = ["chat", "memories", "profile", "training", "settings"];
+const VIEWS = ["chat", "memories", "profile", "training", "settings", "spaces"];
 const FINISHED = new Set(["done", "failed", "cancelled"]);
 const state = { auth: "open", token: sessionStorage.getItem("secondself.token") || "", view: "chat",
-  conversation: null, adapters: [], abort: null };
+  conversation: null, adapters: [], abort: null, space: null };
 
 // -- DOM helpers ---------------------------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ function show(view, { focus = false } = {}) {
 
 function load(view) {
   const loaders = { chat: loadChat, memories: loadMemories, profile: loadProfile, training: loadTraining,
-    settings: loadSettings };
+    settings: loadSettings, spaces: loadSpaces };
   showError(null);
   return loaders[view]().catch((e) => { if (e.status !== 401) showError(e); });
 }
@@ -221,11 +221,12 @@ async function watchJob(id, onUpdate) {
   return job;
 }
 
-/** Show a job in `box` until it ends; announce the end; then run `after(job)`. */
-async function followJob(job, box, after) {
+/** Show a job in `box` until it ends (`onUpdate(job)` hears of each change too); announce the end; then run
+ * `after(job)`. */
+async function followJob(job, box, after, onUpdate) {
   renderJob(box, job);
   announce(`${job.kind} started`);
-  const final = await watchJob(job.id, (j) => renderJob(box, j));
+  const final = await watchJob(job.id, (j) => { renderJob(box, j); if (onUpdate) onUpdate(j); });
   renderJob(box, final);
   announce(`${final.kind} ${final.status}${final.error ? ": " + final.error : ""}`);
   if (after) await after(final);
@@ -238,6 +239,7 @@ async function resumeJobs() {
     if (job.kind === "ingest") followJob(job, $("#ingest-job"), () => loadMemories()).catch(showError);
     if (job.kind === "build") followJob(job, $("#build-job"), () => loadProfile()).catch(showError);
     if (job.kind === "train") followTraining(job).catch(showError);
+    if (job.kind === "space") followSpace(job).catch(showError);
   }
 }
 
@@ -627,6 +629,79 @@ async function revokeToken(name) {
   } catch (e) { showError(e); }
 }
 
+// -- spaces --------------------------------------------------------------------------------------------
+
+async function loadSpaces() {
+  const { data } = await api("/api/spaces");
+  $("#space-list").replaceChildren(...(data.length ? data.map((sp) => h("li", {},
+    h("button", { type: "button", class: "link", "data-id": sp.id, "aria-current": String(sp.id === state.space),
+      onclick: () => openSpace(sp.id).catch(showError) }, sp.topic,
+    h("span", { class: "muted small block", text: `${sp.status} · ${sp.participants.length} participant(s) · ${when(sp.updated_at)}` }))))
+    : [h("li", { class: "muted", text: "No spaces yet." })]));
+  if (state.space !== null && data.some((sp) => sp.id === state.space)) await openSpace(state.space);
+  else { state.space = null; $("#space-detail").hidden = true; }
+}
+
+const turnKind = (sp, t) => (t.round === 0 ? "opening" : t.round > sp.rounds ? "summary" : `round ${t.round}`);
+
+async function openSpace(id) {
+  const sp = await api(`/api/spaces/${encodeURIComponent(id)}`);
+  state.space = sp.id;
+  $$("#space-list button").forEach((b) => b.setAttribute("aria-current", String(Number(b.dataset.id) === sp.id)));
+  $("#space-detail").hidden = false;
+  $("#space-title").textContent = sp.topic;
+  dl($("#space-info"), [["status", sp.progress], ["host", sp.host.ref], ["participants", sp.participants.map((p) => p.ref).join(", ")],
+    ["rounds", sp.rounds], ["never share", sp.never_share.join(", ")],
+    ["citations", sp.share_citations ? "shared with remote participants" : "not shared"]]);
+  const finished = sp.status === "done" || sp.status === "failed";
+  $("#space-run").textContent = finished ? "Run again" : sp.turn_count ? "Continue" : "Run";
+  $("#space-notices").replaceChildren(...(sp.notices || []).map((n) => h("p", { text: n })));
+  $("#space-notices").hidden = !(sp.notices || []).length;
+  $("#space-failed").textContent = sp.status === "failed" ? sp.summary || "failed" : "";
+  $("#space-failed").hidden = sp.status !== "failed";
+  $("#space-turns").replaceChildren(...sp.turns.map((t) => h("li", { class: "turn", "data-testid": "space-turn",
+    "data-status": t.status, "data-kind": turnKind(sp, t), "data-speaker": t.speaker },
+  h("div", { class: "who", text: `${t.label} · ${turnKind(sp, t)}` }),
+  t.status === "skipped" ? h("p", { class: "body error-text", text: `skipped: ${t.error || "failed"}` })
+    : h("p", { class: "body", text: t.content }),
+  (t.meta?.citations || []).length ? h("ol", { class: "sources", "aria-label": "Cited memories" },
+    ...t.meta.citations.map((c) => h("li", { title: c.snippet || "",
+      text: `[${c.n}] ${c.title || c.path || c.source} · ${c.source}${c.date ? " · " + when(c.date) : ""}` }))) : null)));
+}
+
+async function runSpace() {
+  const id = state.space;
+  if (id === null) return;
+  const restart = $("#space-run").textContent === "Run again";
+  if (restart && !confirm("Run this space again? Its transcript is replaced.")) return;
+  const { job } = await api(`/api/spaces/${encodeURIComponent(id)}/run`, { method: "POST", body: { restart } });
+  await followSpace(job);
+}
+
+/** Follow a space's job: its progress in the job box, each new turn in the transcript as it is stored. */
+async function followSpace(job) {
+  const id = job.params?.space_id, box = $("#space-job");
+  $("#space-run").disabled = true;
+  let shown = -1;
+  try {
+    const final = await followJob(job, box, null, (j) => {
+      const done = j.progress?.done ?? 0;
+      if (done !== shown && state.space === id && state.view === "spaces") { shown = done; openSpace(id).catch(() => {}); }
+    });
+    if (state.view === "spaces") await loadSpaces();
+    return final;
+  } finally { $("#space-run").disabled = false; }
+}
+
+async function deleteSpace() {
+  const id = state.space;
+  if (id === null || !confirm("Delete this space, its transcript and its stored tokens?")) return;
+  await api(`/api/spaces/${encodeURIComponent(id)}`, { method: "DELETE" });
+  state.space = null;
+  announce("space deleted");
+  await loadSpaces();
+}
+
 // -- wiring --------------------------------------------------------------------------------------------
 
 function on(sel, event, fn) {
@@ -640,7 +715,7 @@ function on(sel, event, fn) {
 function wire() {
   for (const b of $$("nav [data-view]")) b.addEventListener("click", () => show(b.dataset.view));
   document.addEventListener("keydown", (e) => {
-    if (e.altKey && !e.ctrlKey && !e.metaKey && /^Digit[1-5]$/.test(e.code)) {
+    if (e.altKey && !e.ctrlKey && !e.metaKey && /^Digit[1-6]$/.test(e.code)) {
       e.preventDefault(); show(VIEWS[Number(e.code.slice(5)) - 1], { focus: true });
     }
     if (e.key === "Escape" && !$("#citation-panel").hidden) { $("#citation-panel").hidden = true; }
@@ -723,6 +798,19 @@ function wire() {
     $("#new-token-name").value = "";
     await loadSettings();
   });
+  // spaces
+  on("#space-form", "submit", async () => {
+    const participants = $("#space-participants").value.split("\n").map((l) => l.trim()).filter(Boolean);
+    const never_share = $("#space-never").value.split(",").map((t) => t.trim()).filter(Boolean);
+    const sp = await api("/api/spaces", { method: "POST", body: { topic: $("#space-topic").value.trim(), participants,
+      rounds: Number($("#space-rounds").value) || 2, never_share, share_citations: $("#space-cite").checked } });
+    $("#space-topic").value = ""; $("#space-participants").value = ""; $("#space-never").value = "";
+    state.space = sp.id;
+    announce(`space ${sp.id} created`);
+    await loadSpaces();
+  });
+  on("#space-run", "click", runSpace);
+  on("#space-delete", "click", deleteSpace);
   $("#new-secret-copy").addEventListener("click", () =>
     navigator.clipboard?.writeText($("#new-secret-value").textContent).then(() => announce("token copied")));
 }
