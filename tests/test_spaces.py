@@ -464,3 +464,13 @@ def test_cli_creates_runs_and_shows_a_space_without_printing_the_token(local, re
     assert code == 0 and "deleted space 2" in out
     code, out, err = cli(capsys, "space", "show", "2")
     assert code == 2 and "no space with id 2" in err
+
+
+def test_a_looping_or_invented_summary_falls_back_to_the_turns():
+    from secondself.spaces.run import summary_problem
+
+    said = "Maya: We could take the train to Porto. Tomás: Osaka first, then the budget."
+    assert summary_problem("We agree on Osaka first; the budget is still open.", said) == ""
+    assert summary_problem("The plan is a long-distance, long-distance, long-distance, long-distance trip.",
+                           said) == "repeats itself"
+    assert "Madrid" in summary_problem("We agree to meet in Madrid in 2019.", said)

@@ -223,6 +223,21 @@ def _not_heard(space: Space) -> list[str]:
     return [f"{name} ({error})" for name, error in out.items()]
 
 
+def summary_problem(text: str, transcript: str) -> str:
+    """Why a model-written summary cannot stand ("" when it can): it loops (the 135M model wrote "a long-distance,
+    long-distance, long-distance, ..."), or it names people, places or numbers that nobody said."""
+    from ..grounding import unsupported_specifics
+
+    words = re.findall(r"\w[\w'-]*", text.lower())
+    pairs = [tuple(words[i:i + 2]) for i in range(len(words) - 1)]
+    if pairs and max(pairs.count(p) for p in set(pairs)) >= 3:
+        return "repeats itself"
+    invented = unsupported_specifics(text, transcript)
+    if invented:
+        return f"mentions {', '.join(invented)}, which nobody said"
+    return ""
+
+
 def _summary(runtime: Any, space: Space) -> Turn:
     host = space.host
     meta: dict[str, Any] = {"label": host.label(runtime.person) + " (host)"}
@@ -236,6 +251,10 @@ def _summary(runtime: Any, space: Space) -> Turn:
         from ..persona import collapse_repeats
 
         text = collapse_repeats(complete(model, [Message("user", prompt)], _SUMMARY).text().strip())
+        problem = summary_problem(text, " ".join([space.topic, runtime.person, *lines]))
+        if problem:
+            meta["note"] = f"the host's model wrote a summary that {problem}; this summary lists the turns instead"
+            text = ""
     except SecondSelfError as e:
         meta["note"] = f"the host's model failed ({e}); this summary lists the turns instead"
     if not text:
