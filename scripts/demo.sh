@@ -56,6 +56,10 @@ ss bridge critique "book a restaurant for Friday" --answer "How about the steakh
 .venv/bin/secondself role delete lisbon >/dev/null 2>&1 || true   # so that the demo can run again
 ss role create lisbon --instructions "You talk about life in Lisbon." --since 2025-07-01
 ss search "where do I live" --role lisbon --k 2
+# A space: the role and her whole second self discuss a topic for one round; the host opens and sums up.
+ss space create "Plan a quiet weekend" --participant role:lisbon --participant self --rounds 1
+SPACE=$(.venv/bin/secondself space list --json | .venv/bin/python -c "import json, sys; print(max(s['id'] for s in json.load(sys.stdin)['data']))")
+ss space run "$SPACE"
 
 # Serve: the same second self over the OpenAI-compatible API (the web app is at /, MCP at /mcp).
 # Private by default: 127.0.0.1 only. Here the official openai client asks one question, streaming.
