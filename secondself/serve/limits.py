@@ -71,27 +71,13 @@ class ModelGate:
         self.rejected = 0
 
     def acquire(self) -> None:
-        if self._slots.acquire(blocking=False):
-            with self._lock:
-                self.active += 1
+        if self._enter():
             return
-        with self._lock:
-            if self.waiting >= self.max_waiting:
-                self.rejected += 1
-                raise Busy(f"the model is busy ({self.active} answering, {self.waiting} waiting); try again "
-                           "shortly", retry_after=5)
-            self.waiting += 1
         try:
             got = self._slots.acquire(timeout=self.wait_s)
         finally:
-            with self._lock:
-                self.waiting -= 1
-        if not got:
-            with self._lock:
-                self.rejected += 1
-            raise Busy(f"waited {self.wait_s:.0f} s for the model without a turn; try again shortly", retry_after=10)
-        with self._lock:
-            self.active += 1
+            self._leave_line()
+        self._took(got)
 
     async def acquire_async(self) -> None:
         """`acquire` for the event loop: waiting polls instead of parking a worker thread, so a long line
@@ -99,30 +85,42 @@ class ModelGate:
         client that goes away while waiting simply stops waiting (nothing to clean up)."""
         import asyncio
 
+        if self._enter():
+            return
+        deadline = time.monotonic() + self.wait_s
+        try:
+            while not (got := self._slots.acquire(blocking=False)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            self._leave_line()
+        self._took(got)
+
+    def _enter(self) -> bool:
+        """True when a turn was free and is now held; otherwise join the waiting line (Busy when it is full)."""
         if self._slots.acquire(blocking=False):
             with self._lock:
                 self.active += 1
-            return
+            return True
         with self._lock:
             if self.waiting >= self.max_waiting:
                 self.rejected += 1
                 raise Busy(f"the model is busy ({self.active} answering, {self.waiting} waiting); try again "
                            "shortly", retry_after=5)
             self.waiting += 1
-        deadline = time.monotonic() + self.wait_s
-        try:
-            while not self._slots.acquire(blocking=False):
-                if time.monotonic() >= deadline:
-                    with self._lock:
-                        self.rejected += 1
-                    raise Busy(f"waited {self.wait_s:.0f} s for the model without a turn; try again shortly",
-                               retry_after=10)
-                await asyncio.sleep(0.02)
-        finally:
-            with self._lock:
-                self.waiting -= 1
+        return False
+
+    def _leave_line(self) -> None:
         with self._lock:
-            self.active += 1
+            self.waiting -= 1
+
+    def _took(self, got: bool) -> None:
+        """After waiting: count the turn, or give up with Busy when the wait ran out."""
+        with self._lock:
+            if got:
+                self.active += 1
+                return
+            self.rejected += 1
+        raise Busy(f"waited {self.wait_s:.0f} s for the model without a turn; try again shortly", retry_after=10)
 
     def release(self) -> None:
         with self._lock:
