@@ -30,7 +30,7 @@ def _save_docx(document: docx.document.Document, path: Path, when: dt.datetime, 
     cp.author = author
     cp.last_modified_by = author
     cp.title = title
-    cp.created = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    cp.created = when.astimezone(dt.UTC).replace(tzinfo=None)
     cp.modified = cp.created
     cp.last_printed = cp.created
     cp.revision = 1
@@ -97,7 +97,7 @@ def make_cv(path: Path) -> None:
         ("1993 – 1994", "Field Engineer (drilling)", "Jarðboranir Vestfjarða ehf., Ísafjörður"),
     ]:
         cells = t.add_row().cells
-        for c, v in zip(cells, row):
+        for c, v in zip(cells, row, strict=True):
             c.text = v
     d.add_paragraph(
         "At Pūhaka: responsible for the reservoir model of the Wairakei-Tauhara eastern margin, the "
@@ -169,7 +169,7 @@ def make_tenancy(path: Path) -> None:
         ("Address for service until the tenancy starts", "14 Rifle Range Road, Taupō 3330", "14 Rifle Range Road, Taupō 3330"),
     ]:
         cells = t.add_row().cells
-        for c, v in zip(cells, row):
+        for c, v in zip(cells, row, strict=True):
             c.text = v
 
     d.add_heading("3. Premises and tenancy", level=1)
