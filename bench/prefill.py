@@ -23,63 +23,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MAYA, fmt_ratio, log, ratio, table  # noqa: E402
 
+from secondself.evaluation import gold_key, gold_matches  # noqa: E402
+
 FORMS = ["onboarding.schema.json", "onboarding.html", "fields.txt"]
 ARMS = {"facts only": {"use_memories": False}, "memories only": {"use_facts": False}, "full": {}}
-
-
-def _norm(value: object) -> str:
-    s = unicodedata.normalize("NFKD", str(value))
-    s = "".join(c for c in s if not unicodedata.combining(c)).casefold()
-    return " ".join(re.sub(r"[^\w@+]+", " ", s).split())
-
-
-def _items(value: object) -> set[str]:
-    parts = value if isinstance(value, list) else re.split(r",\s*", str(value))
-    return {_norm(p) for p in parts if _norm(p)}
-
-
-def matches(value: object, gold: dict) -> bool:
-    """Whether a filled value equals the gold value or one of its accepted writings."""
-    for want in [gold["value"], *gold.get("accept", [])]:
-        if isinstance(want, list) or isinstance(value, list):
-            if _items(value) == _items(want):
-                return True
-        elif re.fullmatch(r"\+?[\d ()-]{7,}", str(want)):
-            if re.sub(r"\D", "", str(value)) == re.sub(r"\D", "", str(want)):
-                return True
-        elif _norm(value) == _norm(want):
-            return True
-    return False
-
-
-def gold_for(field: dict, gold: dict) -> tuple[str, dict] | None:
-    """The gold entry of a result field: by name (schema, HTML) or by label (the plain list)."""
-    if field["field"] in gold:
-        return field["field"], gold[field["field"]]
-    for key, g in gold.items():
-        if _norm(g["label"]) == _norm(field["field"]):
-            return key, g
-    return None
 
 
 def score(result: dict, gold: dict) -> dict:
     filled = correct = supported = unsupported = left_empty = 0
     rows, missing = [], []
     for f in result["fields"]:
-        hit = gold_for(f, gold)
-        if hit is None:
+        key = gold_key(f["field"], gold)
+        if key is None:
             continue
-        key, g = hit
+        g = gold[key]
         if g["value"] is None:
             unsupported += 1
             left_empty += f["value"] is None
@@ -87,7 +52,7 @@ def score(result: dict, gold: dict) -> dict:
             supported += 1
         if f["value"] is not None:
             filled += 1
-            good = g["value"] is not None and matches(f["value"], g)
+            good = g["value"] is not None and gold_matches(f["value"], g)
             correct += good
             mark = "ok" if good else "WRONG" if g["value"] is not None else "WRONG (unsupported)"
         else:

@@ -7,6 +7,11 @@ Query set format, one JSON object per line:
 A chunk is relevant to an entry when its file path (before any `#key`) equals `path` and its heading or
 text contains the phrase (case-insensitive, whitespace-normalized). Labels name phrases rather than chunk ids, so they
 survive re-chunking.
+
+Pre-fill gold (like `examples/maya/forms/gold.json`): {"fields": {name: {"label", "value" (null when the
+memories do not support one), "accept": [other writings]}}}. `gold_key` finds a result field's entry (by name,
+or by label for a plain field list) and `gold_matches` compares values the way a person would: case, accents
+and punctuation aside, phone numbers by their digits, lists as sets.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +27,8 @@ from pathlib import Path
 
 from .types import Chunk
 
-__all__ = ["LabelledQuery", "load_queries", "is_relevant", "relevant_entries", "first_relevant_rank", "token_f1", "normalize_answer"]
+__all__ = ["LabelledQuery", "load_queries", "is_relevant", "relevant_entries", "first_relevant_rank", "token_f1",
+           "normalize_answer", "gold_key", "gold_matches"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +95,37 @@ def token_f1(prediction: str, reference: str) -> float:
 
 def mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+# -- pre-fill gold ----------------------------------------------------------------------------------------------
+def _form_norm(value: object) -> str:
+    s = unicodedata.normalize("NFKD", str(value))
+    s = "".join(c for c in s if not unicodedata.combining(c)).casefold()
+    return " ".join(re.sub(r"[^\w@+]+", " ", s).split())
+
+
+def _items(value: object) -> set[str]:
+    parts = value if isinstance(value, list) else re.split(r",\s*", str(value))
+    return {_form_norm(p) for p in parts if _form_norm(p)}
+
+
+def gold_key(field: str, gold: dict[str, dict]) -> str | None:
+    """The gold entry for a result field: by its name (schema, HTML form) or by label (a plain field list)."""
+    if field in gold:
+        return field
+    wanted = _form_norm(field)
+    return next((key for key, g in gold.items() if _form_norm(g["label"]) == wanted), None)
+
+
+def gold_matches(value: object, gold: dict) -> bool:
+    """Whether a filled value equals the gold value or one of its accepted writings."""
+    for want in [gold["value"], *gold.get("accept", [])]:
+        if isinstance(want, list) or isinstance(value, list):
+            if _items(value) == _items(want):
+                return True
+        elif re.fullmatch(r"\+?[\d ()-]{7,}", str(want)):
+            if re.sub(r"\D", "", str(value)) == re.sub(r"\D", "", str(want)):
+                return True
+        elif _form_norm(value) == _form_norm(want):
+            return True
+    return False
