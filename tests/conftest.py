@@ -52,6 +52,25 @@ def embedder():
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+JOURNAL = {  # six dated entries: a move from Porto to Lisbon in July, a cello thread, one sourdough bake
+    "2025-03-01.md": "I live in Porto, in a small flat near the river. Cello practice tonight: Dvořák.",
+    "2025-03-20.md": "Cello lesson with the orchestra section. The Dvořák concerto is hard but lovely.",
+    "2025-04-02.md": "Orchestra rehearsal again; my cello bow needs new hair.",
+    "2025-07-01.md": "Today I moved from Porto to Lisbon. The flat is on the third floor.",
+    "2025-07-15.md": "Lisbon flat: unpacked the last boxes, found the cello rosin.",
+    "2025-08-01.md": "Sourdough bake: the starter is happy in Lisbon, loaf rose well.",
+}
+
+
+@pytest.fixture
+def journal_dir(tmp_path: Path) -> Path:
+    """A small journal folder (JOURNAL) for ingest-and-build tests."""
+    d = tmp_path / "journal"
+    d.mkdir()
+    for name, text in JOURNAL.items():
+        (d / name).write_text(f"# {name[:-3]}\n\n{text}\n")
+    return d
+
 
 @pytest.fixture(scope="session")
 def maya_memory(tmp_path_factory):

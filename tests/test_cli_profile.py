@@ -9,22 +9,10 @@ from .test_cli import run
 
 
 @pytest.fixture
-def journal(tmp_path: Path, monkeypatch) -> Path:
+def journal(journal_dir: Path, monkeypatch) -> Path:
     monkeypatch.setenv("SECONDSELF_TEACHER_MODEL", "fake")
     monkeypatch.setenv("SECONDSELF_PERSON_NAME", "Maya")
-    d = tmp_path / "journal"
-    d.mkdir()
-    entries = {
-        "2025-03-01.md": "I live in Porto, in a small flat near the river. Cello practice tonight: Dvořák.",
-        "2025-03-20.md": "Cello lesson with the orchestra section. The Dvořák concerto is hard but lovely.",
-        "2025-04-02.md": "Orchestra rehearsal again; my cello bow needs new hair.",
-        "2025-07-01.md": "Today I moved from Porto to Lisbon. The flat is on the third floor.",
-        "2025-07-15.md": "Lisbon flat: unpacked the last boxes, found the cello rosin.",
-        "2025-08-01.md": "Sourdough bake: the starter is happy in Lisbon, loaf rose well.",
-    }
-    for name, text in entries.items():
-        (d / name).write_text(f"# {name[:-3]}\n\n{text}\n")
-    return d
+    return journal_dir
 
 
 def test_build_profile_facts_versions(capsys, journal, tmp_path):

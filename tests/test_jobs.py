@@ -280,20 +280,8 @@ def test_loss_curve_is_capped_thinned_evenly_and_resume_replaces_redone_steps(ma
 
 
 @pytest.fixture
-def notes(tmp_path: Path) -> Path:
-    d = tmp_path / "journal"
-    d.mkdir()
-    entries = {
-        "2025-03-01.md": "I live in Porto, in a small flat near the river. Cello practice tonight: Dvořák.",
-        "2025-03-20.md": "Cello lesson with the orchestra section. The Dvořák concerto is hard but lovely.",
-        "2025-04-02.md": "Orchestra rehearsal again; my cello bow needs new hair.",
-        "2025-07-01.md": "Today I moved from Porto to Lisbon. The flat is on the third floor.",
-        "2025-07-15.md": "Lisbon flat: unpacked the last boxes, found the cello rosin.",
-        "2025-08-01.md": "Sourdough bake: the starter is happy in Lisbon, loaf rose well.",
-    }
-    for name, text in entries.items():
-        (d / name).write_text(f"# {name[:-3]}\n\n{text}\n")
-    return d
+def notes(journal_dir: Path) -> Path:
+    return journal_dir
 
 
 def test_real_ingest_then_build(settings, make_jobs, notes, tmp_path):
