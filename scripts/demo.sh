@@ -3,7 +3,7 @@
 #   ingest → search → build (layer 1) → profile/facts → ask → train (layer 2) → eval → ask the personal model
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --demo   # no test tools, no browser
 
 export SECONDSELF_HOME=${SECONDSELF_HOME:-$PWD/.demo}
 export SECONDSELF_PERSON_NAME="Maya"          # chat exports call her "me"
