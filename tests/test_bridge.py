@@ -16,7 +16,7 @@ from secondself import bridge
 from secondself.backends.chat import FakeChatModel
 from secondself.backends.fake_openai_server import FakeOpenAIServer
 from secondself.backends.openai_compat import OpenAIChatModel
-from secondself.disclosure import Policy
+from secondself.bridge import Policy
 from secondself.errors import ConfigError, EndpointError, SourceNotFoundError
 from secondself.prompts import render
 from secondself.runtime import Runtime

@@ -32,7 +32,7 @@ def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _policy(sources: tuple[str, ...], tags: tuple[str, ...], never_share: tuple[str, ...], max_items: int):
-    from ..disclosure import Policy
+    from ..bridge import Policy
 
     return Policy(sources, tags, never_share, max_items)
 

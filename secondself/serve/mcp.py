@@ -321,7 +321,7 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
                 for r in rows if bound is None or r.name == bound]
 
     def policy(sources: list[str] | None, never_share: list[str] | None):
-        from ..disclosure import Policy
+        from ..bridge import Policy
 
         return Policy(sources=tuple(sources or ()), never_share=tuple(never_share or ()))
 

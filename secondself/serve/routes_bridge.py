@@ -16,8 +16,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..bridge import MAX_REQUEST_CHARS, ask, critique, enhance, get_run, list_runs
-from ..disclosure import Policy
+from ..bridge import MAX_REQUEST_CHARS, Policy, ask, critique, enhance, get_run, list_runs
 from ..errors import ConfigError
 from .app import Chatter, Principal, Reader, api_error, state_of
 from .tokens import grants

@@ -1,24 +1,5 @@
-"""Bridge mode: the person's second self between them and an outside expert model.
-
-    enhance    the request plus only the personal details it needs (`disclosure.py` chooses them)
-    expert     any chat model — usually an OpenAI-compatible endpoint — answers the enhanced request
-    critique   the answer checked against the person's memory (`critic.py`): what it got wrong or missed
-               about them, in their voice
-    round 2    (optional) the critique goes back to the expert; its revision is critiqued again
-
-The structure and the checks are deterministic; a model only writes prose. With a personal adapter
-(`train/adapters.current`) that is the personal model, prompted exactly as it was trained (the "enhance" and
-"critic" kinds of `train/templates.py`, same prompt files), so its trained skill is used; otherwise a model
-given with `model=` (or a local persona model) is prompted with instructions. Either way its text is kept
-only if it adds nothing that was not selected for disclosure — no new name or number (`grounding`), no word of
-the person's memory that was left out, no never-share term — and keeps the request and every disclosed detail;
-else the template's text is used and the step says why. The embedded 135M model is never asked: templates
-are better.
-
-Every run is logged in `bridge_runs`: each step's input, output, model and the details it disclosed (with
-chunk ids, sources and the exact text). A failed expert call is logged as the failed step and re-raised with
-the run id. Before anything is sent to a remote expert, `runtime.notify` lists exactly what is sent.
-"""
+"""The bridge's three operations — enhance, critique, ask — and the log of every run (see the package
+docstring for what each does and what it may disclose)."""
 
 from __future__ import annotations
 
@@ -30,14 +11,14 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.chat import Message, Sampling, complete
+from ..backends.chat import Message, Sampling, complete
+from ..errors import BackendError, ConfigError, EndpointError, SecondSelfError, StructuredOutputError
+from ..grounding import content_overlap, unsupported_specifics
+from ..prompts import render
+from ..store import Store, now_iso
+from ..structured import Field, structured
 from .critic import Point, check_answer
 from .disclosure import Item, Policy, Selection, allowed_sources, mentions, select
-from .errors import BackendError, ConfigError, EndpointError, SecondSelfError, StructuredOutputError
-from .grounding import content_overlap, unsupported_specifics
-from .prompts import render
-from .store import Store, now_iso
-from .structured import Field, structured
 
 __all__ = ["Policy", "Item", "Enhanced", "Point", "Critique", "BridgeRun", "RunNotFoundError", "enhance",
            "critique", "ask", "resolve_expert", "compose", "check_rewrite", "list_runs", "get_run",
@@ -134,8 +115,8 @@ def _status(steps: Sequence[dict[str, Any]]) -> str:
 def _writer(runtime: Any, spec: str | None) -> tuple[Any, str, str] | None:
     """(model, spec, mode) for prose: mode 'trained' is the personal adapter with its training format,
     'prompted' any other model with instructions. None: templates only (the embedded model, or 'template')."""
-    from .backends.registry import parse_spec
-    from .train import adapters
+    from ..backends.registry import parse_spec
+    from ..train import adapters
 
     if spec is None:
         with runtime.lock:
@@ -159,7 +140,7 @@ def _write(writer: tuple[Any, str, str], turn: Turn, trained: list[Message], pro
         if mode == "trained":
             return complete(model, trained, _WRITE).text().strip()
         try:
-            from .backends.registry import parse_spec
+            from ..backends.registry import parse_spec
 
             strong = parse_spec(spec).kind in ("openai", "local")
             got = structured(model, prompt, [Field("text", label, max_words=160)], prefer_json=strong)
@@ -176,7 +157,7 @@ def resolve_expert(expert: str, model: str | None = None, api_key_env: str = "OP
                    transport: Any = None) -> str:
     """A model spec for `--expert`: a URL becomes `openai:MODEL@URL` (MODEL from `model`, else the first one
     the endpoint lists); anything else must already be a spec."""
-    from .backends.registry import parse_spec
+    from ..backends.registry import parse_spec
 
     expert = expert.strip()
     if not expert.startswith(("http://", "https://")):
@@ -208,7 +189,7 @@ def resolve_expert(expert: str, model: str | None = None, api_key_env: str = "OP
 # -- enhance ------------------------------------------------------------------------------------------------
 
 def _profile(runtime: Any):
-    from .memory.versions import current_version, load_version
+    from ..memory.versions import current_version, load_version
 
     return load_version(runtime.store) if current_version(runtime.store) is not None else None
 
@@ -427,7 +408,7 @@ def _with_run(e: SecondSelfError, run: BridgeRun) -> SecondSelfError:
 def _expert(runtime: Any, spec: str, convo: list[Message], disclosed: Sequence[Item], step: str,
             add: Callable[[dict[str, Any]], None], turn: Turn) -> str:
     """One expert call, logged as `step` (with the error if it fails). Announces a remote expert first."""
-    from .backends.registry import parse_spec
+    from ..backends.registry import parse_spec
 
     record: dict[str, Any] = {"step": step, "model": spec, "input": convo[-1].content, "output": None,
                               "disclosed": [i.to_dict() for i in disclosed]}

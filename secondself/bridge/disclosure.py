@@ -1,7 +1,7 @@
 """What of the person may be told to someone else for one request: a few relevant details, under a policy.
 
 The boundary: this module chooses and phrases personal details; it calls no model and sends nothing
-(`bridge.py` does that with what it returns). Every detail is an `Item` whose `text` is exactly what would be
+(`run` does that with what it returns). Every detail is an `Item` whose `text` is exactly what would be
 disclosed, with the chunks it comes from.
 
 Selection is deterministic and deliberately small (at most `Policy.max_items`, nothing below a relevance bar):
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, SourceNotFoundError
-from .memory.observe import STOPWORDS, norm, person_units
-from .memory.search import query_terms
-from .store import Store
-from .types import Chunk, Fact, Profile
+from ..errors import ConfigError, SourceNotFoundError
+from ..memory.observe import STOPWORDS, norm, person_units
+from ..memory.search import query_terms
+from ..store import Store
+from ..types import Chunk, Fact, Profile
 
 __all__ = ["Policy", "Item", "Selection", "Need", "NEEDS", "select", "allowed_sources", "present_fact",
            "MEMORY_SIMILARITY", "mentions", "admit", "clause", "current_facts", "provenance"]
@@ -200,7 +200,7 @@ _REPORTED = re.compile(r"^(?:and |so |then |also )?(?:I (?:told|said to|mentione
 
 def present_fact(f: Fact) -> str:
     """"I live in Lisbon." — the phrasing the personal model was trained on (train/templates.enhance)."""
-    from .train.templates import past, present
+    from ..train.templates import past, present
 
     return f"I {(past if f.predicate == 'studied_at' else present)(f)}."
 

@@ -20,6 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..store import Store
+from ..train.templates import month_name, present
+from ..types import Profile
 from .disclosure import (
     NEEDS,
     Item,
@@ -32,9 +35,6 @@ from .disclosure import (
     provenance,
     select,
 )
-from .store import Store
-from .train.templates import month_name, present
-from .types import Profile
 
 __all__ = ["Point", "check_answer", "CONFLICTS"]
 
