@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 HELD_BACK = ["journal/2025-12-06.md", "journal/2025-12-13.md", "journal/2025-12-24.md", "journal/2025-12-31.md",
-             "notes/gift-ideas.txt"]
+             "notes/2025-12-26-gift-ideas.txt"]
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from .conftest import EXAMPLES
 
 CORPUS = EXAMPLES / "maya" / "corpus"
 HELD_BACK = ["journal/2025-12-06.md", "journal/2025-12-13.md", "journal/2025-12-24.md", "journal/2025-12-31.md",
-             "notes/gift-ideas.txt"]
+             "notes/2025-12-26-gift-ideas.txt"]
 EMBEDDER = HashingEmbedder(128)
 
 

@@ -105,7 +105,7 @@ def test_people_and_events(report):
     people = {_user(e): e.completion for e in report.examples if e.kind == "people"}
     assert people["Who is Inês?"] == "Inês Okafor-Lindqvist is my sister."
     events = {_user(e): e.completion for e in report.examples if e.kind == "events"}
-    assert "I started as a Data Engineer at Tidewater Labs" in events["What happened on 8 September 2025?"]
+    assert "Took Otto out of the case this afternoon." in events["What happened on 20 September 2025?"]
     # only the person's own sentences: no other speaker's chat turn
     assert not any(re.match(r"(Tomás|Mamma|Pappa|Inês|ChatGPT):", c) for c in events.values())
 
