@@ -20,6 +20,7 @@ codes. Every message says what happened *and what to do next*.
     │                               (the pipeline records it and continues with the rest of the batch)
     └── BackendError                a model backend failed
         ├── ModelNotAvailableError  model files / packages are missing; the message names the install step
+        │   └── ModelIntegrityError a model file's SHA-256 is not the pinned one; it is not used
         ├── EmbeddingMismatchError  vectors of different models/dimensions would be mixed
         ├── StructuredOutputError   a model did not produce valid structured output after N attempts
         ├── ContextOverflowError    prompt + requested reply exceed the chat model's context window
@@ -47,6 +48,7 @@ __all__ = [
     "UnreadableFileError",
     "BackendError",
     "ModelNotAvailableError",
+    "ModelIntegrityError",
     "EmbeddingMismatchError",
     "StructuredOutputError",
     "ContextOverflowError",
@@ -140,6 +142,16 @@ class BackendError(SecondSelfError):
 
 class ModelNotAvailableError(BackendError):
     pass
+
+
+class ModelIntegrityError(ModelNotAvailableError):
+    """A model file does not have the SHA-256 pinned for it (corrupt, truncated or replaced); it is not used.
+    `path`, `expected` and `actual` (full hex digests) are kept; the message names the file and the fix."""
+
+    def __init__(self, path: str | Path, expected: str, actual: str, fix: str) -> None:
+        super().__init__(f"{path} is corrupt or not the pinned model: its SHA-256 starts {actual[:12]}, expected "
+                         f"{expected[:12]}. It was not used. {fix}")
+        self.path, self.expected, self.actual = str(path), expected, actual
 
 
 class EmbeddingMismatchError(BackendError):
