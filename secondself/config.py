@@ -13,6 +13,7 @@ Nothing here runs at import time; `load_settings()` is called by the CLI/server 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "default_home"]
+__all__ = ["Settings", "load_settings", "save_settings", "default_home"]
 
 _PERSON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -45,9 +46,10 @@ class Settings:
     person_name: str = field(default="", metadata={"help": "the person's display name (chat exports say 'me')"})
     persona_model: str = field(
         default="embedded",
-        metadata={"help": "the model that answers as the person: 'embedded' (SmolLM2-135M, bundled), "
-                          "a local HF model directory or .gguf file, 'openai:MODEL@BASE_URL' for any "
-                          "OpenAI-compatible endpoint, or 'fake' (scripted, for demos)"},
+        metadata={"help": "the model that answers as the person: a catalog model ('embedded' = SmolLM2-135M, "
+                          "bundled; 'qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b'; see `secondself models`), "
+                          "ollama:NAME[:TAG], a local .gguf file or HF model directory, 'openai:MODEL@BASE_URL' "
+                          "for any OpenAI-compatible endpoint, or 'fake' (scripted, for demos)"},
     )
     teacher_model: str = field(default="embedded", metadata={"help": "the model used to build layers 1-2; "
                                                                      "same forms as persona_model"})
@@ -113,3 +115,33 @@ def load_settings(home: str | Path | None = None, overrides: Mapping[str, object
     if settings.chunk_words < 20:
         raise ConfigError("chunk_words must be at least 20")
     return settings
+
+
+def save_settings(home: str | Path, updates: Mapping[str, str | int]) -> Path:
+    """Set `updates` in `home/settings.toml`, keeping its other lines and comments; return the file.
+
+    A key already set is rewritten in place, a new one appended. The result must load (same checks as
+    `load_settings`, environment ignored) before it replaces the file, atomically."""
+    home_path = Path(home).expanduser().resolve()
+    cfg_file = home_path / "settings.toml"
+    lines = cfg_file.read_text(encoding="utf-8").splitlines() if cfg_file.exists() else []
+    for key, value in updates.items():
+        rendered = f"{key} = {json.dumps(value, ensure_ascii=False)}"  # a JSON string or int is valid TOML
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        hits = [i for i, line in enumerate(lines) if pattern.match(line)]
+        if hits:
+            lines[hits[0]] = rendered
+            lines = [line for i, line in enumerate(lines) if i not in hits[1:]]
+        else:
+            lines.append(rendered)
+    text = "\n".join(lines) + "\n"
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"cannot update {cfg_file}: {e}. Fix or delete the file.") from e
+    load_settings(home_path, overrides=values, environ={})  # validates keys and types; raises ConfigError
+    home_path.mkdir(parents=True, exist_ok=True)
+    tmp = cfg_file.with_name(f".settings.toml.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, cfg_file)
+    return cfg_file

@@ -194,6 +194,9 @@ def test_ollama_names_resolve_to_their_blob(tmp_path, monkeypatch):
 def test_ollama_store_problems_are_named(tmp_path, monkeypatch):
     root = tmp_path / "ollama"
     monkeypatch.setenv("OLLAMA_MODELS", str(root))
+    with pytest.raises(ModelNotAvailableError, match="no Ollama store at .*OLLAMA_MODELS"):
+        ollama_store.resolve("qwen2.5")
+    (root / "manifests").mkdir(parents=True)
     with pytest.raises(ModelNotAvailableError, match="Models there: none"):
         ollama_store.resolve("qwen2.5")
     digest = fake_ollama(root, "notgguf", "latest", b"PK\x03\x04 safetensors")

@@ -75,8 +75,8 @@ def list_models(root: Path) -> list[str]:
         return []
     names = []
     for manifest in base.glob("*/*/*/*"):
-        if manifest.is_file():
-            host, namespace, model, tag = manifest.relative_to(base).parts
+        host, namespace, model, tag = manifest.relative_to(base).parts
+        if manifest.is_file() and all(_PART.match(p) for p in (host, namespace, model, tag)):
             names.append(_short(host, namespace, model, tag))
     return sorted(names)
 
@@ -86,6 +86,9 @@ def resolve(name: str, environ: Mapping[str, str] | None = None) -> OllamaModel:
     host, namespace, model, tag = split_name(name)
     root = store_dir(environ)
     manifest = root / "manifests" / host / namespace / model / tag
+    if not (root / "manifests").is_dir():
+        raise ModelNotAvailableError(f"there is no Ollama store at {root}, so {name!r} cannot be read from it: "
+                                     "set OLLAMA_MODELS to the folder Ollama keeps its models in")
     if not manifest.is_file():
         have = list_models(root)
         listing = ", ".join(have) if have else "none"

@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
 from . import bridge as _bridge  # noqa: E402,F401
 from . import chat as _chat  # noqa: E402,F401
 from . import memory as _memory  # noqa: E402,F401
+from . import models as _models  # noqa: E402,F401
 from . import prefill as _prefill  # noqa: E402,F401
 from . import profile as _profile  # noqa: E402,F401
 from . import roles as _roles  # noqa: E402,F401

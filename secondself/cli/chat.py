@@ -1,4 +1,4 @@
-"""Chat commands: ask (one question), chat (a REPL with history), models (what runs where).
+"""Chat commands: ask (one question) and chat (a REPL with history). `models` lives in cli/models.py.
 
 Every turn is logged in the person's database when it ends; Ctrl-C mid-answer logs the partial text as
 "interrupted" and exits 130. When the persona model is a remote endpoint, the CLI says so on stderr
@@ -168,26 +168,3 @@ def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: b
                 click.echo(f"me> {last.text}")
     if sys.stdin.isatty():
         click.echo("bye")
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_obj
-def models(obj: Context, as_json: bool) -> None:
-    """Configured persona, teacher and embedding models, and where each runs. Loads nothing."""
-    from ..backends.embedders import embedder_name
-    from ..backends.registry import parse_spec
-
-    s = obj.settings
-    rows = {
-        "persona": (s.persona_model, parse_spec(s.persona_model).describe()),
-        "teacher": (s.teacher_model, parse_spec(s.teacher_model).describe()),
-        "embedding": (s.embedder, f"{embedder_name(s.embedder)} — in-process, this machine"),
-    }
-    if as_json:
-        _emit_json({k: {"spec": v[0], "where": v[1]} for k, v in rows.items()})
-        return
-    for role, (spec, where) in rows.items():
-        click.echo(f"{role:<10} {spec:<24} {where}")
-    if any(parse_spec(spec).remote for spec in (s.persona_model, s.teacher_model)):
-        click.echo(f"API key read from ${s.api_key_env} at call time (never stored)")

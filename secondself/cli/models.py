@@ -1,0 +1,143 @@
+"""Model commands: `models` (the ladder, what is installed, assembled and verified, and where each configured
+model runs) and `models use NAME` (choose the persona and teacher model, saved in settings.toml).
+
+Listing hashes and loads nothing; `models use` prepares the weights it names (assembles and verifies a
+catalog model once) so a bad choice fails here and the first question does not wait for it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from . import Context, _emit_json, cli
+
+_ROLES = {"persona": ("persona_model", "SECONDSELF_PERSONA_MODEL"),
+          "teacher": ("teacher_model", "SECONDSELF_TEACHER_MODEL")}
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _state(st) -> str:
+    if st.problem:
+        return "broken install"
+    if not st.installed and not st.assembled:
+        return "not installed"
+    if st.verified:
+        return "verified"
+    if st.assembled:
+        return "installed; verified on first use"
+    return "installed; assembled and verified on first use"
+
+
+def _catalog_rows(obj: Context) -> list[dict]:
+    from ..backends import catalog
+
+    s = obj.settings
+    rows = []
+    for entry in catalog.CATALOG:
+        st = catalog.status(entry, s.models_dir)
+        names = {entry.name, *entry.aliases}
+        rows.append({
+            "name": entry.name, "aliases": list(entry.aliases), "model": entry.title,
+            "size_bytes": entry.size, "context_window": entry.context_window, "quantization": entry.quantization,
+            "sha256": entry.sha256, "licence": entry.licence, "extra": entry.extra,
+            "installed": st.installed, "assembled": st.assembled, "verified": st.verified, "state": _state(st),
+            "path": str(st.path) if st.path else None, "problem": st.problem,
+            "install": "" if st.installed or st.assembled else entry.install_hint,
+            "where": "in-process, this machine (llama.cpp)",
+            "used_as": [role for role, (key, _) in _ROLES.items() if getattr(s, key) in names],
+        })
+    return rows
+
+
+def _ollama() -> dict:
+    from ..backends import ollama_store
+
+    root = ollama_store.store_dir()
+    return {"store": str(root), "models": ollama_store.list_models(root)}
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Everything below as JSON.")
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """The model ladder and where each configured model runs. Loads and hashes nothing.
+
+    `secondself models use NAME` chooses the persona and teacher model."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..backends.embedders import embedder_name
+    from ..backends.registry import parse_spec
+
+    obj: Context = ctx.obj
+    s = obj.settings
+    configured = {
+        "persona": (s.persona_model, parse_spec(s.persona_model).describe()),
+        "teacher": (s.teacher_model, parse_spec(s.teacher_model).describe()),
+        "embedding": (s.embedder, f"{embedder_name(s.embedder)} — in-process, this machine"),
+    }
+    rows, ollama = _catalog_rows(obj), _ollama()
+    if as_json:
+        _emit_json({**{k: {"spec": v[0], "where": v[1]} for k, v in configured.items()},
+                    "catalog": rows, "ollama": ollama})
+        return
+    for role, (spec, where) in configured.items():
+        click.echo(f"{role:<10} {spec:<24} {where}")
+    if any(parse_spec(spec).remote for spec in (s.persona_model, s.teacher_model)):
+        click.echo(f"API key read from ${s.api_key_env} at call time (never stored)")
+    click.echo("\ncatalog (run in-process by llama.cpp; choose with `secondself models use NAME`):")
+    for r in rows:
+        used = f"  <- {', '.join(r['used_as'])}" if r["used_as"] else ""
+        alias = f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""
+        click.echo(f"  {r['name'] + alias:<30} {r['model']:<28} {_size(r['size_bytes']):>8}  "
+                   f"{r['context_window']:>6} ctx  {r['state']}{used}")
+        if r["problem"]:
+            click.echo(f"      {r['problem']}")
+        elif r["install"]:
+            click.echo(f"      {r['install']}")
+        elif r["assembled"]:
+            click.echo(f"      {r['path']}")
+    if ollama["models"]:
+        click.echo(f"\nin Ollama's store ({ollama['store']}; use as ollama:NAME):")
+        for name in ollama["models"]:
+            click.echo(f"  ollama:{name}")
+
+
+@models.command("use")
+@click.argument("name")
+@click.option("--only", type=click.Choice(sorted(_ROLES)), help="Set only the persona or only the teacher model.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def use(obj: Context, name: str, only: str | None, as_json: bool) -> None:
+    """Answer (persona) and build (teacher) with model NAME: a catalog name, ollama:NAME[:TAG], a .gguf file,
+    a model directory, or openai:MODEL@URL. Local weights are prepared and checked now; saved in settings.toml."""
+    from ..backends.registry import parse_spec
+    from ..config import save_settings
+
+    spec = parse_spec(name)
+    path = None
+    if spec.kind in ("embedded", "local"):
+        note = {"catalog": "assembled if needed and verified, once", "ollama": "verified against its digest, once"}
+        if not as_json and spec.source in note:
+            click.echo(f"preparing {spec.title} ({note[spec.source]}) ...", err=True)
+        path = spec.local_path(obj.settings.models_dir)
+    roles = [only] if only else list(_ROLES)
+    written = save_settings(obj.settings.home, {_ROLES[r][0]: name.strip() for r in roles})
+    overridden = [var for r in roles if os.environ.get(var := _ROLES[r][1])]
+    if as_json:
+        _emit_json({"spec": name.strip(), "roles": roles, "where": spec.describe(),
+                    "path": str(path) if path else None, "settings_file": str(written),
+                    "overridden_by_environment": overridden})
+        return
+    click.echo(f"{' and '.join(roles)} model: {name.strip()} — {spec.describe()}")
+    if path is not None:
+        click.echo(f"weights: {path}" + (" (SHA-256 verified)" if spec.source in ("catalog", "ollama") else ""))
+    if spec.remote:
+        click.echo(f"note: {spec.base_url} is remote: your questions and memories will be sent there", err=True)
+    click.echo(f"saved in {written}")
+    for var in overridden:
+        click.echo(f"note: {var} is set in this environment and overrides the file", err=True)
