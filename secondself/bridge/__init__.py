@@ -17,31 +17,30 @@ are better.
 
 Every run is logged in `bridge_runs`: each step's input, output, model and the details it disclosed (with
 chunk ids, sources and the exact text). A failed expert call is logged as the failed step and re-raised with
-the run id. Before anything is sent to a remote expert, the caller's `notify` lists exactly what is sent.
+the run id. Before anything is sent to a remote expert, `notify` lists exactly what is sent.
 
 Modules: `disclosure` (what may be told for one request, under a `Policy`), `critic` (an answer checked
-against the memory), `run` (enhance, critique, ask and the run log).
+against the memory), `prose` (the template and the checks on a model's text), `run` (enhance, critique and
+ask, on the `BridgeServices` the caller's runtime provides), `log` (the runs).
 """
 
 from __future__ import annotations
 
 from .critic import Point
 from .disclosure import Item, Policy
+from .log import BridgeRun, RunNotFoundError, get_run, list_runs
+from .prose import check_rewrite, compose
 from .run import (
     MAX_REQUEST_CHARS,
-    BridgeRun,
+    BridgeServices,
     Critique,
     Enhanced,
-    RunNotFoundError,
     ask,
-    check_rewrite,
-    compose,
     critique,
     enhance,
-    get_run,
-    list_runs,
     resolve_expert,
 )
 
-__all__ = ["Policy", "Item", "Enhanced", "Point", "Critique", "BridgeRun", "RunNotFoundError", "enhance",
-           "critique", "ask", "resolve_expert", "compose", "check_rewrite", "list_runs", "get_run", "MAX_REQUEST_CHARS"]
+__all__ = ["Policy", "Item", "Enhanced", "Point", "Critique", "BridgeRun", "RunNotFoundError", "BridgeServices",
+           "enhance", "critique", "ask", "resolve_expert", "compose", "check_rewrite", "list_runs", "get_run",
+           "MAX_REQUEST_CHARS"]
