@@ -2,7 +2,7 @@
 its sources and a confidence, or an empty field with the reason, out.
 
     from secondself.prefill import prefill
-    result = prefill(runtime, open("form.json").read(), at="2025-10-01")
+    result = prefill(runtime, open("form.json").read(), at="2025-10-01")   # anything with .store and .person
     result.to_dict()["values"]
 
 The pipeline is deterministic and uses no model: `forms` reads the form, `concepts` maps each field to what
@@ -13,8 +13,8 @@ and validated against the field's schema. The embedded 135M model was not used: 
 (see memory/facts.py), and every value here must be traceable to a chunk anyway.
 """
 
-from .fill import FieldResult, PrefillResult, field_concept, prefill, prefill_memory
+from .fill import FieldResult, PersonMemory, PrefillResult, field_concept, prefill, prefill_memory
 from .forms import Form, FormField, parse_form
 
-__all__ = ["prefill", "prefill_memory", "PrefillResult", "FieldResult", "Form", "FormField", "parse_form",
-           "field_concept"]
+__all__ = ["prefill", "prefill_memory", "PersonMemory", "PrefillResult", "FieldResult", "Form", "FormField",
+           "parse_form", "field_concept"]

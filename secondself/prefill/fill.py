@@ -24,22 +24,33 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..memory.observe import norm
+from ..store import Store
 from .concepts import AUTOCOMPLETE, CONCEPTS, Match, match_label, tokens
 from .evidence import Evidence, PersonNames, fact_evidence, scan_chunks, unknown_key
 from .forms import Form, FormField, parse_form
 from .values import fit, norm_value, read, split_address, split_name
 
-__all__ = ["prefill", "prefill_memory", "PrefillResult", "FieldResult", "field_concept"]
+__all__ = ["prefill", "prefill_memory", "PersonMemory", "PrefillResult", "FieldResult", "field_concept"]
 
 _ADDRESS_PARTS = {"street": "street_address", "postcode": "postal_code", "city": "city", "region": "region",
                   "country": "country"}
 _ADDRESS_FAMILY = {"address", *_ADDRESS_PARTS.values()}
 _MERGE_KINDS = {"person", "org", "place", "text", "city", "nationality", "address", "street"}
 NO_SUPPORT = "no memory supports a value"
+
+
+class PersonMemory(Protocol):
+    """What `prefill` reads: the person's store and display name (a `Runtime` provides both)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def person(self) -> str: ...
 
 
 @dataclass
@@ -91,17 +102,17 @@ class PrefillResult:
                 "fields": [f.to_dict() for f in self.fields]}
 
 
-def prefill(runtime: Any, form: str | dict | list, *, at: str | None = None, min_confidence: float = 0.5,
+def prefill(memory: PersonMemory, form: str | dict | list, *, at: str | None = None, min_confidence: float = 0.5,
             use_facts: bool = True, use_memories: bool = True) -> PrefillResult:
     """Fill `form` (a JSON Schema, a list of field names or an HTML form, as text or parsed) from the
-    memory of `runtime`'s person, as of `at` (ISO date; default today). `use_facts`/`use_memories` switch
+    person's `memory`, as of `at` (ISO date; default today). `use_facts`/`use_memories` switch
     the layer-1 facts and the memories' own text off (for comparisons). Raises ConfigError for a form that
-    cannot be read or a bad date. Callers in server threads hold `runtime.lock`."""
-    return prefill_memory(runtime.store, runtime.person, parse_form(form), at=at, min_confidence=min_confidence,
+    cannot be read or a bad date. Callers in server threads hold the runtime's lock."""
+    return prefill_memory(memory.store, memory.person, parse_form(form), at=at, min_confidence=min_confidence,
                           use_facts=use_facts, use_memories=use_memories)
 
 
-def prefill_memory(store: Any, person: str, form: Form, *, at: str | None = None, min_confidence: float = 0.5,
+def prefill_memory(store: Store, person: str, form: Form, *, at: str | None = None, min_confidence: float = 0.5,
                    use_facts: bool = True, use_memories: bool = True) -> PrefillResult:
     """`prefill` on a store and a person's name directly."""
     from ..memory.versions import current_version, load_version
@@ -371,7 +382,7 @@ def _country(ctx: _Context) -> str | None:
     return probe.value if isinstance(probe.value, str) else None
 
 
-def _attach_sources(store: Any, fields: list[FieldResult], ctx: _Context, undated: set[int]) -> None:
+def _attach_sources(store: Store, fields: list[FieldResult], ctx: _Context, undated: set[int]) -> None:
     """Each filled field's chunks with their source, path, title and date (None when only the file's
     modification time is known: that is not when it was written), newest first."""
     ids = {c for ev in ctx.cited.values() for e in ev for c in e.sources}

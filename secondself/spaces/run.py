@@ -1,5 +1,8 @@
 """Running a space: what each participant is shown (the disclosure rules for remote ones), each turn, the
-host's summary, and the run that stores every turn as it is spoken. See the package docstring."""
+host's summary, and the run that stores every turn as it is spoken. See the package docstring.
+
+The boundary: the run receives what it uses of the process that runs it as `SpaceServices` (the CLI's or the
+server's `Runtime` provides it); it holds no resources of its own."""
 
 from __future__ import annotations
 
@@ -8,16 +11,21 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..backends.chat import Message, Sampling, complete
+from ..backends.chat import ChatModel, Message, Sampling, complete
 from ..backends.openai_compat import OpenAIChatModel
 from ..errors import ConfigError, EndpointError, JobCancelled, SecondSelfError
 from ..prompts import render
 from ..store import Store
 from .space import WITHHELD, Participant, Space, Turn, add_turn, get_space, reset_space, set_status
 
-__all__ = ["run_space", "redact", "outgoing_messages", "TRANSCRIPT_WORDS", "TURN_WORDS"]
+if TYPE_CHECKING:
+    from ..persona import Persona
+    from ..roles import Role
+
+__all__ = ["SpaceServices", "run_space", "redact", "outgoing_messages", "TRANSCRIPT_WORDS", "TURN_WORDS"]
 
 TRANSCRIPT_WORDS = 320   # what a participant is shown of the transcript: the embedded model holds 2k tokens
 TURN_WORDS = 80          # each turn in it cut to this
@@ -25,6 +33,29 @@ MAX_TURN_CHARS = 4000    # what is kept of a remote participant's answer
 _TURN = Sampling(temperature=0.0, max_tokens=200)
 _SUMMARY = Sampling(temperature=0.0, max_tokens=240)
 _ACK = "I have read the discussion so far."
+
+
+class SpaceServices(Protocol):
+    """What a space run uses of the process that runs it; `Runtime` provides all of it."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...   # held around every use of the shared store
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def person(self) -> str: ...                 # the person's display name
+
+    def notify(self, message: str) -> None: ...  # a notice the user must see before data leaves the machine
+
+    def role(self, name: str) -> Role: ...       # RoleNotFoundError when there is none
+
+    def persona(self, *, role: Role | None = None) -> Persona: ...   # answers as the person, or as `role`
+
+    def model_spec(self, role: Role | None = None) -> str: ...       # the model `role` (or the person) uses
+
+    def chat_model(self, spec: str) -> ChatModel: ...
 
 
 # -- what each participant is shown -----------------------------------------------------------------------
@@ -161,10 +192,10 @@ def _secret(store: Store, space_id: int, name: str) -> str | None:
     return row[0] if row else None
 
 
-def _speak_remote(runtime: Any, space: Space, p: Participant) -> Turn:
-    with runtime.lock:
-        messages, withheld = outgoing_messages(space, p, runtime.person, runtime.store)
-        secret = _secret(runtime.store, space.id, p.name) if p.key == "stored" else None
+def _speak_remote(services: SpaceServices, space: Space, p: Participant) -> Turn:
+    with services.lock:
+        messages, withheld = outgoing_messages(space, p, services.person, services.store)
+        secret = _secret(services.store, space.id, p.name) if p.key == "stored" else None
     meta = {"label": p.name, "url": p.url, "model": p.model, "withheld": withheld,
             "sent_chars": sum(len(m.content) for m in messages)}
     model = _RemoteModel(p, secret, space.timeout)
@@ -191,13 +222,13 @@ def _speak_remote(runtime: Any, space: Space, p: Participant) -> Turn:
     return Turn(0, p.name, text, "ok", None, meta)
 
 
-def _speak_local(runtime: Any, space: Space, p: Participant) -> Turn:
-    meta: dict[str, Any] = {"label": p.label(runtime.person)}
+def _speak_local(services: SpaceServices, space: Space, p: Participant) -> Turn:
+    meta: dict[str, Any] = {"label": p.label(services.person)}
     try:
-        with runtime.lock:
-            role = runtime.role(p.role) if p.kind == "role" else None
-            messages, _ = outgoing_messages(space, p, runtime.person)
-            persona = runtime.persona(role=role)
+        with services.lock:
+            role = services.role(p.role) if p.kind == "role" else None
+            messages, _ = outgoing_messages(space, p, services.person)
+            persona = services.persona(role=role)
             # the whole transcript in the question: what others said is then evidence for the support check
             # (an answer that builds on it is not withdrawn); the memories are searched for the topic
             reply = persona.ask(f"{messages[0].content}\n\n{messages[-1].content}", query=space.topic)
@@ -208,10 +239,10 @@ def _speak_local(runtime: Any, space: Space, p: Participant) -> Turn:
     return Turn(0, p.name, answer.text, "ok", None, meta)
 
 
-def _opening(runtime: Any, space: Space) -> Turn:
-    names = ", ".join(p.label(runtime.person) for p in space.participants)
+def _opening(services: SpaceServices, space: Space) -> Turn:
+    names = ", ".join(p.label(services.person) for p in space.participants)
     text = render("space_opening", topic=space.topic, participants=names, rounds=space.rounds)
-    return Turn(0, space.host.name, text, "ok", None, {"label": space.host.label(runtime.person) + " (host)"})
+    return Turn(0, space.host.name, text, "ok", None, {"label": space.host.label(services.person) + " (host)"})
 
 
 def _not_heard(space: Space) -> list[str]:
@@ -238,20 +269,20 @@ def summary_problem(text: str, transcript: str) -> str:
     return ""
 
 
-def _summary(runtime: Any, space: Space) -> Turn:
+def _summary(services: SpaceServices, space: Space) -> Turn:
     host = space.host
-    meta: dict[str, Any] = {"label": host.label(runtime.person) + " (host)"}
+    meta: dict[str, Any] = {"label": host.label(services.person) + " (host)"}
     lines, _ = _lines(space, None, None)
-    prompt = render("space_summary", topic=space.topic, transcript=_fit(lines), speaker=host.label(runtime.person))
+    prompt = render("space_summary", topic=space.topic, transcript=_fit(lines), speaker=host.label(services.person))
     text = ""
     try:
-        with runtime.lock:
-            role = runtime.role(host.role) if host.kind == "role" else None
-            model = runtime.chat_model(runtime.model_spec(role))
+        with services.lock:
+            role = services.role(host.role) if host.kind == "role" else None
+            model = services.chat_model(services.model_spec(role))
         from ..persona import collapse_repeats
 
         text = collapse_repeats(complete(model, [Message("user", prompt)], _SUMMARY).text().strip())
-        problem = summary_problem(text, " ".join([space.topic, runtime.person, *lines]))
+        problem = summary_problem(text, " ".join([space.topic, services.person, *lines]))
         if problem:
             meta["note"] = f"the host's model wrote a summary that {problem}; this summary lists the turns instead"
             text = ""
@@ -265,14 +296,14 @@ def _summary(runtime: Any, space: Space) -> Turn:
     return Turn(space.rounds + 1, host.name, text, "ok", None, meta)
 
 
-def run_space(runtime: Any, space_id: int, *, restart: bool = False,
+def run_space(services: SpaceServices, space_id: int, *, restart: bool = False,
               on_turn: Callable[[Space, Turn], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> Space:
     """Run (or continue) a space; returns it, finished or failed. Each turn is stored before `on_turn` hears
     of it. `should_stop()` is checked between turns (JobCancelled: the space is 'stopped' and continues at
-    the next run). Remote participants are announced through `runtime.notify` before anything is sent."""
-    store = runtime.store
-    with runtime.lock:
+    the next run). Remote participants are announced through `services.notify` before anything is sent."""
+    store = services.store
+    with services.lock:
         space = get_space(store, space_id)
         if space.status in ("done", "failed") and not restart:
             raise ConfigError(f"space {space_id} is {space.status}; run it with restart "
@@ -283,19 +314,19 @@ def run_space(runtime: Any, space_id: int, *, restart: bool = False,
         set_status(store, space_id, "running")
         space.status = "running"
     for notice in space.notices():
-        runtime.notify(notice)
+        services.notify(notice)
     try:
         for rnd, p in space.pending():
             if should_stop is not None and should_stop():
                 raise JobCancelled(f"space {space_id} stopped; running it again continues where it stopped")
             if rnd == 0:
-                turn = _opening(runtime, space)
+                turn = _opening(services, space)
             elif rnd > space.rounds:
-                turn = _summary(runtime, space)
+                turn = _summary(services, space)
             else:
-                turn = _speak_remote(runtime, space, p) if p.remote else _speak_local(runtime, space, p)
+                turn = _speak_remote(services, space, p) if p.remote else _speak_local(services, space, p)
             turn.round = rnd
-            with runtime.lock:
+            with services.lock:
                 add_turn(store, space_id, turn)
             space.turns.append(turn)
             if on_turn is not None:
@@ -306,16 +337,16 @@ def run_space(runtime: Any, space_id: int, *, restart: bool = False,
                     message = ("No participant answered, so the space stopped after the first round: "
                                + "; ".join(_not_heard(space)) + ". Check their URLs, tokens and the timeout, then "
                                f"run it again with restart (`secondself space run {space_id} --restart`).")
-                    with runtime.lock:
+                    with services.lock:
                         set_status(store, space_id, "failed", message)
                     space.status, space.summary = "failed", message
                     return space
         summary = next((t.content for t in reversed(space.turns) if t.round > space.rounds), None)
-        with runtime.lock:
+        with services.lock:
             set_status(store, space_id, "done", summary)
         space.status, space.summary = "done", summary
         return space
     except BaseException:
-        with runtime.lock:
+        with services.lock:
             set_status(store, space_id, "stopped")
         raise
