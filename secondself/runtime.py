@@ -115,11 +115,20 @@ class Runtime:
                     rank: int | None = None, resume: bool = False, on_progress=None):
         """Train (or resume) the personal model the one way `secondself train` and the train job do; returns
         the registered, selected adapter (AdapterInfo). `on_progress(stage, info)` as in `run_training`."""
-        from .train.pipeline import TrainOptions, run_training
+        from .train.pipeline import TrainOptions, resume_settings, run_training
 
-        options = TrainOptions(base=base_spec or "embedded", rank=rank, steps=steps,
-                               **({"epochs": epochs} if epochs else {}))
-        base_dir, base_name = self.train_base(base_spec)
+        if resume:  # the run's own recorded settings and base, never today's defaults
+            recorded = resume_settings(self.settings.person_dir, base=base_spec, rank=rank, steps=steps,
+                                       epochs=epochs)
+            options = recorded.options
+            if recorded.base_dir is not None and recorded.base_dir.is_dir():
+                base_dir, base_name = recorded.base_dir, recorded.base_name or options.base
+            else:
+                base_dir, base_name = self.train_base(options.base)
+        else:
+            options = TrainOptions(base=base_spec or "embedded", rank=rank, steps=steps,
+                                   **({"epochs": epochs} if epochs else {}))
+            base_dir, base_name = self.train_base(base_spec)
         judge = self.judge()
         return run_training(self.store, self.settings.person_dir, self.person, base_dir, base_name, options,
                             resume=resume, make_model=self.adapter_models(base_dir), judge=judge,

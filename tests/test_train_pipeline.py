@@ -3,6 +3,8 @@ evaluate → register, cancel and resume, adapter versions, and the CLI."""
 
 import json
 import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +133,91 @@ def test_cli_train_model_eval_export_and_chat(prepared, tmp_path, monkeypatch, c
     assert code == 2 and "--rank" in err
     code, _, err = run(capsys, "model", "rollback")
     assert code == 2 and "no earlier adapter" in err
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: no handler runs, so the run's state stays as the kill left it."""
+
+
+def _runtime_person(prepared, monkeypatch):
+    """A Runtime on a copy of the prepared person, where resolving any base but the tiny model fails."""
+    from secondself.runtime import Runtime
+
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")
+    monkeypatch.setenv("SECONDSELF_PERSON_NAME", "Maya")
+    torch.set_num_threads(1)
+    root, tiny = prepared
+    rt = Runtime.from_options()
+    rt.settings.person_dir.mkdir(parents=True)
+    shutil.copy(root / "memory.sqlite3", rt.settings.db_path)
+    real = Runtime.train_base
+
+    def only_tiny(self, spec=None):
+        assert spec is not None and Path(spec).resolve() == tiny.resolve(), f"resolved base {spec!r}, not the run's"
+        return real(self, spec)
+
+    monkeypatch.setattr(Runtime, "train_base", only_tiny)
+    return rt, tiny
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_a_bare_resume_continues_on_the_runs_own_base(prepared, monkeypatch, checkpointed):
+    """`train --base DIR` killed, then `train --resume`: the run goes on with DIR, never the default base,
+    both when a checkpoint was written (cancelled at step 2) and when none was (killed at step 1)."""
+    rt, tiny = _runtime_person(prepared, monkeypatch)
+    person_dir = rt.settings.person_dir
+
+    def stop(*report):
+        stage, step = _stage_and_step(report)
+        if stage == "train" and checkpointed and step == 2:
+            (latest_run(person_dir) / "CANCEL").write_text("now")
+        elif stage == "train" and not checkpointed:
+            raise _Killed
+
+    with pytest.raises(TrainingCancelled if checkpointed else _Killed):
+        rt.train_model(str(tiny), steps=4, on_progress=stop)
+    run = latest_run(person_dir, unfinished=True)
+    assert json.loads((run / "state.json").read_text())["options"]["base"] == str(tiny)
+    assert (run / "sft" / "checkpoint").is_dir() == checkpointed
+    rt.close()
+    from secondself.runtime import Runtime
+
+    resumed = Runtime.from_options()
+    info = resumed.train_model(resume=True)                    # no --base: the run's own one
+    resumed.close()
+    assert info.metadata["run"] == run.name and info.metadata["base_dir"] == str(tiny.resolve())
+    assert info.metadata["train"]["steps"] == 4
+    assert info.metadata["train"]["resumed_from_step"] == (2 if checkpointed else 0)
+
+
+def test_resume_refuses_other_settings_and_another_base(person, prepared, monkeypatch, capsys, tmp_path):
+    from .test_cli import run
+
+    store, person_dir, tiny = person
+    with pytest.raises(_Killed):
+        run_training(store, person_dir, "Maya", tiny, "tiny", replace(OPTIONS, base=str(tiny)),
+                     make_model=_models(tiny), on_progress=lambda *r: _raise(_stage_and_step(r)[0] == "train"))
+    other = Path(shutil.copytree(tiny, tmp_path / "other-base"))
+    with pytest.raises(TrainingError, match="was started on the base model in"):
+        run_training(store, person_dir, "Maya", other, "other", resume=True, make_model=_models(other))
+    state = json.loads((latest_run(person_dir) / "state.json").read_text())
+    assert state["status"] == "running" and state["step"] == "train"     # the refusal left the run as it was
+    # the CLI refuses a different --base or --steps for a resume instead of ignoring them
+    home_person = tmp_path / "home" / "persons" / "me"
+    shutil.copytree(person_dir / "runs", home_person / "runs")
+    shutil.copy(prepared[0] / "memory.sqlite3", home_person / "memory.sqlite3")
+    for flags, named in ((["--base", str(other)], "base"), (["--steps", "9"], "steps")):
+        code, _, err = run(capsys, "train", "--resume", *flags)
+        assert code == 2 and f"was started with {named}" in err, err
+
+
+def _raise(cond: bool) -> None:
+    if cond:
+        raise _Killed
+
+
+def _stage_and_step(report: tuple) -> tuple[str, int | None]:
+    """A progress report's stage and count, whether it comes as (stage, info) or as one Progress value."""
+    if len(report) == 2:
+        return report[0], report[1].get("step", report[1].get("done"))
+    return report[0].stage, report[0].done

@@ -57,7 +57,8 @@ class _TrainLine:
 @click.option("--epochs", type=float, help="Passes over the training data (default 2).")
 @click.option("--steps", type=int, help="Optimizer steps (overrides --epochs).")
 @click.option("--rank", help="LoRA rank, or 'auto' (default: sized from the amount of personal knowledge).")
-@click.option("--resume", is_flag=True, help="Continue the latest unfinished run from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the latest unfinished run from its last checkpoint, with the "
+              "base model and settings it was started with.")
 @click.option("--cancel", is_flag=True, help="Ask the running training to stop at its next step.")
 @click.option("--json", "as_json", is_flag=True, help="The adapter's metadata (with eval scores) as JSON.")
 @click.pass_obj

@@ -11,8 +11,9 @@ A run lives in `<person dir>/runs/<id>/`:
 
 Each step writes its output before the state moves on, so `train --resume` continues the latest
 unfinished run from its step: the dataset is not re-synthesized and training continues from its last
-checkpoint. Success is reported only after the adapter was saved, reloaded with identical logits (sft),
-evaluated and registered.
+checkpoint. A resumed run uses its own recorded settings and base model (`resume_settings`), whatever
+the command line now defaults to, and refuses to continue on another base. Success is reported only
+after the adapter was saved, reloaded with identical logits (sft), evaluated and registered.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from ..store import Store, now_iso
 from ..types import TrainingExample
 from . import adapters as registry
 
-__all__ = ["TrainOptions", "run_training", "latest_run", "request_cancel", "runs_dir", "load_examples"]
+__all__ = ["TrainOptions", "RunSettings", "run_training", "resume_settings", "latest_run", "request_cancel",
+           "runs_dir", "load_examples"]
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -95,15 +97,60 @@ def request_cancel(person_dir: Path) -> Path | None:
     return run
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What an unfinished run was started with: its options and the base checkpoint it trains (base_dir and
+    base_name are None for runs recorded before they were kept)."""
+
+    run: Path
+    options: TrainOptions
+    base_dir: Path | None
+    base_name: str | None
+
+
+def resume_settings(person_dir: Path, **asked: Any) -> RunSettings:
+    """The recorded settings of the latest unfinished run, which `train --resume` must use.
+
+    `asked`: TrainOptions fields the caller was given (None = not given). One that differs from what the
+    run was started with raises ConfigError: a resume never silently changes its base model or settings."""
+    from ..errors import ConfigError
+
+    path = latest_run(person_dir, unfinished=True)
+    if path is None:
+        raise TrainingError("no unfinished training run to resume; start one with `secondself train`")
+    state = json.loads((path / "state.json").read_text())
+    options = TrainOptions(**state["options"])
+    base_dir = Path(state["base_dir"]) if state.get("base_dir") else None
+    for name, value in asked.items():
+        recorded = getattr(options, name)
+        if value is None or (_same_base(value, recorded, base_dir) if name == "base" else value == recorded):
+            continue
+        raise ConfigError(f"run {path.name} was started with {name} {recorded!r}, not {value!r}: `--resume` "
+                          f"continues it with its own settings (leave out the {name}), or start a new run "
+                          "without --resume")
+    return RunSettings(path, options, base_dir, state.get("base_name"))
+
+
+def _same_base(asked: str, recorded: str, recorded_dir: Path | None) -> bool:
+    if asked == recorded:
+        return True
+    try:
+        where = Path(asked).expanduser().resolve()
+        return where == Path(recorded).expanduser().resolve() or where == recorded_dir
+    except (OSError, ValueError):
+        return False
+
+
 class _Run:
-    def __init__(self, path: Path, options: TrainOptions | None) -> None:
+    def __init__(self, path: Path, options: TrainOptions | None, base_dir: Path, base_name: str) -> None:
         self.path = path
         if (path / "state.json").is_file():
             self.state = json.loads((path / "state.json").read_text())
         else:
             path.mkdir(parents=True)
             self.state = {"run": path.name, "created_at": now_iso(), "step": "synthesize", "status": "running",
-                          "options": asdict(options or TrainOptions())}
+                          "options": asdict(options or TrainOptions()), "base_dir": str(base_dir.resolve()),
+                          "base_name": base_name}
             self.save()
 
     @property
@@ -146,11 +193,16 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
         path = latest_run(person_dir, unfinished=True)
         if path is None:
             raise TrainingError("no unfinished training run to resume; start one with `secondself train`")
-        run = _Run(path, None)
+        run = _Run(path, None, base_dir, base_name)
+        recorded = run.state.get("base_dir")
+        if recorded and Path(recorded) != base_dir.resolve():  # never continue a run on another base
+            raise TrainingError(f"run {path.name} was started on the base model in {recorded}, not {base_dir}: "
+                                "resume it with that base (`secondself train --resume` uses it), or start a new "
+                                "run without --resume")
         (path / "CANCEL").unlink(missing_ok=True)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run = _Run(runs_dir(person_dir) / stamp, options)
+        run = _Run(runs_dir(person_dir) / stamp, options, base_dir, base_name)
     opts = run.options
     make_model = make_model or (lambda adapter: None)
     try:
