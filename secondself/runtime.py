@@ -6,6 +6,10 @@ its HTTP twin cannot drift apart. Nothing is opened until first used, so `second
 
 Notices that a user must see before data leaves the machine ("the persona model is remote...") go through
 `notify`; the CLI prints them on stderr, the server logs them at startup and returns them in `/health`.
+
+A Runtime stays at the edges (CLI, server, job worker). Library code never takes one by name: it declares the
+narrow services it uses (`bridge.BridgeServices`, `spaces.run.SpaceServices`, `prefill.PersonMemory`), typed,
+and the edges pass their Runtime, which provides them (tests/test_runtime_edges.py checks both).
 """
 
 from __future__ import annotations
@@ -13,9 +17,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .backends.chat import ChatModel
+    from .backends.embedders import Embedder
+    from .memory.search import Searcher
+    from .persona import Persona
+    from .roles import Role
+    from .store import Store
 
 __all__ = ["Runtime", "Notify"]
 
@@ -42,7 +54,7 @@ class Runtime:
 
     # -- layer 0 ------------------------------------------------------------------------------------
     @property
-    def store(self):
+    def store(self) -> Store:
         if self._store is None:
             from .store import Store
 
@@ -50,7 +62,7 @@ class Runtime:
         return self._store
 
     @property
-    def embedder(self):
+    def embedder(self) -> Embedder:
         if self._embedder is None:
             from .backends.embedders import make_embedder
 
@@ -58,7 +70,7 @@ class Runtime:
         return self._embedder
 
     @property
-    def searcher(self):
+    def searcher(self) -> Searcher:
         if self._searcher is None:
             from .memory.search import Searcher
 
@@ -135,7 +147,7 @@ class Runtime:
                             on_progress=on_progress)
 
     # -- models -------------------------------------------------------------------------------------
-    def chat_model(self, spec: str, purpose: str = "persona"):
+    def chat_model(self, spec: str, purpose: str = "persona") -> ChatModel:
         """The model for a spec ('personal' = base + the selected adapter), loaded once per process."""
         from .backends.registry import make_chat_model, parse_spec
 
@@ -182,17 +194,17 @@ class Runtime:
             profile = scoped_profile(profile, scope, self.store)
         return lambda question: persona_context(profile, question)
 
-    def role(self, name: str):
+    def role(self, name: str) -> Role:
         """The Role named `name` (RoleNotFoundError otherwise)."""
         from .roles import get_role
 
         return get_role(self.store, name)
 
-    def model_spec(self, role=None) -> str:
+    def model_spec(self, role: Role | None = None) -> str:
         """The model a persona answers with: the role's own, else the configured persona model."""
         return (role.model if role is not None else None) or self.settings.persona_model
 
-    def persona(self, spec: str | None = None, k: int | None = None, role=None):
+    def persona(self, spec: str | None = None, k: int | None = None, role: Role | None = None) -> Persona:
         """A Persona answering with `spec` (default: the role's model, else the configured persona model).
 
         With a `role` it follows the role's instructions and can read only the role's scope: retrieval goes
