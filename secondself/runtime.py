@@ -239,19 +239,15 @@ class Runtime:
 
     def train_base(self, spec: str | None = None) -> tuple[Path, str]:
         """The base model's plain checkpoint directory (the embedded GGUF is converted once) and its name."""
-        from .backends.local import LocalChatModel
-        from .backends.registry import parse_spec
+        from .backends.registry import parse_spec, transformers_model
         from .errors import ConfigError
 
         spec = spec or "embedded"
         parsed = parse_spec(spec)
-        if parsed.kind == "embedded":
-            model = LocalChatModel(None, cache_dir=self.settings.models_dir)
-        elif parsed.kind == "local":
-            model = LocalChatModel(parsed.target, cache_dir=self.settings.models_dir)
-        else:
-            raise ConfigError(f"cannot fine-tune {spec!r}: training needs local weights ('embedded' or a local "
-                              "model directory or .gguf file)")
+        if parsed.kind not in ("embedded", "local"):
+            raise ConfigError(f"cannot fine-tune {spec!r}: training needs local weights (a catalog model, "
+                              "ollama:NAME, a local model directory or .gguf file)")
+        model = transformers_model(parsed, self.settings.models_dir)
         return model._checkpoint(), model.name
 
     def adapter_models(self, base_dir: Path) -> Callable[[Path | None], Any]:

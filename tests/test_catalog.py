@@ -284,6 +284,20 @@ def test_a_gguf_runs_on_llamacpp_and_transformers_on_request(tmp_path, monkeypat
         make_chat_model(str(gguf), tmp_path / "models").count_tokens("hi")
 
 
+def test_training_reads_the_verified_catalog_weights_through_transformers(tmp_path, monkeypatch):
+    from secondself.backends.local import LocalChatModel
+    from secondself.backends.registry import transformers_model
+
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")  # constructing a LocalChatModel loads nothing
+    entry = _fake_entry(tmp_path, monkeypatch)
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, entry))
+    model = transformers_model(parse_spec("tiny"), tmp_path / "models")
+    assert isinstance(model, LocalChatModel) and model.name == "tiny"  # one conversion name for chat and training
+    assert catalog.status(entry, tmp_path / "models").verified
+    with pytest.raises(ConfigError, match="no local weights"):
+        transformers_model(parse_spec("fake"), tmp_path / "models")
+
+
 # -- the real embedded GGUF (slow) ------------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ from . import catalog
 from .chat import ChatModel, Message, Sampling
 from .openai_compat import is_remote_url  # httpx is imported lazily there, so this stays cheap
 
-__all__ = ["ModelSpec", "parse_spec", "make_chat_model", "DeferredChatModel"]
+__all__ = ["ModelSpec", "parse_spec", "make_chat_model", "transformers_model", "DeferredChatModel"]
 
 log = logging.getLogger(__name__)
 
@@ -163,20 +163,28 @@ def _build_local(s: ModelSpec, models_dir: Path) -> ChatModel:
 
     if not real_models_allowed():  # before any hashing or assembling, not only before loading
         raise ModelNotAvailableError("real models are disabled in this test (SECONDSELF_REAL_MODELS=deny)")
-    path = s.local_path(models_dir)
     if s.engine == "llamacpp":
         try:
             from .llamacpp import LlamaCppChatModel
         except ImportError as e:
             log.warning("the llama.cpp backend is unavailable (%s); running %s with transformers", e, s.title)
         else:
-            return LlamaCppChatModel(path)
+            return LlamaCppChatModel(s.local_path(models_dir))
+    return transformers_model(s, models_dir)
+
+
+def transformers_model(s: ModelSpec, models_dir: Path, **options: Any) -> Any:
+    """A LocalChatModel (transformers) over the weights of local spec `s`, verified first; a GGUF is
+    converted once into `models_dir/<name>`, a name shared by chat and training so it is converted once."""
     from .local import LocalChatModel
 
-    if s.kind == "embedded":  # the same conversion cache that training uses for its base
-        return LocalChatModel(None, cache_dir=models_dir)
+    if s.kind not in ("embedded", "local"):
+        raise ConfigError(f"{s.title or s.kind} has no local weights for transformers")
+    path = s.local_path(models_dir)
+    if s.kind == "embedded":  # its conversion keeps the name it always had
+        return LocalChatModel(None, cache_dir=models_dir, **options)
     name = s.target.replace(":", "-").replace("/", "-") if s.source in ("catalog", "ollama") else None
-    return LocalChatModel(path, cache_dir=models_dir, name=name)
+    return LocalChatModel(path, cache_dir=models_dir, name=name, **options)
 
 
 class DeferredChatModel:
