@@ -18,14 +18,13 @@ from serving import running_server
 from secondself.backends.chat import FakeChatModel
 from secondself.cli import main
 from secondself.config import load_settings
-from secondself.errors import ConfigError, JobCancelled, RoleNotFoundError
+from secondself.errors import ConfigError, JobCancelled, RoleNotFoundError, SpaceNotFoundError
 from secondself.ingest.pipeline import ingest
 from secondself.memory.scope import Scope
 from secondself.roles import create_role
 from secondself.runtime import Runtime
 from secondself.spaces import (
     WITHHELD,
-    SpaceNotFoundError,
     create_space,
     get_space,
     list_spaces,

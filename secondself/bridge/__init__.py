@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from .critic import Point
 from .disclosure import Item, Policy
-from .log import BridgeRun, RunNotFoundError, get_run, list_runs
+from .log import BridgeRun, get_run, list_runs
 from .prose import check_rewrite, compose
 from .run import (
     MAX_REQUEST_CHARS,
@@ -41,6 +41,5 @@ from .run import (
     resolve_expert,
 )
 
-__all__ = ["Policy", "Item", "Enhanced", "Point", "Critique", "BridgeRun", "RunNotFoundError", "BridgeServices",
-           "enhance", "critique", "ask", "resolve_expert", "compose", "check_rewrite", "list_runs", "get_run",
-           "MAX_REQUEST_CHARS"]
+__all__ = ["Policy", "Item", "Enhanced", "Point", "Critique", "BridgeRun", "BridgeServices", "enhance",
+           "critique", "ask", "resolve_expert", "compose", "check_rewrite", "list_runs", "get_run", "MAX_REQUEST_CHARS"]

@@ -11,15 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SecondSelfError
+from ..errors import RunNotFoundError
 from ..store import Store, now_iso
 
-__all__ = ["BridgeRun", "RunNotFoundError", "save_run", "list_runs", "get_run"]
-
-
-class RunNotFoundError(SecondSelfError):
-    def __init__(self, run_id: int) -> None:
-        super().__init__(f"no bridge run with id {run_id}; `secondself bridge log` lists them")
+__all__ = ["BridgeRun", "save_run", "list_runs", "get_run"]
 
 
 @dataclass

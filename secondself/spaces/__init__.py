@@ -53,7 +53,6 @@ from .space import (
     WITHHELD,
     Participant,
     Space,
-    SpaceNotFoundError,
     Turn,
     create_space,
     delete_space,
@@ -63,6 +62,6 @@ from .space import (
     reset_space,
 )
 
-__all__ = ["Participant", "Turn", "Space", "SpaceNotFoundError", "parse_participant", "create_space",
-           "list_spaces", "get_space", "delete_space", "reset_space", "run_space", "redact", "outgoing_messages",
+__all__ = ["Participant", "Turn", "Space", "parse_participant", "create_space", "list_spaces", "get_space",
+           "delete_space", "reset_space", "run_space", "redact", "outgoing_messages",
            "DEFAULT_MODEL", "DEFAULT_TIMEOUT", "WITHHELD", "MAX_TOPIC", "MAX_PARTICIPANTS", "MAX_ROUNDS"]

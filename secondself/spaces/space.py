@@ -11,13 +11,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import ConfigError, SecondSelfError
+from ..errors import ConfigError, SpaceNotFoundError
 from ..memory.scope import check_name
 from ..store import Store, now_iso
 
-__all__ = ["Participant", "Turn", "Space", "SpaceNotFoundError", "parse_participant", "create_space",
-           "list_spaces", "get_space", "delete_space", "reset_space", "set_status", "add_turn",
-           "DEFAULT_MODEL", "DEFAULT_TIMEOUT", "WITHHELD"]
+__all__ = ["Participant", "Turn", "Space", "parse_participant", "create_space", "list_spaces", "get_space",
+           "delete_space", "reset_space", "set_status", "add_turn", "DEFAULT_MODEL", "DEFAULT_TIMEOUT", "WITHHELD"]
 
 DEFAULT_MODEL = "secondself"
 DEFAULT_TIMEOUT = 60.0
@@ -26,11 +25,6 @@ MAX_TOPIC = 2000
 MAX_PARTICIPANTS = 8
 MAX_ROUNDS = 10
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
-class SpaceNotFoundError(SecondSelfError):
-    def __init__(self, space_id: int) -> None:
-        super().__init__(f"no space with id {space_id}; `secondself space list` shows them")
 
 
 # -- participants -----------------------------------------------------------------------------------------
