@@ -9,8 +9,6 @@ codes. Every message says what happened *and what to do next*.
     ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
     ├── RoleNotFoundError           no role by that name (`secondself role list` shows them)
     ├── RoleForbiddenError          a caller confined to one role asked for another role or a route outside it
-    ├── SpaceNotFoundError          no space with that id (`secondself space list` shows them)
-    ├── RunNotFoundError            no bridge run with that id (`secondself bridge log` lists them)
     ├── ProfileError                layer 1: no build yet, unknown version or fact, nothing to edit
     ├── BuildError                  a layer-1 build step failed; names the step and cause, `build` resumes
     ├── TrainingError               layer 2: no samples, out of memory, a run that cannot resume, ...
@@ -18,8 +16,11 @@ codes. Every message says what happened *and what to do next*.
     ├── JobNotFoundError            the server's background jobs hold no job with that id
     ├── JobCancelled                a background job stopped because it was cancelled or the server stopped
     ├── IngestError                 a whole ingest could not run (path missing, ...)
-    │   └── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
-    │                               (the pipeline records it and continues with the rest of the batch)
+    │   ├── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
+    │   │                           (the pipeline records it and continues with the rest of the batch)
+    │   └── UploadTooLarge          a file sent to the server is larger than its upload limit (HTTP 413)
+    ├── Busy                        the server's model is at capacity and its waiting line is full (HTTP 503)
+    ├── RateLimited                 a client sent more requests than its rate limit allows (HTTP 429)
     └── BackendError                a model backend failed
         ├── ModelNotAvailableError  model files / packages are missing; the message names the install step
         │   └── ModelIntegrityError a model file's SHA-256 is not the pinned one; it is not used
@@ -40,8 +41,6 @@ __all__ = [
     "SourceNotFoundError",
     "RoleNotFoundError",
     "RoleForbiddenError",
-    "SpaceNotFoundError",
-    "RunNotFoundError",
     "IngestError",
     "ProfileError",
     "BuildError",
@@ -50,6 +49,9 @@ __all__ = [
     "JobNotFoundError",
     "JobCancelled",
     "UnreadableFileError",
+    "UploadTooLarge",
+    "Busy",
+    "RateLimited",
     "BackendError",
     "ModelNotAvailableError",
     "ModelIntegrityError",
@@ -87,16 +89,6 @@ class RoleNotFoundError(SecondSelfError):
 class RoleForbiddenError(SecondSelfError):
     """A token bound to one role asked for something outside it (another role, or a route that is not
     confined to roles). The HTTP API answers 403."""
-
-
-class SpaceNotFoundError(SecondSelfError):
-    def __init__(self, space_id: int) -> None:
-        super().__init__(f"no space with id {space_id}; `secondself space list` shows them")
-
-
-class RunNotFoundError(SecondSelfError):
-    def __init__(self, run_id: int) -> None:
-        super().__init__(f"no bridge run with id {run_id}; `secondself bridge log` lists them")
 
 
 class IngestError(SecondSelfError):
@@ -148,6 +140,26 @@ class UnreadableFileError(IngestError):
         self.path = str(path)
         self.reason = reason
         self.kind = kind
+
+
+class UploadTooLarge(IngestError):
+    """The client sent more bytes than the server accepts for one file."""
+
+
+class Busy(SecondSelfError):
+    """The model is at capacity and its waiting line is full (HTTP 503 with Retry-After: `retry_after` s)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(SecondSelfError):
+    """This client sent more requests than its rate limit allows (HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BackendError(SecondSelfError):

@@ -13,25 +13,9 @@ import threading
 import time
 from contextlib import contextmanager
 
-from ..errors import SecondSelfError
+from ..errors import Busy, RateLimited
 
 __all__ = ["Busy", "RateLimited", "RateLimiter", "ModelGate", "Gates"]
-
-
-class Busy(SecondSelfError):
-    """The model is at capacity and its waiting line is full (HTTP 503)."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RateLimited(SecondSelfError):
-    """This client sent more requests than its rate limit allows (HTTP 429)."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RateLimiter:

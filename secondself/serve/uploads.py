@@ -17,17 +17,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ConfigError, IngestError
+from ..errors import ConfigError, UploadTooLarge
 
 __all__ = ["DEFAULT_MAX_BYTES", "UploadTooLarge", "safe_filename", "safe_source", "uploads_dir", "save_upload",
            "save_note"]
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 _SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class UploadTooLarge(IngestError):
-    """The client sent more bytes than the server accepts for one file."""
 
 
 def uploads_dir(person_dir: Path) -> Path:
