@@ -169,7 +169,8 @@ def _build_local(s: ModelSpec, models_dir: Path) -> ChatModel:
         except ImportError as e:
             log.warning("the llama.cpp backend is unavailable (%s); running %s with transformers", e, s.title)
         else:
-            return LlamaCppChatModel(s.local_path(models_dir))
+            named = {"name": s.title} if s.source in ("catalog", "ollama") else {}
+            return LlamaCppChatModel(s.local_path(models_dir), **named)
     return transformers_model(s, models_dir)
 
 
