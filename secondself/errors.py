@@ -9,6 +9,8 @@ codes. Every message says what happened *and what to do next*.
     ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
     ├── RoleNotFoundError           no role by that name (`secondself role list` shows them)
     ├── RoleForbiddenError          a caller confined to one role asked for another role or a route outside it
+    ├── SpaceNotFoundError          no space with that id (`secondself space list` shows them)
+    ├── RunNotFoundError            no bridge run with that id (`secondself bridge log` lists them)
     ├── ProfileError                layer 1: no build yet, unknown version or fact, nothing to edit
     ├── BuildError                  a layer-1 build step failed; names the step and cause, `build` resumes
     ├── TrainingError               layer 2: no samples, out of memory, a run that cannot resume, ...
@@ -41,6 +43,8 @@ __all__ = [
     "SourceNotFoundError",
     "RoleNotFoundError",
     "RoleForbiddenError",
+    "SpaceNotFoundError",
+    "RunNotFoundError",
     "IngestError",
     "ProfileError",
     "BuildError",
@@ -89,6 +93,16 @@ class RoleNotFoundError(SecondSelfError):
 class RoleForbiddenError(SecondSelfError):
     """A token bound to one role asked for something outside it (another role, or a route that is not
     confined to roles). The HTTP API answers 403."""
+
+
+class SpaceNotFoundError(SecondSelfError):
+    def __init__(self, space_id: int) -> None:
+        super().__init__(f"no space with id {space_id}; `secondself space list` shows them")
+
+
+class RunNotFoundError(SecondSelfError):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"no bridge run with id {run_id}; `secondself bridge log` lists them")
 
 
 class IngestError(SecondSelfError):
