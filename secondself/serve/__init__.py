@@ -4,7 +4,12 @@
     uploads.py  where uploaded files and notes land (names sanitized, sizes capped, atomic writes)
     jobs.py     the background worker for long jobs (ingest, build, train), persisted in the database
     limits.py   per-token rate limits and the model gate (bounded queue: 429/503 instead of piling up)
-    app.py      the FastAPI application: OpenAI wire format at this edge only, typed errors → OpenAI errors
+    app.py      the FastAPI application: guards, typed errors → OpenAI errors, the routers mounted together
+    auth.py     who is calling: bearer token, scopes, role confinement (the dependencies every route declares)
+    state.py    ServeOptions and ServerState, shared by the routes; responses.py: OpenAI-shaped errors
+    openai_api.py  the OpenAI wire format (/v1), at this edge only
+    routes_*.py    /api, one module per resource (memory, profile, conversations, jobs, training, settings,
+                   roles, prefill, bridge, spaces); they import auth/state/responses, never app.py
     mcp.py      the MCP server (official SDK): stdio, and streamable HTTP behind the same tokens
     server.py   running the app with uvicorn (CLI and tests)
     web/        the web app: static files, no build step, no Node at run time

@@ -1,89 +1,60 @@
-"""The FastAPI application: authentication, errors, security headers, and the routers mounted together.
+"""The FastAPI application: guards, errors, security headers, and the routers mounted together.
 
 Security model (the reference served 0.0.0.0 with CORS `*` and no authentication; we do the opposite):
 - The server binds to 127.0.0.1 unless told otherwise, and `serve` refuses any other address while no
   token exists (checked in `check_bind`).
 - Once a token exists, every route but `/health` and the static web app needs `Authorization: Bearer`,
-  and each route checks its scope (tokens.py). With no token at all, only loopback clients can reach the
-  server and they get every scope: one person on their own machine.
+  and each route checks its scope (auth.py, tokens.py). With no token at all, only loopback clients can
+  reach the server and they get every scope: one person on their own machine.
 - A browser page on another site can still send requests to 127.0.0.1. So a request with an `Origin`
   header must come from this server's own origin or a configured CORS origin, and on loopback the `Host`
   header must be a loopback name (DNS rebinding). CORS headers are sent only for configured origins.
-- A token bound to a role (tokens.py) is confined to it: routes declare that they apply the caller's role
-  by authenticating with `RoleChatter`/`RoleReader`; every other route refuses such a token with 403, so a
-  route added later fails closed until it is made role-aware.
+- A token bound to a role (tokens.py) is confined to it (auth.py): a route added later fails closed until
+  it is made role-aware.
 - Errors never include tracebacks or secrets: typed errors become OpenAI-shaped JSON with their
   user-facing message; anything else becomes "internal error" and is logged.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import (
-    BackendError,
-    ConfigError,
-    ContextOverflowError,
-    EndpointError,
-    IngestError,
-    ModelNotAvailableError,
-    ProfileError,
-    RoleForbiddenError,
-    RoleNotFoundError,
-    SecondSelfError,
-    SourceNotFoundError,
-    StoreError,
-    TrainingError,
-)
+from ..errors import ConfigError, SecondSelfError
 from ..runtime import Runtime
+from . import (
+    openai_api,
+    routes_bridge,
+    routes_conversations,
+    routes_jobs,
+    routes_memory,
+    routes_prefill,
+    routes_profile,
+    routes_roles,
+    routes_settings,
+    routes_spaces,
+    routes_training,
+)
 from . import tokens as token_store
-from .limits import Busy, Gates, ModelGate, RateLimited, RateLimiter
-from .uploads import DEFAULT_MAX_BYTES, UploadTooLarge
+from .auth import LOOPBACK_HOSTS, Forbidden, Unauthorized, is_loopback
+from .limits import Gates, RateLimiter
+from .responses import api_error, error_response
+from .state import ServeOptions, ServerState
 
-__all__ = ["ServeOptions", "ServerState", "create_app", "check_bind", "Principal", "require", "api_error",
-           "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
+__all__ = ["ServeOptions", "ServerState", "create_app", "check_bind"]
 
 log = logging.getLogger("secondself.serve")
 WEB_DIR = Path(__file__).with_name("web")
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """How the server runs. Defaults are the private ones."""
-
-    host: str = "127.0.0.1"
-    port: int = 8765
-    cors_origins: tuple[str, ...] = ()
-    max_upload_bytes: int = DEFAULT_MAX_BYTES
-    rate_per_minute: float = 120.0          # per token (or per 'local' without tokens); 0 = unlimited
-    max_waiting: int = 8                   # requests allowed to wait for a busy model before 503
-    model_concurrency: int | None = None   # generations at once per model (default: 1 local, 4 remote)
-    wait_s: float = 120.0
-    train_base: str | None = None          # default base model for training jobs ('embedded')
-    jobs: bool = True                      # run the background worker (tests may turn it off)
-    mcp: bool = True                       # mount the MCP server at /mcp
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+# in the order their routes appear in the OpenAPI spec
+ROUTERS = (openai_api, routes_conversations, routes_memory, routes_profile, routes_training, routes_jobs,
+           routes_settings, routes_roles, routes_prefill, routes_bridge, routes_spaces)
 
 
 def check_bind(host: str, runtime: Runtime) -> None:
@@ -92,137 +63,6 @@ def check_bind(host: str, runtime: Runtime) -> None:
         raise ConfigError(f"refusing to listen on {host}: no API token exists, so anyone who can reach this address "
                           "could read your memories. Create one first: `secondself token create --scope chat "
                           "--name phone`, or serve on 127.0.0.1.")
-
-
-@dataclass
-class ServerState:
-    """Everything the routes share, built once per app."""
-
-    runtime: Runtime
-    options: ServeOptions
-    jobs: Any = None
-    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
-    gates: Gates = field(default_factory=Gates)
-    notices: list[str] = field(default_factory=list)
-    _touched: dict[str, float] = field(default_factory=dict)
-
-    def gate(self, spec: str) -> ModelGate:
-        return self.gates(spec)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a token's name, scopes and the role it is bound to (None: the whole person), or
-    'local' (no tokens configured, loopback only)."""
-
-    name: str
-    scopes: tuple[str, ...]
-    role: str | None = None
-
-
-def api_error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-              param: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    """An error in OpenAI's shape, which its client libraries parse into typed exceptions."""
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
-                        status_code=status, headers=headers)
-
-
-# typed error → (HTTP status, OpenAI error type, code); first match wins, so subclasses come first
-_ERRORS: list[tuple[type[BaseException], int, str, str]] = [
-    (UploadTooLarge, 413, "invalid_request_error", "file_too_large"),
-    (SourceNotFoundError, 404, "invalid_request_error", "source_not_found"),
-    (RoleNotFoundError, 404, "invalid_request_error", "role_not_found"),
-    (RoleForbiddenError, 403, "permission_error", "role_forbidden"),
-    (ProfileError, 404, "invalid_request_error", "profile_not_found"),
-    (ContextOverflowError, 400, "invalid_request_error", "context_length_exceeded"),
-    (ModelNotAvailableError, 503, "server_error", "model_not_available"),
-    (EndpointError, 502, "server_error", "upstream_error"),
-    (BackendError, 502, "server_error", "model_error"),
-    (TrainingError, 409, "invalid_request_error", "training_error"),
-    (IngestError, 400, "invalid_request_error", "ingest_error"),
-    (StoreError, 500, "server_error", "store_error"),
-    (ConfigError, 400, "invalid_request_error", "invalid_value"),
-]
-
-
-def error_response(e: SecondSelfError) -> JSONResponse:
-    if isinstance(e, Busy):
-        return api_error(503, str(e), "server_error", "model_busy", headers={"Retry-After": str(int(e.retry_after))})
-    if isinstance(e, RateLimited):
-        return api_error(429, str(e), "rate_limit_error", "rate_limit_exceeded",
-                         headers={"Retry-After": str(max(1, int(e.retry_after + 0.999)))})
-    for cls, status, type_, code in _ERRORS:
-        if isinstance(e, cls):
-            return api_error(status, str(e), type_, code)
-    name = type(e).__name__
-    if name.endswith("NotFoundError"):
-        return api_error(404, str(e), "invalid_request_error", "not_found")
-    return api_error(400, str(e), "invalid_request_error", name)
-
-
-def state_of(request: Request) -> ServerState:
-    return request.app.state.secondself
-
-
-def authenticate(request: Request) -> Principal:
-    """The caller's identity from its bearer token (401 when tokens exist and it has none that is valid)."""
-    state = state_of(request)
-    rt = state.runtime
-    header = request.headers.get("authorization", "")
-    secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    with rt.lock:
-        if not token_store.any_tokens(rt.store) and _client_is_loopback(request):
-            # no tokens yet: this machine's own clients, whatever key they send (OpenAI clients insist on one)
-            return Principal("local", token_store.SCOPES)
-        token = token_store.verify(rt.store, secret, touch=False) if secret else None
-        if token is None:
-            raise _Unauthorized("a valid API token is required: send 'Authorization: Bearer <token>' "
-                                "(create one with `secondself token create`)" if not secret else
-                                "this API token is not valid (unknown or revoked)")
-        now = time.monotonic()
-        if now - state._touched.get(token.name, 0) > 60:  # one write a minute, not one per request
-            token_store.verify(rt.store, secret, touch=True)
-            state._touched[token.name] = now
-    return Principal(token.name, token.scopes, token.role)
-
-
-def _client_is_loopback(request: Request) -> bool:
-    client = request.client
-    return client is None or is_loopback(client.host) or client.host == "testclient"
-
-
-class _Unauthorized(SecondSelfError):
-    pass
-
-
-class _Forbidden(SecondSelfError):
-    pass
-
-
-def require(scope: str, roles: bool = False) -> Callable[..., Principal]:
-    """A dependency: the caller must hold `scope`; also applies the per-caller rate limit. Unless the route
-    applies the caller's role itself (`roles=True`), a token bound to a role is refused."""
-
-    def check(request: Request) -> Principal:
-        principal = authenticate(request)
-        if not token_store.grants(principal.scopes, scope):
-            raise _Forbidden(f"this token lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
-        if principal.role is not None and not roles:
-            raise _Forbidden(f"this token is confined to the role {principal.role!r}, and this route is not open to "
-                             "role-bound tokens")
-        state_of(request).limiter.check(principal.name)
-        return principal
-    return check
-
-
-# Route parameters that authenticate: `def route(..., _: Reader)` needs the read scope.
-Chatter = Annotated[Principal, Depends(require("chat"))]
-Reader = Annotated[Principal, Depends(require("read"))]
-Writer = Annotated[Principal, Depends(require("write"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
-# Routes that confine a role-bound token to its role (and honour an optional `role` the caller asks for).
-RoleChatter = Annotated[Principal, Depends(require("chat", roles=True))]
-RoleReader = Annotated[Principal, Depends(require("read", roles=True))]
 
 
 def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any = None) -> FastAPI:
@@ -270,12 +110,8 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     _install_errors(app)
     _install_guards(app, options)
 
-    from . import openai_api, routes, routes_bridge, routes_prefill, routes_roles, routes_spaces
-
-    app.include_router(openai_api.router)
-    app.include_router(routes.router)
-    for extra in (routes_roles, routes_prefill, routes_bridge, routes_spaces):
-        app.include_router(extra.router)
+    for module in ROUTERS:
+        app.include_router(module.router)
     if mcp_app is not None:
         app.add_route("/mcp", mcp_app)  # exact path: without it, POST /mcp is redirected to /mcp/
         app.mount("/mcp", mcp_app)
@@ -317,10 +153,10 @@ def _hostname(header: str) -> str:
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(SecondSelfError)
     async def typed(request: Request, e: SecondSelfError) -> JSONResponse:
-        if isinstance(e, _Unauthorized):
+        if isinstance(e, Unauthorized):
             return api_error(401, str(e), "authentication_error", "invalid_api_key",
                              headers={"WWW-Authenticate": "Bearer"})
-        if isinstance(e, _Forbidden):
+        if isinstance(e, Forbidden):
             return api_error(403, str(e), "permission_error", "insufficient_scope")
         return error_response(e)
 

@@ -34,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..backends.chat import Message, Sampling
 from ..errors import ConfigError, RoleForbiddenError, RoleNotFoundError, SecondSelfError
 from ..roles import MODEL_PREFIX
-from .app import Principal, RoleChatter, error_response, state_of
-from .routes_roles import acting_role
+from .auth import Principal, RoleChatter, acting_role
+from .responses import error_response
+from .state import state_of
 
 router = APIRouter(tags=["openai"])
 log = logging.getLogger("secondself.serve")

@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 
 from ..bridge import MAX_REQUEST_CHARS, Policy, ask, critique, enhance, get_run, list_runs
 from ..errors import ConfigError
-from .app import Chatter, Principal, Reader, api_error, state_of
+from .auth import Chatter, Principal, Reader
+from .responses import api_error
+from .state import state_of
 from .tokens import grants
 
 router = APIRouter(prefix="/api/bridge", tags=["bridge"])

@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from .app import Reader, state_of
+from .auth import Reader
+from .state import state_of
 
 router = APIRouter(prefix="/api")
 

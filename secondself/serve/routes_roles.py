@@ -1,6 +1,6 @@
 """Roles over HTTP: list and show (read), create, change and delete (admin); tags on sources (admin).
 
-A token bound to a role sees only its own role here. `acting_role` is what every role-aware route (chat,
+A token bound to a role sees only its own role here. `auth.acting_role` is what every role-aware route (chat,
 search, sources, profile, facts, conversations) calls to learn which role, if any, a request acts as.
 """
 
@@ -14,21 +14,14 @@ from pydantic import BaseModel, Field
 from .. import roles as rolelib
 from ..errors import RoleNotFoundError
 from ..memory import scope as scopelib
-from .app import Admin, Principal, RoleReader, state_of
+from .auth import Admin, RoleReader, acting_role
+from .state import state_of
 
-__all__ = ["router", "acting_role"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api", tags=["roles"])
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
-
-
-def acting_role(request: Request, principal: Principal, requested: str | None) -> rolelib.Role | None:
-    """The role this request acts as: the token's own (asking for another is 403), else the `role` it asked
-    for (404 if unknown), else None — the whole person. Call it before reading anything."""
-    rt = state_of(request).runtime
-    with rt.lock:
-        return rolelib.role_for(rt.store, principal.role, requested)
 
 
 class ScopeIn(BaseModel):

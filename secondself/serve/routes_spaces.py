@@ -22,7 +22,9 @@ from pydantic import BaseModel, Field
 from .. import spaces
 from ..backends.openai_compat import is_remote_url
 from ..errors import ConfigError
-from .app import Reader, Writer, api_error, state_of
+from .auth import Reader, Writer
+from .responses import api_error
+from .state import state_of
 from .tokens import grants
 
 router = APIRouter(prefix="/api", tags=["spaces"])

@@ -11,7 +11,7 @@ Scopes, each granting one kind of access:
     admin  everything, including training, choosing adapters, settings and tokens
 
 A token may be bound to a role (roles.py): every request made with it is then confined to that role — its
-model id only, its memory scope on every route (serve/app.py `require`, serve/mcp.py). Such a token holds
+model id only, its memory scope on every route (serve/auth.py `require`, serve/mcp.py). Such a token holds
 only chat and read: write or admin would let it edit the profile, read settings or mint an unbound token.
 """
 

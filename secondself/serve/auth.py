@@ -1,0 +1,119 @@
+"""Who is calling and what they may do: the one module of token and scope checks every router depends on.
+
+- Once a token exists, every route but `/health` and the static web app needs `Authorization: Bearer`, and
+  each route checks its scope (tokens.py). With no token at all, only loopback clients can reach the server
+  and they get every scope: one person on their own machine.
+- A token bound to a role (tokens.py) is confined to it: routes declare that they apply the caller's role by
+  authenticating with `RoleChatter`/`RoleReader` (and call `acting_role`); every other route refuses such a
+  token with 403, so a route added later fails closed until it is made role-aware.
+
+Routers import from here (and state.py, responses.py), never from app.py, which imports them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .. import roles as rolelib
+from ..errors import SecondSelfError
+from . import tokens as token_store
+from .state import state_of
+
+__all__ = ["Principal", "authenticate", "require", "acting_role", "is_loopback", "Unauthorized", "Forbidden",
+           "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token's name, scopes and the role it is bound to (None: the whole person), or
+    'local' (no tokens configured, loopback only)."""
+
+    name: str
+    scopes: tuple[str, ...]
+    role: str | None = None
+
+
+class Unauthorized(SecondSelfError):
+    """No valid token (HTTP 401)."""
+
+
+class Forbidden(SecondSelfError):
+    """A valid token without the scope, or confined to a role this route does not apply (HTTP 403)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller's identity from its bearer token (401 when tokens exist and it has none that is valid)."""
+    state = state_of(request)
+    rt = state.runtime
+    header = request.headers.get("authorization", "")
+    secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    with rt.lock:
+        if not token_store.any_tokens(rt.store) and _client_is_loopback(request):
+            # no tokens yet: this machine's own clients, whatever key they send (OpenAI clients insist on one)
+            return Principal("local", token_store.SCOPES)
+        token = token_store.verify(rt.store, secret, touch=False) if secret else None
+        if token is None:
+            raise Unauthorized("a valid API token is required: send 'Authorization: Bearer <token>' "
+                               "(create one with `secondself token create`)" if not secret else
+                               "this API token is not valid (unknown or revoked)")
+        now = time.monotonic()
+        if now - state._touched.get(token.name, 0) > 60:  # one write a minute, not one per request
+            token_store.verify(rt.store, secret, touch=True)
+            state._touched[token.name] = now
+    return Principal(token.name, token.scopes, token.role)
+
+
+def _client_is_loopback(request: Request) -> bool:
+    client = request.client
+    return client is None or is_loopback(client.host) or client.host == "testclient"
+
+
+def require(scope: str, roles: bool = False) -> Callable[..., Principal]:
+    """A dependency: the caller must hold `scope`; also applies the per-caller rate limit. Unless the route
+    applies the caller's role itself (`roles=True`), a token bound to a role is refused."""
+
+    def check(request: Request) -> Principal:
+        principal = authenticate(request)
+        if not token_store.grants(principal.scopes, scope):
+            raise Forbidden(f"this token lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
+        if principal.role is not None and not roles:
+            raise Forbidden(f"this token is confined to the role {principal.role!r}, and this route is not open to "
+                            "role-bound tokens")
+        state_of(request).limiter.check(principal.name)
+        return principal
+    return check
+
+
+# Route parameters that authenticate: `def route(..., _: Reader)` needs the read scope.
+Chatter = Annotated[Principal, Depends(require("chat"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+# Routes that confine a role-bound token to its role (and honour an optional `role` the caller asks for).
+RoleChatter = Annotated[Principal, Depends(require("chat", roles=True))]
+RoleReader = Annotated[Principal, Depends(require("read", roles=True))]
+
+
+def acting_role(request: Request, principal: Principal, requested: str | None) -> rolelib.Role | None:
+    """The role this request acts as: the token's own (asking for another is 403), else the `role` it asked
+    for (404 if unknown), else None — the whole person. Call it before reading anything."""
+    rt = state_of(request).runtime
+    with rt.lock:
+        return rolelib.role_for(rt.store, principal.role, requested)
