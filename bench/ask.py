@@ -3,9 +3,9 @@
 For each configuration (same process, same memory, same questions) it reports:
 - latency: mean and p95 of retrieval, prompt assembly, time to first token and generation seconds;
 - answer quality on answerable questions: token F1 against the reference answer, "contains" rate
-  (the reference appears in the answer), citation accuracy (answered questions whose citations include
-  a labelled relevant passage), and false abstentions;
-- refusal accuracy on unanswerable questions (the persona says it does not know).
+  (the reference appears in the answer, both normalised as in bench/answers.py), citation accuracy
+  (answered questions whose citations include a labelled relevant passage), and false abstentions;
+- refusal accuracy on unanswerable questions (the persona abstains or says it does not know).
 
 Configurations compared (the baseline is the first one):
   best-last k=4   the default: 4 passages, the best nearest the question
@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from secondself.answer_scoring import contains_answer, is_abstention  # noqa: E402
 from secondself.backends.embedders import make_embedder  # noqa: E402
 from secondself.backends.registry import make_chat_model  # noqa: E402
 from secondself.evaluation import is_relevant, load_queries, mean, token_f1  # noqa: E402
@@ -53,7 +54,7 @@ def run_config(persona: Persona, queries) -> dict:
                        if any(c["chunk_id"] == p.chunk.id for c in ans.citations))
         rows.append({"id": q.id, "answerable": q.answerable, "answer": ans.text, "abstained": ans.abstained,
                      "f1": token_f1(ans.text, q.answer) if q.answerable else None,
-                     "contains": q.answer.lower() in ans.text.lower() if q.answerable else None,
+                     "contains": contains_answer(ans.text, [q.answer]) if q.answerable else None,
                      "cited_ok": cited_ok, "shown_ok": any(is_relevant(p.chunk, q) for p in ans.passages),
                      "total_s": total, **{k: ans.timings.get(k, 0.0) for k in
                                           ("retrieval_s", "assembly_s", "first_token_s", "generation_s")}})
@@ -67,7 +68,7 @@ def run_config(persona: Persona, queries) -> dict:
         "citation_accuracy": mean([float(r["cited_ok"]) for r in answered]),
         "passages_contain_answer": mean([float(r["shown_ok"]) for r in ans_rows]),
         "false_abstention": mean([float(r["abstained"]) for r in ans_rows]),
-        "refusal_accuracy": mean([float(r["abstained"]) for r in una_rows]),
+        "refusal_accuracy": mean([float(is_abstention(r["answer"], r["abstained"])) for r in una_rows]),
         "latency": {k: {"mean": mean([r[k] for r in rows]), "p95": p95([r[k] for r in rows])}
                     for k in ("retrieval_s", "assembly_s", "first_token_s", "generation_s", "total_s")},
         "rows": rows,
