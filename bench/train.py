@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MAYA, dump_json, fmt_ratio, log, ratio, table  # noqa: E402
 
+from secondself.progress import Progress  # noqa: E402
 from secondself.train.sft import TrainConfig, train  # noqa: E402
 from secondself.types import TrainingExample  # noqa: E402
 
@@ -75,9 +76,9 @@ def tiny_model(folder: Path, texts: list[str]) -> Path:
 def run(base: Path, examples: list[TrainingExample], config: TrainConfig, work: Path, label: str) -> dict:
     seen: list[dict] = []
 
-    def progress(p: dict) -> None:
-        seen.append({**p, "t": time.perf_counter()})
-        log(f"  {label} step {p['step']}/{p['steps']}: loss {p['loss']:.3f}")
+    def progress(p: Progress) -> None:
+        seen.append({**p.info, "step": p.done, "steps": p.total, "t": time.perf_counter()})
+        log(f"  {label} step {p.done}/{p.total}: loss {p.info['loss']:.3f}")
 
     t0 = time.perf_counter()
     result = train(base, examples, work / f"out-{label}", config, run_dir=work / f"run-{label}",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
+from .progress import OnProgress
 
 if TYPE_CHECKING:
     from .backends.chat import ChatModel
@@ -87,7 +88,7 @@ class Runtime:
             self._store.close()
             self._store = None
 
-    def reembed_if_stale(self, on_progress=None) -> int:
+    def reembed_if_stale(self, on_progress: OnProgress | None = None) -> int:
         """After an embedding-model switch, embed what the configured model lacks; returns how many."""
         from .ingest.pipeline import ensure_embeddings
 
@@ -100,14 +101,14 @@ class Runtime:
     # -- layers 1-2: what `build`/`train` and the server's jobs share ---------------------------------
     def build_profile(self, teacher_spec: str | None = None, *, full: bool = False, seed: int = 0,
                       topics: int | None = None, teacher_facts: bool = False, slots: bool | None = None,
-                      prose: bool | None = None, about: str | None = None, on_progress=None):
+                      prose: bool | None = None, about: str | None = None, on_progress: OnProgress | None = None):
         """Build layer 1 the one way `secondself build` and the build job do; returns (report, options, teacher).
 
         The teacher is resolved first (a bad spec fails before anything is written); `about` (the person's
         own text) is stored when given, else the stored one is used; what the embedder lacks is embedded.
         Defaults: the teacher fills slots unless it is the embedded 135M model (its answers failed validation
         in every measured case) and writes prose only when it is an endpoint or a local model.
-        `on_progress(stage, done, total)` gets "embed" and the build's stages."""
+        `on_progress` gets Progress values for "embed" and the build's stages."""
         from .memory.build import BuildOptions, build
         from .memory.versions import overrides, set_override
 
@@ -124,9 +125,9 @@ class Runtime:
         return report, options, teacher
 
     def train_model(self, base_spec: str | None = None, *, steps: int | None = None, epochs: float | None = None,
-                    rank: int | None = None, resume: bool = False, on_progress=None):
+                    rank: int | None = None, resume: bool = False, on_progress: OnProgress | None = None):
         """Train (or resume) the personal model the one way `secondself train` and the train job do; returns
-        the registered, selected adapter (AdapterInfo). `on_progress(stage, info)` as in `run_training`."""
+        the registered, selected adapter (AdapterInfo). `on_progress` as in `run_training`."""
         from .train.pipeline import TrainOptions, resume_settings, run_training
 
         if resume:  # the run's own recorded settings and base, never today's defaults

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from secondself.errors import ConfigError, TrainingCancelled, TrainingError  # noqa: E402
+from secondself.progress import Progress  # noqa: E402
 from secondself.train import sft  # noqa: E402
 from secondself.train.export import export_merged, export_ollama  # noqa: E402
 from secondself.train.tiny import make_tiny_model  # noqa: E402
@@ -172,15 +173,15 @@ def test_choose_rank_grows_with_the_data_and_says_why(tokenizer) -> None:
 
 def test_train_changes_lora_only_lowers_loss_and_saves_a_reloadable_adapter(base: Path, tokenizer,
                                                                           tmp_path: Path) -> None:
-    seen: list[dict] = []
+    seen: list[Progress] = []
     out = tmp_path / "adapter"
     result = sft.train(base, examples(6), out, cfg(steps=15, learning_rate=2e-2, dropout=0.0),
                        run_dir=tmp_path / "run", on_progress=seen.append)
     assert result.steps == 15 and len(result.losses) == 15 and result.adapter_dir == out
     assert result.losses[-1] < 0.8 * result.losses[0]
-    assert [p["step"] for p in seen] == list(range(1, 16)) and seen[-1]["eta_s"] == 0
-    assert {"loss", "tokens", "elapsed_s", "tokens_per_s", "steps"} <= set(seen[0])
-    assert result.tokens_trained == seen[-1]["tokens"] > 0 and result.resumed_from_step == 0
+    assert [(p.stage, p.done, p.total) for p in seen] == [("train", s, 15) for s in range(1, 16)]
+    assert seen[-1].info["eta_s"] == 0 and {"loss", "tokens", "elapsed_s", "tokens_per_s"} <= set(seen[0].info)
+    assert result.tokens_trained == seen[-1].info["tokens"] > 0 and result.resumed_from_step == 0
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "run" / "checkpoint").exists()  # the finished run needs no checkpoint
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left behind
@@ -210,7 +211,7 @@ def test_cancel_then_resume_reaches_the_same_weights(base: Path, tmp_path: Path)
     steps_done: list[int] = []
     with pytest.raises(TrainingCancelled, match="--resume"):
         sft.train(base, data, tmp_path / "b", config, run_dir=tmp_path / "run-b",
-                  on_progress=lambda p: steps_done.append(p["step"]), should_stop=lambda: len(steps_done) >= 3)
+                  on_progress=lambda p: steps_done.append(p.done), should_stop=lambda: len(steps_done) >= 3)
     assert steps_done == [1, 2, 3] and (tmp_path / "run-b" / "checkpoint" / "state.json").is_file()
     assert not (tmp_path / "b").exists()
     resumed = sft.train(base, data, tmp_path / "b", config, run_dir=tmp_path / "run-b")
@@ -221,8 +222,8 @@ def test_cancel_then_resume_reaches_the_same_weights(base: Path, tmp_path: Path)
 
 
 def test_ctrl_c_keeps_a_checkpoint_and_out_of_memory_says_what_to_do(base: Path, tmp_path: Path) -> None:
-    def interrupt(progress: dict) -> None:
-        if progress["step"] == 2:
+    def interrupt(progress: Progress) -> None:
+        if progress.done == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingCancelled, match="--resume"):
@@ -230,7 +231,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_out_of_memory_says_what_to_do(base: Path,
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2
 
-    def oom(progress: dict) -> None:
+    def oom(progress: Progress) -> None:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     with pytest.raises(TrainingError, match="--batch-size"):
@@ -251,10 +252,10 @@ def test_no_training_samples_and_a_foreign_checkpoint_are_errors(base: Path, tmp
 
 
 def test_unpacked_training_runs_too(base: Path, tmp_path: Path) -> None:
-    seen: list[dict] = []
+    seen: list[Progress] = []
     sft.train(base, examples(), tmp_path / "out", cfg(steps=2, packing=False), run_dir=tmp_path / "run",
               on_progress=seen.append)
-    assert seen[-1]["positions"] > seen[-1]["tokens_all"]  # padded rows
+    assert seen[-1].info["positions"] > seen[-1].info["tokens_all"]  # padded rows
 
 
 # -- export and serving --------------------------------------------------------------------------------

@@ -82,8 +82,8 @@ def test_train_registers_an_evaluated_adapter(person):
 def test_cancel_then_resume_finishes_the_same_run(person):
     store, person_dir, tiny = person
 
-    def cancel_at_step_2(stage, info):
-        if stage == "train" and info["step"] == 2:
+    def cancel_at_step_2(p):
+        if p.stage == "train" and p.done == 2:
             (latest_run(person_dir) / "CANCEL").write_text("now")
 
     with pytest.raises(TrainingCancelled, match="--resume"):

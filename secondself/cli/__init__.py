@@ -34,32 +34,6 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-class _Bars:
-    """A progress callback that draws one tqdm bar per stage on stderr (hidden when not a terminal)."""
-
-    def __init__(self, labels: dict[str, str], enabled: bool = True) -> None:
-        self.labels, self.enabled, self.bars = labels, enabled, {}
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if not self.enabled or stage not in self.labels:
-            return
-        from tqdm import tqdm
-
-        bar = self.bars.get(stage)
-        if bar is None or (total is not None and bar.total != total):
-            if bar is not None:
-                bar.close()
-            bar = self.bars[stage] = tqdm(total=total, desc=self.labels[stage], unit="file" if stage == "ingest"
-                                          else "chunk", file=sys.stderr, disable=None, leave=False)
-        bar.n = done
-        bar.refresh()
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-        self.bars.clear()
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", envvar="SECONDSELF_HOME", type=click.Path(file_okay=False),
               help="Data directory (default ~/.secondself; env SECONDSELF_HOME).")

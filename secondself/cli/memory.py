@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from . import EXIT_FILES_FAILED, Context, _Bars, _emit_json, cli
+from . import EXIT_FILES_FAILED, Context, _emit_json, cli
+from .progress import Bars
 
 
 @cli.command()
@@ -26,7 +27,7 @@ def ingest(obj: Context, paths: tuple[str, ...], source_name: str | None, prune:
     from ..ingest.pipeline import ingest as run_ingest
 
     def once(prune_now: bool) -> int:
-        bars = _Bars({"ingest": "ingest"}, enabled=not as_json)
+        bars = Bars({"ingest": ("ingest", "file")}, quiet=as_json)
         try:
             report = run_ingest(obj.store, obj.embedder, paths, source_name=source_name, prune=prune_now,
                                 person_name=obj.settings.person_name, chunk_words=obj.settings.chunk_words,
@@ -110,7 +111,7 @@ def search(obj: Context, query: str, k: int, sources: tuple[str, ...], since: st
 
 def _reembed_if_stale(obj: Context, quiet: bool) -> None:
     """After an embedding-model switch, embed what the new model lacks (with a progress bar)."""
-    bars = _Bars({"embed": "embed"}, enabled=not quiet)
+    bars = Bars({"embed": ("embed", "chunk")}, quiet=quiet)
     try:
         obj.reembed_if_stale(on_progress=bars)
     finally:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from . import Context, _Bars, _emit_json, cli
+from . import Context, _emit_json, cli
+from .progress import Bars
 
 
 @cli.command()
@@ -35,8 +36,8 @@ def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None
     from pathlib import Path
 
     about = Path(about_file).read_text(encoding="utf-8") if about_file else None
-    bars = _Bars({"embed": "embed", "topics": "naming topics", "facts": "reading facts",
-                  "shades": "describing shades"}, enabled=not as_json)
+    bars = Bars({"embed": ("embed", "chunk"), "topics": ("naming topics", "topic"),
+                 "facts": ("reading facts", "chunk"), "shades": ("describing shades", "shade")}, quiet=as_json)
     try:
         report, options, teacher = obj.build_profile(teacher_spec, full=full, seed=seed, topics=k,
                                                      teacher_facts=teacher_facts, slots=slots, prose=prose,

@@ -1,55 +1,39 @@
 """Layer-2 commands: train (synthesize → fine-tune → evaluate), model (list, use, rollback, export), eval.
 
-Training runs in the foreground with a progress line (step, loss, tokens/s, ETA). `train --cancel`
-(from another terminal) or Ctrl-C stops at the next step with a checkpoint; `train --resume` continues.
+Training runs in the foreground with one progress bar per stage (rate, ETA; loss and tokens/s while training).
+`train --cancel` (from another terminal) or Ctrl-C stops at the next step with a checkpoint; `train --resume`
+continues.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from ..progress import Progress
 from . import Context, _emit_json, cli
+from .progress import Bars
+
+_STAGES = {"retention": ("base model answering generic prompts", "prompt"), "train": ("train", "step"),
+           "evaluate": ("evaluate", "answer")}
 
 
-class _TrainLine:
-    """One self-updating status line on stderr (plain lines when not a terminal)."""
+class _TrainProgress(Bars):
+    """The training stages as bars (kept: a bar stays, or one line per stage in a log); the synthesized
+    samples as one line."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet, self.tty, self.last, self.drawn = quiet, sys.stderr.isatty(), 0.0, False
+        super().__init__(_STAGES, quiet=quiet, keep=True)
 
-    def __call__(self, stage: str, info: dict) -> None:
-        import time
-
-        if self.quiet:
-            return
-        if stage == "synthesize":
-            counts = ", ".join(f"{k} {v.get('train', 0)}+{v.get('heldout', 0)}" for k, v in info["counts"].items())
+    def __call__(self, p: Progress) -> None:
+        if p.stage == "synthesize" and not self.quiet:
+            counts = ", ".join(f"{k} {v.get('train', 0)}+{v.get('heldout', 0)}" for k, v in p.info["counts"].items())
             click.echo(f"samples (train+held-out): {counts}", err=True)
-            if info.get("dropped"):
-                click.echo(f"dropped: {info['dropped']}", err=True)
+            if p.info.get("dropped"):
+                click.echo(f"dropped: {p.info['dropped']}", err=True)
             return
-        if stage == "train":
-            line = (f"train step {info['step']}/{info['steps']}  loss {info['loss']:.3f}  "
-                    f"{info.get('tokens_per_s', 0):.0f} tok/s  ETA {int(info.get('eta_s', 0)) // 60}m"
-                    f"{int(info.get('eta_s', 0)) % 60:02d}s")
-        elif stage == "retention":
-            line = f"base model answering generic prompts (retention set) {info['done']}/{info['total']}"
-        else:
-            line = f"evaluating {info['done']}/{info['total']}"
-        now = time.monotonic()
-        if self.tty:
-            click.echo("\r" + line.ljust(78), nl=False, err=True)
-            self.drawn = True
-        elif now - self.last > 10 or info.get("step") == info.get("steps"):
-            click.echo(line, err=True)
-            self.last = now
-
-    def close(self) -> None:
-        if self.drawn:  # end the self-updating line (nothing to end if training failed before it drew one)
-            click.echo(err=True)
+        super().__call__(p)
 
 
 @cli.command()
@@ -75,12 +59,12 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
         return
     if rank not in (None, "auto") and not (rank.isdigit() and int(rank) > 0):
         raise ConfigError(f"--rank must be a positive whole number or 'auto', not {rank!r}")
-    line = _TrainLine(as_json)
+    bars = _TrainProgress(as_json)
     try:
         info = obj.train_model(base_spec, steps=steps, epochs=epochs,
-                               rank=int(rank) if rank and rank.isdigit() else None, resume=resume, on_progress=line)
+                               rank=int(rank) if rank and rank.isdigit() else None, resume=resume, on_progress=bars)
     finally:
-        line.close()
+        bars.close()
     if as_json:
         _emit_json({"version": info.version, "path": str(info.path), **info.metadata})
         return

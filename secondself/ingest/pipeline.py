@@ -14,24 +14,20 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..backends.embedders import Embedder
 from ..errors import IngestError, UnreadableFileError
+from ..progress import OnProgress, Progress
 from ..store import Store
 from ..types import ChunkDraft, ParsedDocument
 from .chunking import chunk_blocks
 from .readers import is_supported, read_file
 
-__all__ = ["ingest", "ensure_embeddings", "IngestReport", "FileOutcome",
-           "Progress", "embedding_text", "walk_files"]
-
-
-#: on_progress(stage, done, total): stage is "scan", "ingest" or "embed"; total may be None.
-Progress = Callable[[str, int, int | None], None]
+__all__ = ["ingest", "ensure_embeddings", "IngestReport", "FileOutcome", "embedding_text", "walk_files"]
 
 _FLUSH_CHUNKS = 256      # chunks embedded per model call group
 _COMMIT_SECONDS = 5.0    # a transaction covers whole files, committed at least this often
@@ -118,7 +114,7 @@ class _Writer:
     """Buffers chunks so the embedder sees large batches across small files; writes within the open
     transaction of the caller."""
 
-    def __init__(self, store: Store, embedder: Embedder, report: IngestReport, on_progress: Progress | None):
+    def __init__(self, store: Store, embedder: Embedder, report: IngestReport, on_progress: OnProgress | None):
         self.store, self.embedder, self.report, self.on_progress = store, embedder, report, on_progress
         self.buffer: list[_Buffered] = []
 
@@ -167,11 +163,12 @@ def _source_for(store: Store, path: Path, source_name: str | None) -> tuple[str,
 
 def ingest(store: Store, embedder: Embedder, paths: Sequence[str | Path], *, source_name: str | None = None,
                  prune: bool = False, person_name: str = "", chunk_words: int = 160,
-                 on_progress: Progress | None = None) -> IngestReport:
+                 on_progress: OnProgress | None = None) -> IngestReport:
     """Ingest files and folders; each path argument is one source (named after it unless `source_name`).
 
     With no paths, every known source is re-scanned. `prune` deletes files that disappeared, and sources
     whose root disappeared. Raises IngestError if a path does not exist (nothing is written then).
+    `on_progress` gets Progress("scan", files, files) per source, then Progress("ingest", done, files).
     """
     report = IngestReport()
     started = time.perf_counter()
@@ -205,11 +202,11 @@ def ingest(store: Store, embedder: Embedder, paths: Sequence[str | Path], *, sou
 
 
 def _ingest_source(store: Store, embedder: Embedder, name: str, sid: int, root: Path, report: IngestReport, *,
-                   prune: bool, person_name: str, target: int, on_progress: Progress | None) -> None:
+                   prune: bool, person_name: str, target: int, on_progress: OnProgress | None) -> None:
     base = root.parent if root.is_file() else root
     files = list(walk_files(root))
     if on_progress:
-        on_progress("scan", len(files), len(files))
+        on_progress(Progress("scan", len(files), len(files)))
     seen: set[str] = set()
     writer = _Writer(store, embedder, report, on_progress)
     done = 0
@@ -225,7 +222,7 @@ def _ingest_source(store: Store, embedder: Embedder, name: str, sid: int, root: 
                 report.outcomes.append(outcome)
                 done += 1
                 if on_progress:
-                    on_progress("ingest", done, len(files))
+                    on_progress(Progress("ingest", done, len(files)))
                 if done >= len(files) or time.perf_counter() - group_started >= _COMMIT_SECONDS:
                     break
             writer.flush()
@@ -341,9 +338,10 @@ def _fallback_date(path: Path, mtime: float) -> tuple[datetime, str]:
     return datetime.fromtimestamp(mtime, UTC), "file modification time"
 
 
-def ensure_embeddings(store: Store, embedder: Embedder, on_progress: Progress | None = None,
+def ensure_embeddings(store: Store, embedder: Embedder, on_progress: OnProgress | None = None,
                       batch: int = _FLUSH_CHUNKS) -> int:
     """Embed every chunk that has no vector from `embedder` (after a model switch). Returns how many.
+    `on_progress` gets Progress("embed", chunks done, chunks to embed) per batch.
 
     Vectors of other models are kept, so switching back costs nothing. Each batch commits on its own,
     so an interrupted re-embed resumes where it stopped.
@@ -356,5 +354,5 @@ def ensure_embeddings(store: Store, embedder: Embedder, on_progress: Progress | 
             for (cid, *_), vec in zip(part, vectors, strict=True):
                 store.put_vector(cid, embedder.name, vec)
         if on_progress:
-            on_progress("embed", min(start + batch, len(todo)), len(todo))
+            on_progress(Progress("embed", min(start + batch, len(todo)), len(todo)))
     return len(todo)

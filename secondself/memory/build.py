@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from ..backends.chat import ChatModel, MeteredModel
 from ..errors import BuildError, SecondSelfError
+from ..progress import OnProgress, Progress
 from ..store import Store, now_iso
 from ..types import Chunk, Profile, Topic
 from . import facts as factlib
@@ -36,7 +36,6 @@ from .versions import apply_overrides, current_version, load_version, overrides,
 __all__ = ["BuildOptions", "BuildReport", "StepReport", "build", "runs", "chunk_key", "STEPS"]
 
 STEPS = ("load", "topics", "facts", "shades", "biography", "status", "save")
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -159,8 +158,9 @@ class _Run:
 
 def build(store: Store, embedder_name: str, teacher: ChatModel | None, person: str,
           options: BuildOptions | None = None, *, about: str = "",
-          on_progress: Progress | None = None) -> BuildReport:
-    """Build (or update) layer 1 and save it as a new version. Raises BuildError naming the failed step."""
+          on_progress: OnProgress | None = None) -> BuildReport:
+    """Build (or update) layer 1 and save it as a new version. Raises BuildError naming the failed step.
+    `on_progress` gets Progress("topics" | "facts" | "shades", done, total) as each item is made."""
     options = options or BuildOptions()
     meter = MeteredModel(teacher) if teacher is not None else None
     last = runs(store, 1)
@@ -185,7 +185,7 @@ def build(store: Store, embedder_name: str, teacher: ChatModel | None, person: s
 
 class _Builder:
     def __init__(self, store: Store, embedder_name: str, meter: MeteredModel | None, person: str,
-                 options: BuildOptions, about: str, run: _Run, report: BuildReport, progress: Progress) -> None:
+                 options: BuildOptions, about: str, run: _Run, report: BuildReport, progress: OnProgress) -> None:
         self.store, self.embedder_name, self.meter, self.person = store, embedder_name, meter, person
         self.options, self.about, self.run_row, self.report, self.progress = options, about, run, report, progress
         self.cache = _Cache(store)
@@ -276,7 +276,7 @@ class _Builder:
                 t["named"] = list(t["members"])
                 renamed += 1
                 self.cache.put("topics", "state", state)       # each name is kept as soon as it exists
-            self.progress("topics", i + 1, len(state["topics"]))
+            self.progress(Progress("topics", i + 1, len(state["topics"])))
         self.cache.put("topics", "state", state)
         self.topic_state = state
         self.topics = [self._topic(t) for t in state["topics"]]
@@ -340,7 +340,7 @@ class _Builder:
             if len(pending) >= 25 or self.meter is not None and self.options.teacher_facts:
                 self.cache.put_many(step, pending)
                 pending = {}
-            self.progress("facts", i + 1, len(todo))
+            self.progress(Progress("facts", i + 1, len(todo)))
         if pending:
             self.cache.put_many(step, pending)
         stale = self.cache.keys(step) - set(self.by_key)     # derived from memories that were deleted
@@ -372,7 +372,7 @@ class _Builder:
                 self.cache.put("shade", key, got)
                 made += 1
             self.shades.append(make_shade(t, got["role"], got["description"], [self.chunks[c] for c in t.chunks]))
-            self.progress("shades", i + 1, len(eligible))
+            self.progress(Progress("shades", i + 1, len(eligible)))
         return f"{len(self.shades)} shades ({made} described now)"
 
     def step_biography(self) -> str:

@@ -54,9 +54,9 @@ from ..errors import (
 )
 from ..runtime import Runtime
 from ..store import Store, now_iso
-from .runners import RUNNERS, Progress, Runner, StopCheck, check_params
+from .runners import RUNNERS, JobProgress, Runner, StopCheck, check_params
 
-__all__ = ["Jobs", "Runner", "Progress", "StopCheck", "RUNNERS", "FINISHED", "add_loss"]
+__all__ = ["Jobs", "Runner", "JobProgress", "StopCheck", "RUNNERS", "FINISHED", "add_loss"]
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ apart, plus the check of each kind's parameters at submit time (a bad request fa
 is queued).
 
 A runner is `runner(runtime, params, progress, should_stop) -> JSON-able result` (see jobs.py); it stops by
-raising JobCancelled (or TrainingCancelled) when `should_stop()` turns True in its progress callbacks.
+raising JobCancelled (or TrainingCancelled) when `should_stop()` turns True in its progress callbacks. The
+library's long steps report `Progress` values; `record` turns each into the job's progress record, here only.
 """
 
 from __future__ import annotations
@@ -13,31 +14,46 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError, JobCancelled, TrainingCancelled
+from ..progress import OnProgress, Progress
 from ..runtime import Runtime
 
-__all__ = ["RUNNERS", "Runner", "Progress", "StopCheck", "check_params", "run_ingest", "run_build", "run_train",
-           "run_space"]
+__all__ = ["RUNNERS", "Runner", "JobProgress", "StopCheck", "check_params", "record", "run_ingest", "run_build",
+           "run_train", "run_space"]
 
-Progress = Callable[[dict[str, Any]], None]
-"""progress(info): merged into the job's progress, e.g. {"stage": "ingest", "done": 3, "total": 10}. A report
-with "step" and "loss" also extends progress["losses"], the loss curve ([[step, loss], ...])."""
+JobProgress = Callable[[dict[str, Any]], None]
+"""progress(fields): merged into the job's progress record (JSON, as the API shows it), e.g. {"stage": "ingest",
+"done": 3, "total": 10}. A report with "step" and "loss" also extends progress["losses"], the loss curve
+([[step, loss], ...])."""
 StopCheck = Callable[[], bool]
 """should_stop(): True once the job should stop (cancelled, or the server is stopping)."""
-Runner = Callable[[Runtime, dict[str, Any], Progress, StopCheck], Any]
+Runner = Callable[[Runtime, dict[str, Any], JobProgress, StopCheck], Any]
 """runner(runtime, params, progress, should_stop) -> a JSON-able result."""
 
+_TRAIN_KEYS = ("loss", "tokens", "tokens_per_s", "eta_s", "elapsed_s")
 
-def _stage_reporter(progress: Progress, should_stop: StopCheck, what: str) -> Callable[[str, int, int | None], None]:
-    """An on_progress(stage, done, total) for ingest and build that also stops the job when asked."""
 
-    def report(stage: str, done: int, total: int | None) -> None:
+def record(p: Progress) -> dict[str, Any]:
+    """A library `Progress` as the job's progress record: {"stage", "done", "total"}; a training step as
+    {"stage", "step", "steps", "loss", ...} (the loss curve is drawn from these); synthesis as its counts."""
+    if p.stage == "train":
+        return {"stage": p.stage, "step": p.done, "steps": p.total, **{k: p.info[k] for k in _TRAIN_KEYS
+                                                                          if k in p.info}}
+    if p.stage == "synthesize":
+        return {"stage": p.stage, "counts": p.info.get("counts", {}), "dropped": p.info.get("dropped", {})}
+    return {"stage": p.stage, "done": p.done, "total": p.total}
+
+
+def _stage_reporter(progress: JobProgress, should_stop: StopCheck, what: str) -> OnProgress:
+    """An on_progress for ingest and build that also stops the job when asked."""
+
+    def report(p: Progress) -> None:
         if should_stop():
             raise JobCancelled(f"{what} stopped; what it finished is kept and running it again continues")
-        progress({"stage": stage, "done": done, "total": total})
+        progress(record(p))
     return report
 
 
-def run_ingest(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
+def run_ingest(rt: Runtime, params: dict[str, Any], progress: JobProgress, should_stop: StopCheck) -> dict:
     """params: paths (list of str; none = re-scan every source), source_name, prune (and files, the uploaded
     names, for display). Result: the counts per outcome, chunks_written, seconds, and "failed" as the list of
     files that could not be read, with their reasons (a report with failed files is still 'done')."""
@@ -50,7 +66,7 @@ def run_ingest(rt: Runtime, params: dict[str, Any], progress: Progress, should_s
             "failed": [{"source": o.source, "path": o.path, "reason": o.reason} for o in report.failed]}
 
 
-def run_build(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
+def run_build(rt: Runtime, params: dict[str, Any], progress: JobProgress, should_stop: StopCheck) -> dict:
     """params: full, seed, teacher (a model spec; None = the configured teacher), and optionally topics,
     teacher_facts, slots, prose as in `secondself build`."""
     report, _, _ = rt.build_profile(params.get("teacher"), full=bool(params.get("full")),
@@ -61,10 +77,7 @@ def run_build(rt: Runtime, params: dict[str, Any], progress: Progress, should_st
     return report.to_dict()
 
 
-_TRAIN_KEYS = ("step", "steps", "loss", "tokens", "tokens_per_s", "eta_s", "elapsed_s")
-
-
-def run_train(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
+def run_train(rt: Runtime, params: dict[str, Any], progress: JobProgress, should_stop: StopCheck) -> dict:
     """params: base (a spec or model directory; None = embedded), steps, epochs, rank, resume.
 
     While the model trains, a stop request writes the run's CANCEL file (`request_cancel`): the trainer saves a
@@ -77,20 +90,17 @@ def run_train(rt: Runtime, params: dict[str, Any], progress: Progress, should_st
     person_dir = rt.settings.person_dir
     asked = False
 
-    def on_progress(stage: str, info: dict[str, Any]) -> None:
+    def on_progress(p: Progress) -> None:
         nonlocal asked
-        if stage == "train":
-            progress({"stage": stage, **{k: info[k] for k in _TRAIN_KEYS if k in info}})
+        if p.stage == "train":
+            progress(record(p))
             if should_stop() and not asked:
                 request_cancel(person_dir)
                 asked = True
             return
         if should_stop():
-            raise TrainingCancelled(f"training stopped during '{stage}'; resuming redoes that stage")
-        if stage == "synthesize":
-            progress({"stage": stage, "counts": info.get("counts", {}), "dropped": info.get("dropped", {})})
-        else:
-            progress({"stage": stage, "done": info.get("done"), "total": info.get("total")})
+            raise TrainingCancelled(f"training stopped during '{p.stage}'; resuming redoes that stage")
+        progress(record(p))
 
     resume = bool(params.get("resume")) and latest_run(person_dir, unfinished=True) is not None
     info = rt.train_model(params.get("base"), steps=params.get("steps"), epochs=params.get("epochs"),
@@ -98,7 +108,7 @@ def run_train(rt: Runtime, params: dict[str, Any], progress: Progress, should_st
     return {"version": info.version, "path": str(info.path), **info.metadata}
 
 
-def run_space(rt: Runtime, params: dict[str, Any], progress: Progress, should_stop: StopCheck) -> dict:
+def run_space(rt: Runtime, params: dict[str, Any], progress: JobProgress, should_stop: StopCheck) -> dict:
     """params: space_id. Runs or continues the space (a restart is done by the route before submitting, so a
     job requeued after a server stop continues rather than starting over). Progress: the turn just stored."""
     from .. import spaces

@@ -29,6 +29,7 @@ from typing import Any
 from ..backends.chat import ChatModel, Message, Sampling, complete
 from ..errors import StructuredOutputError
 from ..evaluation import mean, normalize_answer, token_f1
+from ..progress import OnProgress, Progress
 from ..prompts import render
 from ..structured import Field, structured
 from ..types import TrainingExample
@@ -129,8 +130,9 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
              bpb: Callable[[str, list[str]], float] | None = None, memory_texts: Sequence[str] = (),
              generic_text: str = "", generic_prompts: Sequence[str] = (), names: Sequence[str] = (),
              max_questions: int = 40, max_tokens: int = 40, judge: ChatModel | None = None, person: str = "",
-             on_progress: Callable[[str, int, int], None] | None = None) -> EvalReport:
-    """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal"."""
+             on_progress: OnProgress | None = None) -> EvalReport:
+    """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal".
+    `on_progress` gets Progress("evaluate", answers done, answers to give) after each answer."""
     progress = on_progress or (lambda *a: None)
     asked = _stratified([e for e in heldout if e.chat and e.kind in (*QA_KINDS, "unanswerable", *SKILL_KINDS)],
                         max_questions)
@@ -142,7 +144,7 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
         for ex in asked:
             answers[which].append(_answer(model, ex, max_tokens))
             done += 1
-            progress("eval", done, total)
+            progress(Progress("evaluate", done, total))
         report.scores[which].update(score_answers(asked, answers[which]))
         if judge is not None:
             report.scores[which].update(judge_scores(judge, person, asked, answers[which]))
@@ -155,7 +157,7 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
             generic[which].append(complete(model, [Message("user", prompt)], Sampling(max_tokens=max_tokens))
                                   .text().strip())
             done += 1
-            progress("eval", done, total)
+            progress(Progress("evaluate", done, total))
     if generic_prompts:
         report.summary["generic_agreement"] = round(mean([token_f1(p, b) for p, b in
                                                           zip(generic["personal"], generic["base"], strict=True)]), 4)

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingCancelled, TrainingError
+from ..progress import OnProgress, Progress
 from ..store import Store, now_iso
 from ..types import TrainingExample
 from . import adapters as registry
 
 __all__ = ["TrainOptions", "RunSettings", "run_training", "resume_settings", "latest_run", "request_cancel",
            "runs_dir", "load_examples"]
-
-Progress = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ class _Run:
 def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, base_name: str,
                  options: TrainOptions | None = None, *, resume: bool = False,
                  make_model: Callable[[Path | None], Any] | None = None, judge: Any = None,
-                 on_progress: Progress | None = None) -> registry.AdapterInfo:
+                 on_progress: OnProgress | None = None) -> registry.AdapterInfo:
     """Run (or resume) a training run; return the registered, selected adapter.
 
     `make_model(adapter_dir)` builds a ChatModel for the base (None) or base + adapter, used for the
@@ -213,13 +212,13 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
             if not any(e.split == "train" for e in report.examples):
                 raise TrainingError("synthesis produced no training samples: ingest some notes and run "
                                     "`secondself build` first")
-            progress("synthesize", {"counts": report.counts, "dropped": report.dropped})
+            progress(Progress("synthesize", 1, 1, {"counts": report.counts, "dropped": report.dropped}))
             base_model = make_model(None)
             retention: list[TrainingExample] = []
             prompts = GENERIC_PROMPTS[:opts.retention_prompts] if base_model is not None else []
             for i, prompt in enumerate(prompts):
                 retention += retention_examples(base_model, [prompt])
-                progress("retention", {"done": i + 1, "total": len(prompts)})
+                progress(Progress("retention", i + 1, len(prompts)))
             _save_examples(run.path / "retention.jsonl", retention)
             _save_examples(run.path / "dataset.jsonl", report.examples)
             run.move("train", counts=report.counts, dropped=report.dropped, retention=len(retention),
@@ -229,7 +228,7 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
             config = sft.TrainConfig(rank=opts.rank, steps=opts.steps, epochs=opts.epochs,
                                      learning_rate=opts.learning_rate, seed=opts.seed)
             result = sft.train(base_dir, examples, run.path / "adapter", config, run_dir=run.path / "sft",
-                               on_progress=lambda p: progress("train", p), should_stop=run.cancelled)
+                               on_progress=progress, should_stop=run.cancelled)
             run.move("evaluate", train={"steps": result.steps, "final_loss": result.final_loss,
                                         "tokens": result.tokens_trained, "seconds": round(result.seconds, 1),
                                         "rank": result.rank, "rank_reason": result.rank_reason,
@@ -251,7 +250,7 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                                   memory_texts=[e.completion for e in heldout if e.kind == "notes"],
                                   generic_text=GENERIC_TEXT, generic_prompts=RETENTION_HELDOUT, names=names,
                                   max_questions=opts.eval_questions, judge=judge, person=person,
-                                  on_progress=lambda s, d, t: progress("evaluate", {"done": d, "total": t}))
+                                  on_progress=progress)
                 scores = report.to_dict()
                 _write_json(run.path / "eval.json", scores)
             run.move("register", eval={"scores": scores.get("scores", {}), "summary": scores.get("summary", {})})

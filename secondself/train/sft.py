@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingCancelled, TrainingError
+from ..progress import OnProgress, Progress
 from ..types import TrainingExample
 from .checkpoint import clear_checkpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint, swap_in
 from .data import IGNORE, TARGET_MODULES, Row, _pad, _pieces, choose_rank, encode, pack, pad_batches
@@ -227,14 +228,15 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config: TrainConfig, *,
-          run_dir: Path, on_progress: Callable[[dict], None] | None = None,
+          run_dir: Path, on_progress: OnProgress | None = None,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train a LoRA adapter on the `split == "train"` examples and save it, verified, at `out_dir`.
 
     Resumes from `run_dir/checkpoint` if it holds a checkpoint of the same run (same fingerprint);
     raises TrainingError if it holds one of a different run. `should_stop()` is checked after every step:
     when true, a checkpoint is written and TrainingCancelled raised (Ctrl-C likewise). On success the
-    checkpoint is removed: `out_dir` is the result.
+    checkpoint is removed: `out_dir` is the result. `on_progress` gets Progress("train", step, steps, info)
+    after every step; info: loss, tokens, tokens_all, positions, lr, elapsed_s, eta_s, tokens_per_s.
     """
     base_dir, out_dir, run_dir = Path(base_dir), Path(out_dir), Path(run_dir)
     train_examples = [e for e in examples if e.split == "train"]
@@ -352,16 +354,17 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
                        start["seconds"] + time.perf_counter() - t0, rank, rank_reason, start["step"])
 
 
-def _report(on_progress: Callable[[dict], None] | None, state: dict[str, Any], start: dict[str, Any],
+def _report(on_progress: OnProgress | None, state: dict[str, Any], start: dict[str, Any],
             steps: int, t0: float, lr: float) -> None:
     if on_progress is None:
         return
     elapsed = time.perf_counter() - t0
     done = state["step"] - start["step"]
-    on_progress({"step": state["step"], "steps": steps, "loss": state["losses"][-1], "tokens": state["tokens"],
-                 "tokens_all": state["tokens_all"], "positions": state["positions"], "lr": lr,
-                 "elapsed_s": elapsed, "eta_s": elapsed / done * (steps - state["step"]),
-                 "tokens_per_s": (state["tokens"] - start["tokens"]) / elapsed if elapsed > 0 else 0.0})
+    on_progress(Progress("train", state["step"], steps, {
+        "loss": state["losses"][-1], "tokens": state["tokens"], "tokens_all": state["tokens_all"],
+        "positions": state["positions"], "lr": lr, "elapsed_s": elapsed,
+        "eta_s": elapsed / done * (steps - state["step"]),
+        "tokens_per_s": (state["tokens"] - start["tokens"]) / elapsed if elapsed > 0 else 0.0}))
 
 
 def _save_verified(model: Any, base_dir: Path, out_dir: Path, probe_row: Row, config: TrainConfig) -> None:
