@@ -11,6 +11,7 @@ never appears in an error message, repr or log (server messages are scrubbed of 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -22,18 +23,45 @@ from urllib.parse import urlsplit
 from ..errors import ContextOverflowError, EndpointError, ModelNotAvailableError
 from .chat import Message, Sampling
 
-__all__ = ["OpenAIChatModel", "is_remote_url"]
+__all__ = ["OpenAIChatModel", "is_remote_url", "is_loopback_host"]
 
-_LOCAL_HOSTS = {"localhost", "::1"}
 _CONTEXT_HINTS = ("context_length", "context length", "maximum context", "context window", "too many tokens",
                   "prompt is too long", "exceeds the context")
 _MAX_WAIT_S = 60.0  # a Retry-After longer than this is reported instead of slept through
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine: the name
+    `localhost`, or an address in 127.0.0.0/8 or ::1 (also written IPv4-mapped, ::ffff:127.x.x.x).
+
+    Decided from the parsed address, never a string prefix: `127.evil.example` is a name like any other, and
+    every name but `localhost` is remote (a resolver may answer anything). Short or numeric IPv4 forms
+    (`127.1`, `2130706433`) do not parse as addresses here, so they count as remote: the safe side."""
+    host = host.strip()
+    if host.lower() == "localhost":
+        return True
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def is_remote_url(url: str) -> bool:
-    """False for this machine (localhost, ::1, the whole 127.0.0.0/8 loopback range), True otherwise."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host not in _LOCAL_HOSTS and not host.startswith("127.")
+    """False when the URL's host is this machine (`is_loopback_host`), True otherwise, and True for anything
+    that does not parse cleanly: a backslash or user info in the authority, where URL parsers disagree on
+    which part is the host."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return True
+    if "\\" in parts.netloc or "@" in parts.netloc:
+        return True
+    return not is_loopback_host(host)
 
 
 class _Retryable(Exception):

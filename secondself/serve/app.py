@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..backends.openai_compat import is_loopback_host
 from ..errors import ConfigError, SecondSelfError
 from ..runtime import Runtime
 from . import (
@@ -43,7 +44,7 @@ from . import (
     routes_training,
 )
 from . import tokens as token_store
-from .auth import LOOPBACK_HOSTS, Forbidden, Unauthorized, is_loopback
+from .auth import LOOPBACK_HOSTS, Forbidden, Unauthorized
 from .limits import Gates, RateLimiter
 from .responses import api_error, error_response
 from .state import ServeOptions, ServerState
@@ -59,7 +60,7 @@ ROUTERS = (openai_api, routes_conversations, routes_memory, routes_profile, rout
 
 def check_bind(host: str, runtime: Runtime) -> None:
     """Refuse to listen beyond this machine while anyone could use the API without a token."""
-    if not is_loopback(host) and not token_store.any_tokens(runtime.store):
+    if not is_loopback_host(host) and not token_store.any_tokens(runtime.store):
         raise ConfigError(f"refusing to listen on {host}: no API token exists, so anyone who can reach this address "
                           "could read your memories. Create one first: `secondself token create --scope chat "
                           "--name phone`, or serve on 127.0.0.1.")
@@ -80,7 +81,7 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
 
             # beyond loopback, tokens protect (check_bind) and the Host check would refuse LAN names
             mcp_app, mcp_lifespan = mcp_asgi_app(runtime, require_token=None, gates=state.gates,
-                                                 allowed_hosts=None if is_loopback(options.host) else ["*"])
+                                                 allowed_hosts=None if is_loopback_host(options.host) else ["*"])
         except ImportError as e:  # pragma: no cover - the mcp SDK is a declared dependency
             log.warning("MCP not mounted: %s", e)
 
@@ -179,7 +180,7 @@ def _install_errors(app: FastAPI) -> None:
 
 
 def _install_guards(app: FastAPI, options: ServeOptions) -> None:
-    loopback = is_loopback(options.host)
+    loopback = is_loopback_host(options.host)
     allowed_origins = {o.rstrip("/") for o in options.cors_origins}
 
     @app.middleware("http")

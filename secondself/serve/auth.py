@@ -12,7 +12,6 @@ Routers import from here (and state.py, responses.py), never from app.py, which 
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,11 +20,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .. import roles as rolelib
+from ..backends.openai_compat import is_loopback_host
 from ..errors import SecondSelfError
 from . import tokens as token_store
 from .state import state_of
 
-__all__ = ["Principal", "authenticate", "require", "acting_role", "is_loopback", "Unauthorized", "Forbidden",
+__all__ = ["Principal", "authenticate", "require", "acting_role", "Unauthorized", "Forbidden",
            "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -47,15 +47,6 @@ class Unauthorized(SecondSelfError):
 
 class Forbidden(SecondSelfError):
     """A valid token without the scope, or confined to a role this route does not apply (HTTP 403)."""
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def authenticate(request: Request) -> Principal:
@@ -82,7 +73,7 @@ def authenticate(request: Request) -> Principal:
 
 def _client_is_loopback(request: Request) -> bool:
     client = request.client
-    return client is None or is_loopback(client.host) or client.host == "testclient"
+    return client is None or is_loopback_host(client.host) or client.host == "testclient"
 
 
 def require(scope: str, roles: bool = False) -> Callable[..., Principal]:

@@ -14,12 +14,12 @@ Mounting in another ASGI app (secondself/serve/app.py does this):
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..backends.openai_compat import is_loopback_host
 from ..errors import ConfigError
 from ..runtime import Runtime
 from . import tokens as token_store
@@ -29,15 +29,6 @@ from .mcp import _LOOPBACK_NAMES, ROLE_KEY, SCOPES_KEY, build_mcp
 __all__ = ["mcp_asgi_app", "http_app", "run_http"]
 
 log = logging.getLogger("secondself.mcp")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _TokenGate:
@@ -64,7 +55,7 @@ class _TokenGate:
         secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
         client = scope.get("client")
         # Starlette's TestClient calls itself 'testclient'
-        loopback_client = client is None or client[0] == "testclient" or _is_loopback(client[0])
+        loopback_client = client is None or client[0] == "testclient" or is_loopback_host(client[0])
         # The store lock may be held for seconds by a tool (a model answering): wait in a thread.
         who = await anyio.to_thread.run_sync(self._authenticate, secret, loopback_client)
         if isinstance(who, str):
@@ -154,7 +145,7 @@ def run_http(runtime: Runtime, host: str = "127.0.0.1", port: int = 8765, requir
     Refuses a non-loopback address while no token exists (anyone reaching it could read the memories)."""
     import uvicorn
 
-    loopback = _is_loopback(host)
+    loopback = is_loopback_host(host)
     with runtime.lock:
         if not loopback and not token_store.any_tokens(runtime.store):
             raise ConfigError(f"refusing to listen on {host}: no API token exists, so anyone who can reach this "
