@@ -32,6 +32,15 @@ def srv(tmp_path: Path):
         yield s
 
 
+# -- 7: two inputs that gave a 500 --------------------------------------------------------------------
+def test_a_null_byte_in_a_static_name_is_a_404_not_a_500(srv):
+    for name in ("%00", "a%00.js", "app.js%00"):
+        r = httpx.get(f"{srv.url}/static/{name}")
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == "not_found"
+    assert httpx.get(srv.url + "/static/app.js").status_code == 200
+
+
 # -- 8: "is this host this machine?" ------------------------------------------------------------------
 @pytest.mark.parametrize("url", ["http://127.evil.example/v1", "http://127.0.0.1.evil.example:8000/v1",
                                  "http://localhost.evil.example/v1", "http://evil.example/v1", "http://127.1/v1",

@@ -138,9 +138,11 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
 
 
 def _web_file(name: str) -> Response:
-    path = (WEB_DIR / name).resolve()
-    if path.parent != WEB_DIR.resolve() or not path.is_file():
-        return api_error(404, f"no such file: {name}", code="not_found")
+    """A file of the web app, looked up by name among the folder's own files: no path is built from the
+    client's text, so '..', a separator or a NUL byte in it can only miss (404)."""
+    path = next((p for p in WEB_DIR.iterdir() if p.name == name and not name.startswith(".") and p.is_file()), None)
+    if path is None:
+        return api_error(404, f"no such file: {name!r}", code="not_found")
     return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
