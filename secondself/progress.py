@@ -6,6 +6,7 @@ Every long step accepts `on_progress: OnProgress | None` and calls it after each
     build (layer 1)   topics, facts (chunks), shades
     train (layer 2)   synthesize (once, info: counts, dropped), retention (prompts), train (optimizer steps,
                       info: loss, tokens, tokens_per_s, elapsed_s, eta_s, lr, ...), evaluate (answers)
+    model catalog     assemble (bytes of a model's GGUF written and hashed)
 
 The caller decides what a report means: the CLI draws one bar per stage (`cli/progress.py`), a server job
 copies it into the job's record (`serve/runners.py`), and any caller may raise from the callback to stop the

@@ -72,8 +72,8 @@ def test_assemble_concatenates_in_order_and_records_it_verified(tmp_path):
     parts = make_parts(tmp_path, CHUNKS)
     target, markers = tmp_path / "models" / "m.gguf", tmp_path / "models" / "verified"
     seen = []
-    assert catalog.assemble(parts, target, sha(WHOLE), markers, on_progress=lambda d, t: seen.append((d, t))) == target
-    assert target.read_bytes() == WHOLE and seen[-1] == (len(WHOLE), len(WHOLE))
+    assert catalog.assemble(parts, target, sha(WHOLE), markers, on_progress=lambda p: seen.append((p.stage, p.done, p.total))) == target
+    assert target.read_bytes() == WHOLE and seen[-1] == ("assemble", len(WHOLE), len(WHOLE))
     assert catalog.is_verified(target, sha(WHOLE), markers)
     assert sorted(p.name for p in target.parent.iterdir()) == ["m.gguf", "verified"]  # no temp file left
 

@@ -23,11 +23,12 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ModelIntegrityError, ModelNotAvailableError
+from ..progress import OnProgress, Progress
 
 __all__ = ["Part", "CatalogEntry", "CATALOG", "find", "get", "find_part", "part_paths", "assemble",
            "verify", "is_verified", "markers_dir", "ensure", "EntryStatus", "status"]
@@ -217,12 +218,12 @@ def verify(path: Path, sha256: str, markers_dir: Path, fix: str) -> Path:
 # -- assembly -----------------------------------------------------------------------------------------------
 
 def assemble(parts: Sequence[Path], target: Path, sha256: str, markers_dir: Path, fix: str = "",
-             on_progress: Callable[[int, int], None] | None = None) -> Path:
+             on_progress: OnProgress | None = None) -> Path:
     """Concatenate `parts` in order into `target`, streaming and hashing as it writes; return `target`.
 
     The bytes go to a temp file beside `target`, which is renamed into place only when the hash is `sha256`
     (then recorded as verified). On a mismatch the temp file is deleted, `target` is untouched, and
-    ModelIntegrityError is raised. `on_progress(done_bytes, total_bytes)` is called as it goes."""
+    ModelIntegrityError is raised. `on_progress` gets Progress("assemble", bytes done, bytes) as it goes."""
     total = sum(p.stat().st_size for p in parts)
     target.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(target.parent).free
@@ -242,7 +243,7 @@ def assemble(parts: Sequence[Path], target: Path, sha256: str, markers_dir: Path
                         h.update(block)
                         done += len(block)
                         if on_progress is not None:
-                            on_progress(done, total)
+                            on_progress(Progress("assemble", done, total))
             out.flush()
             os.fsync(out.fileno())
         actual = h.hexdigest()
@@ -270,7 +271,7 @@ def _fix(entry: CatalogEntry) -> str:
 
 
 def ensure(entry: CatalogEntry, models_dir: Path,
-           on_progress: Callable[[int, int], None] | None = None) -> Path:
+           on_progress: OnProgress | None = None) -> Path:
     """The verified GGUF of `entry`, assembling it into `models_dir` first when needed.
 
     An assembled file that no longer verifies is moved aside (`*.corrupt`) and assembled again from the parts;
