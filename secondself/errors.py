@@ -9,6 +9,7 @@ codes. Every message says what happened *and what to do next*.
     ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
     ├── RoleNotFoundError           no role by that name (`secondself role list` shows them)
     ├── RoleForbiddenError          a caller confined to one role asked for another role or a route outside it
+    ├── TokenNotFoundError          no API token by that name (`secondself token list` shows them)
     ├── SpaceNotFoundError          no space with that id (`secondself space list` shows them)
     ├── RunNotFoundError            no bridge run with that id (`secondself bridge log` lists them)
     ├── ProfileError                layer 1: no build yet, unknown version or fact, nothing to edit
@@ -43,6 +44,7 @@ __all__ = [
     "SourceNotFoundError",
     "RoleNotFoundError",
     "RoleForbiddenError",
+    "TokenNotFoundError",
     "SpaceNotFoundError",
     "RunNotFoundError",
     "IngestError",
@@ -103,6 +105,12 @@ class SpaceNotFoundError(SecondSelfError):
 class RunNotFoundError(SecondSelfError):
     def __init__(self, run_id: int) -> None:
         super().__init__(f"no bridge run with id {run_id}; `secondself bridge log` lists them")
+
+
+class TokenNotFoundError(SecondSelfError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no token named {name!r} (see `secondself token list`)")
+        self.name = name
 
 
 class IngestError(SecondSelfError):

@@ -77,3 +77,12 @@ def test_a_chat_token_cannot_send_to_an_expert_that_only_looks_local(srv):
                    json={"request": "Where should I eat tonight?", "expert": "http://127.evil.example/v1"})
     assert r.status_code == 403, r.text
     assert "admin" in r.json()["error"]["message"]
+
+
+# -- 11: the token before the body; Host; unknown tokens ----------------------------------------------
+def test_revoking_a_token_that_does_not_exist_is_404(srv):
+    admin = srv.token("admin", name="boss")
+    r = httpx.delete(srv.url + "/api/tokens/nobody", headers=bearer(admin))
+    assert r.status_code == 404, r.text
+    assert "nobody" in r.json()["error"]["message"]
+    assert httpx.delete(srv.url + "/api/tokens/boss", headers=bearer(admin)).status_code == 200

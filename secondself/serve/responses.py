@@ -20,6 +20,7 @@ from ..errors import (
     SecondSelfError,
     SourceNotFoundError,
     StoreError,
+    TokenNotFoundError,
     TrainingError,
     UploadTooLarge,
 )
@@ -39,6 +40,7 @@ _ERRORS: list[tuple[type[BaseException], int, str, str]] = [
     (UploadTooLarge, 413, "invalid_request_error", "file_too_large"),
     (SourceNotFoundError, 404, "invalid_request_error", "source_not_found"),
     (RoleNotFoundError, 404, "invalid_request_error", "role_not_found"),
+    (TokenNotFoundError, 404, "invalid_request_error", "token_not_found"),
     (RoleForbiddenError, 403, "permission_error", "role_forbidden"),
     (ProfileError, 404, "invalid_request_error", "profile_not_found"),
     (ContextOverflowError, 400, "invalid_request_error", "context_length_exceeded"),

@@ -22,7 +22,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TokenNotFoundError
 from ..store import Store, now_iso
 
 __all__ = ["SCOPES", "Token", "create", "list_tokens", "revoke", "verify", "grants", "any_tokens"]
@@ -99,7 +99,7 @@ def create(store: Store, name: str, scopes: list[str] | tuple[str, ...],
 def get(store: Store, name: str) -> Token:
     row = store.db.execute(f"SELECT {_COLUMNS} FROM api_tokens WHERE name = ?", (name,)).fetchone()
     if row is None:
-        raise ConfigError(f"no token named {name!r} (see `secondself token list`)")
+        raise TokenNotFoundError(name)
     return _row(row)
 
 
