@@ -157,3 +157,13 @@ def _quick(options):
         eval_questions: int = 4
         retention_prompts: int = 3
     return Quick
+
+
+def test_cli_ingest_and_build_print_no_progress_lines_in_a_log_or_with_json(journal_dir, capsys):
+    from .test_cli import run
+
+    for args in (("ingest", str(journal_dir)), ("ingest", str(journal_dir), "--json"), ("build", "--teacher", "fake"),
+                 ("build", "--full", "--teacher", "fake", "--json")):
+        code, _, err = run(capsys, *args)
+        assert code == 0, err
+        assert not re.search(r"\b\d+/\d+\b", err) and "\r" not in err, (args, err)
