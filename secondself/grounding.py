@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["unsupported_specifics", "content_overlap"]
+__all__ = ["unsupported_specifics", "content_overlap", "stem"]
 
 _SPECIFIC = re.compile(r"\b(\d[\d.,:/-]*\d|\d)\b|(?<![.!?]\s)(?<!^)\b([A-ZÀ-Ý][\w'’-]+)")
 _ALLOWED_CAPS = {"I", "I'm", "I've", "I'd", "I'll", "My", "The", "A", "An", "It", "Yes", "No", "And", "But",
                  "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "ChatGPT"}
+
+
+# "Calvin's", "Calvin’s", "James'": the possessive ending is not part of the name
+_POSSESSIVE = re.compile(r"(?:['’]s|(?<=s)['’])$", re.IGNORECASE)
+
+
+def stem(word: str) -> str:
+    """`word` lower-cased, without a possessive ending ("Calvin's", "James'") and without one plural "s"
+    ("notes", not "boss"): the form in which a word of an answer is looked up in its evidence."""
+    w = _POSSESSIVE.sub("", word.lower())
+    return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
 
 
 def unsupported_specifics(answer: str, evidence: str) -> list[str]:
@@ -27,7 +38,7 @@ def unsupported_specifics(answer: str, evidence: str) -> list[str]:
             continue
         if m.group(1) and answer[max(0, m.start() - 1):m.start()] == "[":
             continue  # a citation marker
-        if tok.lower() not in ev and tok.lower().rstrip("s") not in ev:
+        if tok.lower() not in ev and stem(tok) not in ev:
             missing.append(tok)
     return list(dict.fromkeys(missing))
 
@@ -41,4 +52,4 @@ def content_overlap(text: str, evidence: str) -> float:
     if not words:
         return 1.0
     ev = evidence.casefold()
-    return sum(1 for w in words if w in ev or w.rstrip("s") in ev) / len(words)
+    return sum(1 for w in words if w in ev or stem(w) in ev) / len(words)

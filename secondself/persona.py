@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .backends.chat import ChatModel, Message, Sampling, complete
-from .grounding import unsupported_specifics
+from .grounding import stem, unsupported_specifics
 from .memory.search import Searcher, query_terms
 from .prompts import render
 from .types import Chunk, Hit, SearchFilters
@@ -255,8 +255,8 @@ class Persona:
         new_terms = {t for t in set(query_terms(text)) - set(query_terms(question)) if len(t) > 2}
         if not new_terms:
             return "the draft answer only repeated the question"
-        known = {w.lower().rstrip("s") for w in re.findall(r"\w+", evidence)}
-        if not any(t.rstrip("s") in known for t in new_terms):
+        known = {stem(w) for w in re.findall(r"\w+", evidence)}
+        if not any(stem(t) in known for t in new_terms):
             return "the draft answer does not draw on any memory"
         return ""
 
