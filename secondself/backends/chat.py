@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigError, ContextOverflowError
 
@@ -47,6 +47,8 @@ class Sampling:
 
     `stop`: up to 4 strings; the reply is cut before the first one (applied by `Response`).
     `seed`: makes sampling repeatable where the backend supports it.
+    `json_schema`: constrain the reply to JSON valid under this schema, where the backend can (its
+    `constrains_output` attribute is true: llama.cpp). Other backends ignore it, so callers still validate.
     """
 
     temperature: float = 0.0
@@ -54,6 +56,7 @@ class Sampling:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    json_schema: Mapping[str, Any] | None = field(default=None, hash=False)  # a dict cannot be hashed
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):  # a bare string would silently become single characters
@@ -71,6 +74,8 @@ class Sampling:
             raise ConfigError(f"stop must be at most 4 non-empty strings, not {self.stop!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"seed must be an integer or None, not {self.seed!r}")
+        if self.json_schema is not None and not isinstance(self.json_schema, Mapping):
+            raise ConfigError(f"json_schema must be a JSON Schema object (a dict) or None, not {self.json_schema!r}")
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,10 @@ class MeteredModel:
     @property
     def where(self) -> str:
         return self.model.where
+
+    @property
+    def constrains_output(self) -> bool:  # Sampling.json_schema is honoured by the wrapped model
+        return bool(getattr(self.model, "constrains_output", False))
 
     def count_tokens(self, text: str) -> int:
         return self.model.count_tokens(text)
