@@ -26,7 +26,9 @@ codes. Every message says what happened *and what to do next*.
     ├── RateLimited                 a client sent more requests than its rate limit allows (HTTP 429)
     └── BackendError                a model backend failed
         ├── ModelNotAvailableError  model files / packages are missing; the message names the install step
-        │   └── ModelIntegrityError a model file's SHA-256 is not the pinned one; it is not used
+        │   ├── ModelIntegrityError a model file's SHA-256 is not the pinned one; it is not used
+        │   ├── ModelFileError      a model file is missing, unreadable or not a valid GGUF model
+        │   └── AdapterMismatchError a LoRA adapter file was made for another base model
         ├── EmbeddingMismatchError  vectors of different models/dimensions would be mixed
         ├── StructuredOutputError   a model did not produce valid structured output after N attempts
         ├── ContextOverflowError    prompt + requested reply exceed the chat model's context window
@@ -61,6 +63,8 @@ __all__ = [
     "BackendError",
     "ModelNotAvailableError",
     "ModelIntegrityError",
+    "ModelFileError",
+    "AdapterMismatchError",
     "EmbeddingMismatchError",
     "StructuredOutputError",
     "ContextOverflowError",
@@ -200,6 +204,26 @@ class ModelIntegrityError(ModelNotAvailableError):
         super().__init__(f"{path} is corrupt or not the pinned model: its SHA-256 starts {actual[:12]}, expected "
                          f"{expected[:12]}. It was not used. {fix}")
         self.path, self.expected, self.actual = str(path), expected, actual
+
+
+class ModelFileError(ModelNotAvailableError):
+    """A model (or adapter) file is missing, unreadable or not a valid GGUF. `path` names it; `reason` says
+    what is wrong with it; the message adds what to do."""
+
+    def __init__(self, path: str | Path, reason: str, fix: str) -> None:
+        super().__init__(f"{path}: {reason}. {fix}")
+        self.path, self.reason = str(path), reason
+
+
+class AdapterMismatchError(ModelNotAvailableError):
+    """A LoRA adapter file does not fit the base model it was given to (another architecture or other
+    tensor shapes). `path` names the adapter, `base` the model; the adapter is not loaded."""
+
+    def __init__(self, path: str | Path, base: str | Path, reason: str) -> None:
+        super().__init__(f"the LoRA adapter {path} was made for another base model than {base} ({reason}); "
+                         "it was not loaded. Train (or convert) the adapter on this base model, or choose "
+                         "the base it was trained on.")
+        self.path, self.base, self.reason = str(path), str(base), reason
 
 
 class EmbeddingMismatchError(BackendError):
