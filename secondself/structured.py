@@ -12,6 +12,11 @@ two strategies, and callers never receive half-parsed data from either:
   A 135M model can do this; it is also cheaper for any model.
 
 `structured()` picks: JSON first when the model is strong enough to be worth trying, else fields.
+
+Models whose engine constrains sampling to a JSON Schema (`constrains_output`: llama.cpp) get the schema
+with every request (`Sampling.json_schema`): their JSON always parses and has the schema's shape, so for
+them JSON is worth trying whatever their size, and a choice or number field can only be answered with one
+of its options or a number. Values are still validated: a grammar does not check every schema keyword.
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from typing import Any
 
 from .backends.chat import ChatModel, Message, Sampling, complete
 from .errors import StructuredOutputError
 
-__all__ = ["generate_json", "fill_fields", "Field", "extract_json", "structured"]
+__all__ = ["generate_json", "fill_fields", "Field", "extract_json", "structured", "constrains_output"]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
@@ -77,6 +82,11 @@ def _repair(s: str) -> str:
     return s + "}" * max(opened, 0)                           # a cut-off final brace
 
 
+def constrains_output(model: ChatModel) -> bool:
+    """Whether `model` enforces `Sampling.json_schema` while sampling (others ignore it)."""
+    return bool(getattr(model, "constrains_output", False))
+
+
 def _validate(value: Any, schema: dict) -> str | None:
     import jsonschema
 
@@ -90,8 +100,12 @@ def _validate(value: Any, schema: dict) -> str | None:
 
 def generate_json(model: ChatModel, messages: Sequence[Message], schema: dict, *, attempts: int = 3,
                   sampling: Sampling | None = None, what: str = "JSON") -> Any:
-    """JSON from the model that validates against `schema`, or StructuredOutputError."""
-    sampling = sampling or Sampling(temperature=0.0, max_tokens=512)
+    """JSON from the model that validates against `schema`, or StructuredOutputError.
+
+    The schema is sent as `Sampling.json_schema` too: a model that `constrains_output` cannot write
+    malformed JSON; the others ignore it and are repaired and retried as before.
+    """
+    sampling = replace(sampling or Sampling(temperature=0.0, max_tokens=512), json_schema=schema)
     convo = list(messages)
     convo[-1] = Message(convo[-1].role, convo[-1].content + "\n\nAnswer with JSON only, matching this schema:\n"
                         + json.dumps(schema, ensure_ascii=False))
@@ -181,8 +195,11 @@ def fill_fields(model: ChatModel, instructions: str, fields: Sequence[Field], *,
     """
     base = sampling or Sampling(temperature=0.0, max_tokens=48, stop=("\n",))
     out: dict[str, Any] = {}
+    constrained = constrains_output(model)
     for field in fields:
         tried: list[tuple[str, str]] = []
+        # an option or a number can be forced while sampling; free text and dates are left to _coerce
+        constrain = _field_schema(field) if constrained and field.kind in ("choice", "integer", "number") else None
         for attempt in range(attempts):
             filled = "".join(f"{f.prompt} {_show(out[f.name])}\n" for f in fields if f.name in out)
             hint = f" (one of: {', '.join(field.choices)})" if field.choices else ""
@@ -191,7 +208,7 @@ def fill_fields(model: ChatModel, instructions: str, fields: Sequence[Field], *,
             # models that miss the newline otherwise ramble until max_tokens (seconds per field on a CPU)
             budget = min(base.max_tokens, 4 + 2 * field.max_words)
             s = Sampling(temperature=base.temperature if attempt == 0 else 0.7, max_tokens=budget, stop=base.stop,
-                         seed=None if attempt == 0 else attempt)
+                         seed=None if attempt == 0 else attempt, json_schema=constrain)
             raw = complete(model, [Message("user", prompt)], s).text()
             raw = raw.strip().splitlines()[0] if raw.strip() else ""
             try:
@@ -212,8 +229,15 @@ def _show(value: Any) -> str:
     return ", ".join(value) if isinstance(value, list) else str(value)
 
 
-def structured(model: ChatModel, instructions: str, fields: Sequence[Field], *, prefer_json: bool) -> dict:
-    """Fields via JSON when `prefer_json` (strong models), falling back to field-by-field filling."""
+def structured(model: ChatModel, instructions: str, fields: Sequence[Field], *,
+               prefer_json: bool | None = None) -> dict:
+    """Fields via JSON when `prefer_json` (strong models), falling back to field-by-field filling.
+
+    `prefer_json=None`: JSON when the model constrains its output to the schema (so even a small model's
+    JSON parses), else fields.
+    """
+    if prefer_json is None:
+        prefer_json = constrains_output(model)
     if prefer_json:
         schema = {"type": "object", "required": [f.name for f in fields if f.required],
                   "properties": {f.name: _field_schema(f) for f in fields}}

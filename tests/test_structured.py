@@ -73,3 +73,39 @@ def test_choice_named_inside_a_sentence():
     model = FakeChatModel(["This note is about music, not work: the cello."])
     out = fill_fields(model, "i", [Field("area", "Area:", kind="choice", choices=("work", "music"))])
     assert out == {"area": "music"}
+
+
+class ConstrainingFake(FakeChatModel):
+    """A fake that claims to enforce Sampling.json_schema (as llama.cpp does); it records what it was sent."""
+
+    constrains_output = True
+
+
+def test_generate_json_sends_the_schema_to_the_model():
+    model = FakeChatModel(['{"name": "cello", "score": 3}'])
+    generate_json(model, [Message("user", "rate it")], SCHEMA)
+    assert model.calls[0][1].json_schema == SCHEMA  # a backend that cannot constrain just ignores it
+
+
+def test_structured_tries_json_first_when_the_model_constrains_output():
+    fields = [Field("name", "Name:")]
+    model = ConstrainingFake(['{"name": "Bouldering"}'])
+    assert structured(model, "Name it.", fields) == {"name": "Bouldering"}
+    assert model.calls[0][1].json_schema["required"] == ["name"]
+    plain = FakeChatModel(["Sourdough"])  # cannot constrain: field by field, as before
+    assert structured(plain, "Name it.", fields) == {"name": "Sourdough"}
+    assert plain.calls[0][1].json_schema is None
+    explicit = ConstrainingFake(["Sourdough"])  # an explicit choice still wins
+    assert structured(explicit, "Name it.", fields, prefer_json=False) == {"name": "Sourdough"}
+
+
+def test_fill_fields_constrains_choices_and_numbers_only():
+    model = ConstrainingFake(['"music"', "7", "Cello"])
+    fields = [Field("area", "Area:", kind="choice", choices=("work", "music")),
+              Field("years", "Years:", kind="integer"), Field("name", "Name:")]
+    assert fill_fields(model, "i", fields) == {"area": "music", "years": 7, "name": "Cello"}
+    schemas = [sampling.json_schema for _, sampling in model.calls]
+    assert schemas == [{"type": "string", "enum": ["work", "music"]}, {"type": "integer"}, None]
+    plain = FakeChatModel(["music", "7", "Cello"])
+    fill_fields(plain, "i", fields)
+    assert all(sampling.json_schema is None for _, sampling in plain.calls)
