@@ -262,9 +262,10 @@ class Persona:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-# The header we put before each passage, "(8 June 2025, chat: Title; Speakers)", which small models copy.
-_LABEL_COPY = re.compile(r"(?:\[\d+\]|\d+\.)?\s*\(?\b(?:\d{1,2} [A-Z][a-z]+ \d{4}|undated), "
-                         r"(?:note|document|email|chat|web): [^)\n]*\)?")
+# The header we put before each passage, "(8 June 2025, chat: Title; Speakers)", which small models copy; the
+# date is "2023" or "2023-05" when the memory's date is that coarse (`_when`), and models shorten it too.
+_LABEL_COPY = re.compile(r"(?:\[\d+\]|\d+\.)?\s*\(?\b(?:\d{1,2} [A-Z][a-z]+ \d{4}|[A-Z][a-z]+ \d{4}|"
+                         r"\d{4}(?:-\d{2}){0,2}|undated), (?:note|document|email|chat|web): [^)\n]*\)?")
 
 
 def _looping(text: str) -> bool:

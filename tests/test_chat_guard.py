@@ -1,4 +1,5 @@
-"""The persona's chat guard (issue 14): possessive names are not invented names."""
+"""The persona's chat guard (issue 14): possessive names are not invented names, and copied memory
+headers without a day are stripped."""
 
 
 import json
@@ -48,3 +49,16 @@ def test_an_answer_with_a_possessive_name_stands(searcher):
     assert not ans.abstained, ans.reason
     _, p = persona(searcher, ["I moved to Lisbon with James' help [1]."])
     assert not p.ask("Who helped me move to Lisbon?").answer().abstained
+
+
+# -- 16: copied headers without a day ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("header", ["(2023, chat: Chat: session_9; Tomás, Maya)", "(2023-05, chat: Chat: session_9)",
+                                    "[1] (May 2023, note: Moving day)", "(1 July 2025, note: Moving day)"])
+def test_copied_headers_without_a_day_are_stripped(searcher, header):
+    _, p = persona(searcher, [f"{header} I moved to Lisbon [1]."])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert not ans.abstained and ans.text == "I moved to Lisbon [1].", ans.reason
+    _, p = persona(searcher, [header])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert ans.abstained and "header" in ans.reason
