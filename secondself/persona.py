@@ -80,17 +80,25 @@ class Reply:
 
     def __init__(self, deltas: Iterator[str], finish) -> None:
         self._deltas, self._finish, self._parts, self._answer = deltas, finish, [], None
+        self._cut = False
 
     def __iter__(self) -> Iterator[str]:
+        if self._cut:  # the loop guard ended the generation: nothing more comes
+            return
         for d in self._deltas:
             self._parts.append(d)
             yield d
             text = "".join(self._parts)
-            if _looping(text):
-                # drop the unfinished repeat; leaving the loop closes the model's stream, so no tokens
-                # are wasted on repetition
-                self._parts = [text[: max(m.end() for m in re.finditer(r"[.!?]", text))]]
-                break
+            cut = _loop_cut(text)
+            if cut is not None:
+                # drop the repeat, and close the model's stream: no tokens are wasted on repetition, and the
+                # reply is finished, so its usage and timing are counted (a stream left open reports none)
+                self._parts = [text[:cut].rstrip(" ,;:-")]
+                self._cut = True
+                close = getattr(self._deltas, "close", None)
+                if close is not None:
+                    close()
+                return
 
     def answer(self) -> Answer:
         if self._answer is None:
@@ -266,13 +274,37 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # date is "2023" or "2023-05" when the memory's date is that coarse (`_when`), and models shorten it too.
 _LABEL_COPY = re.compile(r"(?:\[\d+\]|\d+\.)?\s*\(?\b(?:\d{1,2} [A-Z][a-z]+ \d{4}|[A-Z][a-z]+ \d{4}|"
                          r"\d{4}(?:-\d{2}){0,2}|undated), (?:note|document|email|chat|web): [^)\n]*\)?")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_UNIT_MAX, _LOOP_MIN_TOKENS, _LOOP_MIN_REPEATS = 10, 12, 3
 
 
 def _looping(text: str) -> bool:
-    """True once the last finished sentence repeats an earlier one."""
+    """True once the text ends in a loop (see `_loop_cut`)."""
+    return _loop_cut(text) is not None
+
+
+def _loop_cut(text: str) -> int | None:
+    """Where to cut `text` when it ends in a loop (None when it does not): after the first of repeated
+    sentences, or after the first unit of a short run of tokens repeated back to back ("10:10:10:…",
+    "1 1 1 1 …", "the cello the cello …": at least 3 repeats and 12 tokens, so "very, very, very" and
+    counting "1, 2, 3" are not loops)."""
     parts = [re.sub(r"\W+", " ", p.lower()).strip() for p in _SENTENCE.split(text)]
     done = parts[:-1]  # the last part may still be growing
-    return len(done) >= 2 and bool(done[-1]) and done[-1] in done[:-1]
+    if len(done) >= 2 and done[-1] and done[-1] in done[:-1]:
+        return max(m.end() for m in re.finditer(r"[.!?]", text))
+    tokens = list(_TOKEN.finditer(text))[:-1]  # the last token may still be growing
+    words = [t.group().lower() for t in tokens]
+    n = len(words)
+    for unit in range(1, _UNIT_MAX + 1):
+        repeats = 1
+        while (repeats + 1) * unit <= n and words[n - (repeats + 1) * unit:n - repeats * unit] == words[n - unit:]:
+            repeats += 1
+        if repeats >= _LOOP_MIN_REPEATS and repeats * unit >= _LOOP_MIN_TOKENS:
+            start = n - repeats * unit
+            while start > 0 and words[start - 1] == words[start - 1 + unit]:  # the loop may begin mid-unit
+                start -= 1
+            return tokens[start + unit - 1].end()
+    return None
 
 
 def collapse_repeats(text: str) -> str:

@@ -1,5 +1,6 @@
-"""The persona's chat guard (issue 14): possessive names are not invented names, and copied memory
-headers without a day are stripped."""
+"""The persona's chat guard (issue 14): possessive names are not invented names, copied memory headers
+without a day are stripped, and loops of numbers and tokens are cut early with usage and timings still
+reported."""
 
 
 import json
@@ -49,6 +50,75 @@ def test_an_answer_with_a_possessive_name_stands(searcher):
     assert not ans.abstained, ans.reason
     _, p = persona(searcher, ["I moved to Lisbon with James' help [1]."])
     assert not p.ask("Who helped me move to Lisbon?").answer().abstained
+
+
+# -- 15: loops of numbers and tokens; usage when the guard cuts ------------------------------------------------
+
+class _PiecesModel(FakeChatModel):
+    """Streams digits, punctuation and words as separate deltas, as a real tokenizer does."""
+
+    @staticmethod
+    def _words(reply, limit):
+        import re
+
+        for i, m in enumerate(re.finditer(r"\s*(?:\d+|\w+|[^\w\s])", reply)):
+            if i >= limit:
+                return
+            yield m.group()
+
+
+@pytest.mark.parametrize("loop", [" 10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10:10",
+                                  " 1" * 60, " the cello" * 30, " on 1 July, 1 July, 1 July" * 12])
+def test_a_token_loop_is_cut_early(searcher, loop):
+    model, p = persona(searcher, model=_PiecesModel([f"I moved to Lisbon at{loop}"]))
+    reply = p.ask("When did I move to Lisbon?")
+    streamed = "".join(reply)
+    assert len(streamed) < len(f"I moved to Lisbon at{loop}") / 2       # cut well before the end
+    ans = reply.answer()
+    assert ans.text.startswith("I moved to Lisbon at") or ans.abstained
+    assert 0 < ans.usage["completion_tokens"] < 40 and ans.timings["generation_s"] > 0.0
+
+
+@pytest.mark.parametrize("text", ["I practise scales, then arpeggios, then the Bach suite.",
+                                  "We counted 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14.",
+                                  "It was very, very, very good.", "The code is 1 1 2 3 5 8 13 21."])
+def test_ordinary_text_is_not_a_loop(text):
+    from secondself.persona import _looping
+
+    assert not _looping(text + " And more")
+
+
+def test_usage_and_timings_are_reported_when_the_loop_guard_cuts(searcher):
+    model, p = persona(searcher, ["I moved to Lisbon. " * 50])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert ans.text == "I moved to Lisbon."
+    assert ans.usage["completion_tokens"] > 0 and ans.usage["prompt_tokens"] > 0
+    assert ans.timings["generation_s"] > 0.0
+
+
+def test_a_cut_stream_is_not_resumed_by_answer(searcher):
+    model, p = persona(searcher, ["I moved to Lisbon. " * 50])
+    reply = p.ask("When did I move to Lisbon?")
+    streamed = "".join(reply)
+    ans = reply.answer()
+    assert ans.text == "I moved to Lisbon." and streamed.count("Lisbon") == 2
+    assert ans.usage["completion_tokens"] == len(streamed.split())          # nothing generated after the cut
+
+
+def test_the_api_reports_usage_when_the_loop_guard_cuts(tmp_path):
+    import openai
+    from serving import running_server
+
+    with running_server(tmp_path / "home", persona="fake:" + "I moved to Lisbon. " * 40, jobs=False,
+                        mcp=False) as srv:
+        srv.ingest_text({"2025-07-02-move.md": "Today I moved to Lisbon."})
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
+        ask = {"model": "secondself", "messages": [{"role": "user", "content": "Where did I move?"}]}
+        r = c.chat.completions.create(**ask)
+        assert r.choices[0].message.content == "I moved to Lisbon." and 0 < r.usage.completion_tokens < 40
+        usage = [ch.usage for ch in c.chat.completions.create(**ask, stream=True,
+                                                              stream_options={"include_usage": True}) if ch.usage]
+        assert 0 < usage[-1].completion_tokens < 40 and usage[-1].prompt_tokens > 0
 
 
 # -- 16: copied headers without a day ----------------------------------------------------------------------------
