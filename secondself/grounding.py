@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["unsupported_specifics", "content_overlap", "stem"]
+__all__ = ["unsupported_specifics", "content_overlap", "stem", "echoed_instructions"]
 
 _SPECIFIC = re.compile(r"\b(\d[\d.,:/-]*\d|\d)\b|(?<![.!?]\s)(?<!^)\b([A-ZÀ-Ý][\w'’-]+)")
 _ALLOWED_CAPS = {"I", "I'm", "I've", "I'd", "I'll", "My", "The", "A", "An", "It", "Yes", "No", "And", "But",
@@ -53,3 +53,20 @@ def content_overlap(text: str, evidence: str) -> float:
         return 1.0
     ev = evidence.casefold()
     return sum(1 for w in words if w in ev or stem(w) in ev) / len(words)
+
+
+_ECHO_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def echoed_instructions(text: str, instructions: str, n: int = 4) -> str:
+    """The first run of `n` words in a row that `text` repeats from `instructions` ("" when none).
+
+    `instructions`: the prompt's instruction text only, one fragment per line (runs do not cross lines) —
+    never the memories, which an answer may rightly quote. Small models answer with their instructions
+    ('Tim ("I", "my") in one short sentence, using only the notes.'); such a draft says nothing."""
+    grams: set[tuple[str, ...]] = set()
+    for line in instructions.splitlines():
+        words = [w.casefold() for w in _ECHO_WORD.findall(line)]
+        grams.update(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    said = [w.casefold() for w in _ECHO_WORD.findall(text)]
+    return next((" ".join(said[i:i + n]) for i in range(len(said) - n + 1) if tuple(said[i:i + n]) in grams), "")

@@ -10,8 +10,10 @@ gets a `ChatModel`). Small local models are weak at long contexts and happy to i
    `min_cosine`) and none covers its key words (`min_coverage`), the answer is "I don't know" and the
    model is not called. Calibrated on the example person's answerable/unanswerable questions.
 3. A support check *after* generation: a number or a name in the answer that appears in neither the
-   passages nor the question is an invented personal fact; the answer is then withdrawn in favour of
-   "I don't know", and the reason recorded.
+   passages nor the question is an invented personal fact, and an answer that repeats the prompt's own
+   instructions says nothing; the answer is then withdrawn in favour of "I don't know", and the reason
+   recorded. While it streams, a loop (a repeated sentence, or a short run of tokens: "10:10:10…") ends
+   the generation early.
 4. Citations: the `[n]` markers the model wrote; when it wrote none (small models often do not), the
    passage sharing the most words with the answer, marked `cited_by="overlap"`.
 """
@@ -25,15 +27,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .backends.chat import ChatModel, Message, Sampling, complete
-from .grounding import stem, unsupported_specifics
+from .grounding import echoed_instructions, stem, unsupported_specifics
 from .memory.search import Searcher, query_terms
-from .prompts import render
+from .prompts import literal, render
 from .types import Chunk, Hit, SearchFilters
 
 __all__ = ["Persona", "PersonaConfig", "Passage", "Reply", "Answer", "IDK", "unsupported_specifics",
            "collapse_repeats"]
 
 IDK = "I don't know — my memories don't say."
+# Every template whose fixed text reaches the persona's model: its own prompt and a role's frame, and a
+# space's context and question (spaces/run.py asks with them as the question).
+_INSTRUCTION_PROMPTS = ("persona_user", "persona_role", "space_context", "space_ask")
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,10 @@ class Persona:
         if re.search(r"\bi don['’]t know\b", text, re.IGNORECASE):  # also 'The answer is: "I don't know."'
             return Answer(IDK, [], shown, True, "the model found no answer in the memories", timings, usage)
         text = collapse_repeats(text)
+        echo = echoed_instructions(text, self._instruction_text()) if self.config.guard else ""
+        if echo:
+            return Answer(IDK, [], shown, True, f'the draft answer repeated the prompt\'s instructions ("{echo}")',
+                          timings, usage, raw=text)
         # layer 1 (biography, dated facts) was in the prompt too; it is derived from cited memories, so what
         # the answer takes from it counts as supported (without this, "since 2025-07-01" was withdrawn)
         about = self.profile(question) if callable(self.profile) else self.profile
@@ -252,6 +261,11 @@ class Persona:
             best = max(shown, key=lambda p: len(words & set(query_terms(p.text))), default=None)
             citations = [best.citation("overlap")] if best else []
         return Answer(text, citations, shown, False, "", timings, usage)
+
+    def _instruction_text(self) -> str:
+        """The instructions the model was given, one fragment per line; not the memories, the profile or the
+        question (an answer may quote those)."""
+        return "\n".join([*(literal(name) for name in _INSTRUCTION_PROMPTS), *self.instructions.splitlines()])
 
 
     @staticmethod

@@ -1,7 +1,6 @@
-"""The persona's chat guard (issue 14): possessive names are not invented names, copied memory headers
-without a day are stripped, and loops of numbers and tokens are cut early with usage and timings still
-reported."""
-
+"""The persona's chat guard (issue 14, findings 13-16): possessive names are not invented names, an answer
+that repeats the prompt's instructions is withdrawn, loops of numbers and tokens are cut early with usage and
+timings still reported, and copied memory headers without a day are stripped."""
 
 import json
 from pathlib import Path
@@ -12,7 +11,8 @@ from secondself.backends.chat import FakeChatModel
 from secondself.grounding import unsupported_specifics
 from secondself.ingest.pipeline import ingest
 from secondself.memory.search import Searcher
-from secondself.persona import Persona, PersonaConfig
+from secondself.persona import IDK, Persona, PersonaConfig
+from secondself.prompts import render
 
 
 @pytest.fixture
@@ -50,6 +50,45 @@ def test_an_answer_with_a_possessive_name_stands(searcher):
     assert not ans.abstained, ans.reason
     _, p = persona(searcher, ["I moved to Lisbon with James' help [1]."])
     assert not p.ask("Who helped me move to Lisbon?").answer().abstained
+
+
+# -- 14: prompt echo ------------------------------------------------------------------------------------------
+
+def test_an_answer_that_repeats_the_instructions_is_withdrawn(searcher):
+    _, p = persona(searcher, ['Maya ("I", "my") in one short sentence, using only the notes.'])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert ans.abstained and ans.text == IDK and "instructions" in ans.reason
+    assert ans.raw.startswith("Maya (")
+
+
+def test_an_answer_that_repeats_a_roles_instructions_is_withdrawn(searcher):
+    _, p = persona(searcher, ["I talk about my move to Lisbon and the flat on Rua dos Anjos [1]."],
+                   instructions="Talk about my move to Lisbon and nothing else.")
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert ans.abstained and "instructions" in ans.reason
+
+
+def test_an_answer_that_repeats_a_spaces_instructions_is_withdrawn(searcher):
+    context = render("space_context", topic="moving", transcript="Host: Welcome.", speaker="Maya")
+    question = f"{context}\n\n{render('space_ask', topic='moving')}"
+    _, p = persona(searcher, ["I add one short contribution that moves it on: I moved to Rua dos Anjos [1]."])
+    ans = p.ask(question, query="moving to Lisbon").answer()
+    assert ans.abstained and "instructions" in ans.reason
+
+
+def test_quoting_the_memories_is_not_an_echo(searcher):
+    _, p = persona(searcher, ["I moved to Lisbon today with Calvin and James [1]."])
+    ans = p.ask("When did I move to Lisbon?").answer()
+    assert not ans.abstained, ans.reason
+
+
+def test_echoed_instructions():
+    from secondself.grounding import echoed_instructions
+
+    instructions = 'Answer as Tim ("I", "my") in one short sentence, using only the notes.'
+    assert echoed_instructions("Tim in one short sentence, using only the notes.", instructions)
+    assert echoed_instructions("I moved to Lisbon in July.", instructions) == ""
+    assert echoed_instructions("I use only the notes app.", instructions) == ""     # three words: not an echo
 
 
 # -- 15: loops of numbers and tokens; usage when the guard cuts ------------------------------------------------

@@ -10,7 +10,7 @@ import string
 from functools import cache
 from importlib import resources
 
-__all__ = ["render", "placeholders", "names"]
+__all__ = ["render", "placeholders", "names", "literal"]
 
 
 @cache
@@ -27,6 +27,12 @@ def names() -> list[str]:
 
 def placeholders(name: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(_text(name)) if f}
+
+
+def literal(name: str) -> str:
+    """The prompt's own fixed text without its placeholders, one fragment per line: what a model that echoes
+    its instructions would repeat (the persona's guard withdraws such answers)."""
+    return "\n".join(text.strip() for text, *_ in string.Formatter().parse(_text(name)) if text.strip())
 
 
 def render(name: str, /, **values: object) -> str:
