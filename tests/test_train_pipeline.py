@@ -167,11 +167,10 @@ def test_a_bare_resume_continues_on_the_runs_own_base(prepared, monkeypatch, che
     rt, tiny = _runtime_person(prepared, monkeypatch)
     person_dir = rt.settings.person_dir
 
-    def stop(*report):
-        stage, step = _stage_and_step(report)
-        if stage == "train" and checkpointed and step == 2:
+    def stop(p):
+        if p.stage == "train" and checkpointed and p.done == 2:
             (latest_run(person_dir) / "CANCEL").write_text("now")
-        elif stage == "train" and not checkpointed:
+        elif p.stage == "train" and not checkpointed:
             raise _Killed
 
     with pytest.raises(TrainingCancelled if checkpointed else _Killed):
@@ -196,7 +195,7 @@ def test_resume_refuses_other_settings_and_another_base(person, prepared, monkey
     store, person_dir, tiny = person
     with pytest.raises(_Killed):
         run_training(store, person_dir, "Maya", tiny, "tiny", replace(OPTIONS, base=str(tiny)),
-                     make_model=_models(tiny), on_progress=lambda *r: _raise(_stage_and_step(r)[0] == "train"))
+                     make_model=_models(tiny), on_progress=lambda p: _raise(p.stage == "train"))
     other = Path(shutil.copytree(tiny, tmp_path / "other-base"))
     with pytest.raises(TrainingError, match="was started on the base model in"):
         run_training(store, person_dir, "Maya", other, "other", resume=True, make_model=_models(other))
@@ -214,10 +213,3 @@ def test_resume_refuses_other_settings_and_another_base(person, prepared, monkey
 def _raise(cond: bool) -> None:
     if cond:
         raise _Killed
-
-
-def _stage_and_step(report: tuple) -> tuple[str, int | None]:
-    """A progress report's stage and count, whether it comes as (stage, info) or as one Progress value."""
-    if len(report) == 2:
-        return report[0], report[1].get("step", report[1].get("done"))
-    return report[0].stage, report[0].done
