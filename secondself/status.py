@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .backends.embedders import embedder_name
 from .config import Settings
-from .ingest.pipeline import walk_files
+from .ingest.files import relative_name, walk_files
 from .ingest.readers import is_supported
 from .store import Store
 
@@ -28,18 +28,22 @@ def memory_status(store: Store, settings: Settings) -> dict[str, object]:
         if not root_p.exists():
             missing.append(f"{source}/ (folder {root} is gone)")
             continue
-        base = root_p.parent if root_p.is_file() else root_p
+        base = root_p if root_p.is_dir() else root_p.parent
         on_disk = set()
         for p in walk_files(root_p):
             if not is_supported(p):
                 continue
-            rel = p.relative_to(base).as_posix()
+            rel = relative_name(p, base)  # as ingest stores it
             on_disk.add(rel)
             f = known.get(rel)
             if f is None:
                 new.append(f"{source}/{rel}")
             elif f.status in ("ok", "duplicate"):
-                st = p.stat()
+                try:
+                    st = p.stat()
+                except OSError:  # a dangling link where the file was
+                    changed.append(f"{source}/{rel}")
+                    continue
                 if st.st_size != f.size or st.st_mtime != f.mtime:
                     changed.append(f"{source}/{rel}")
         missing += [f"{source}/{rel}" for rel in known if rel not in on_disk]

@@ -3,6 +3,10 @@
 Contract: `parse_date`, `date_in_heading` and `find_dates` never raise; they return a timezone-aware `datetime`
 (naive input is taken as UTC) or None. Month names are English and matched without `strptime`, so
 results do not depend on the process locale.
+
+Every date a reader keeps passes `in_range` once, here: a date within a day of `datetime`'s limits
+("9999-12-31T23:59:59-14:00" is the year 10000 in UTC) is rejected as unknown, so converting it to UTC or to any
+other time zone later can never overflow. Readers then fall back to the file's own date.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
-__all__ = ["parse_date", "date_in_heading", "find_dates", "FoundDate"]
+__all__ = ["parse_date", "date_in_heading", "find_dates", "in_range", "from_timestamp", "FoundDate"]
 
 _MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
@@ -42,6 +46,29 @@ _PDF_DATE = re.compile(
 )
 # Seconds beyond this are taken as milliseconds (1e11 s is the year 5138; JS exports use ms).
 _MS_THRESHOLD = 1e11
+# A day inside datetime's range: any UTC offset (always under 24 h) keeps a date between these representable.
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
+def in_range(value: datetime | None) -> datetime | None:
+    """`value` (made aware: naive is UTC) if it can be shown in every time zone, else None. Never raises."""
+    if value is None:
+        return None
+    value = _aware(value)
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+    return value if _EARLIEST <= utc <= _LATEST else None
+
+
+def from_timestamp(seconds: float) -> datetime | None:
+    """A unix time in seconds (a file's modification time) as an aware UTC datetime; None if out of range."""
+    try:
+        return in_range(datetime.fromtimestamp(seconds, tz=UTC))
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def parse_date(value: str | int | float | datetime | date | None) -> datetime | None:
@@ -50,7 +77,7 @@ def parse_date(value: str | int | float | datetime | date | None) -> datetime | 
     Returns an aware datetime (naive → UTC) or None if unparseable; never raises.
     """
     try:
-        return _parse(value)
+        return in_range(_parse(value))
     except (ValueError, TypeError, OverflowError, OSError, IndexError):
         return None
 
@@ -67,7 +94,7 @@ def date_in_heading(text: str) -> datetime | None:
         for pattern in _DATE_PATTERNS:
             m = pattern.search(cleaned)
             if m:
-                found = _from_match(m)
+                found = in_range(_from_match(m))
                 if found is not None:
                     return found
         return None

@@ -10,7 +10,7 @@ recorded with their reason (and retried next time); unsupported and empty ones a
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import re
 import time
@@ -25,9 +25,14 @@ from ..progress import OnProgress, Progress
 from ..store import Store
 from ..types import ChunkDraft, ParsedDocument
 from .chunking import chunk_blocks
+from .dates import from_timestamp
+from .files import check_regular, file_hash, relative_name, text_safe, walk_files
 from .readers import is_supported, read_file
 
-__all__ = ["ingest", "ensure_embeddings", "IngestReport", "FileOutcome", "embedding_text", "walk_files"]
+__all__ = ["ingest", "ensure_embeddings", "IngestReport", "FileOutcome", "embedding_text", "walk_files",
+           "file_hash"]
+
+log = logging.getLogger(__name__)
 
 _FLUSH_CHUNKS = 256      # chunks embedded per model call group
 _COMMIT_SECONDS = 5.0    # a transaction covers whole files, committed at least this often
@@ -73,32 +78,6 @@ def embedding_text(title: str, heading: str, text: str) -> str:
     """What the embedder sees: the chunk with its document title and heading path, for context."""
     head = " — ".join(p for p in (title, heading) if p)
     return f"{head}\n{text}" if head else text
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def walk_files(root: Path) -> Iterator[Path]:
-    """Files under root (or root itself), sorted, skipping hidden names; follows symlinks without looping."""
-    if root.is_file():
-        yield root
-        return
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a symlink loop or a second link to a folder already walked
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
 
 
 @dataclass
@@ -178,6 +157,10 @@ def ingest(store: Store, embedder: Embedder, paths: Sequence[str | Path], *, sou
         raise IngestError(f"no such file or folder: {', '.join(missing)}")
     if source_name and len(resolved) > 1:
         raise IngestError("--source-name names one source; give one path with it")
+    undecodable = [text_safe(str(p), escape=True) for p in resolved if text_safe(str(p)) != str(p)]
+    if undecodable:  # a source's root is stored to be found again, so it must survive the trip as text
+        raise IngestError(f"name is not valid UTF-8: {', '.join(undecodable)}; rename it (files with such "
+                          "names inside a folder are fine)")
 
     with store.transaction():
         if resolved:
@@ -203,7 +186,7 @@ def ingest(store: Store, embedder: Embedder, paths: Sequence[str | Path], *, sou
 
 def _ingest_source(store: Store, embedder: Embedder, name: str, sid: int, root: Path, report: IngestReport, *,
                    prune: bool, person_name: str, target: int, on_progress: OnProgress | None) -> None:
-    base = root.parent if root.is_file() else root
+    base = root if root.is_dir() else root.parent
     files = list(walk_files(root))
     if on_progress:
         on_progress(Progress("scan", len(files), len(files)))
@@ -216,7 +199,7 @@ def _ingest_source(store: Store, embedder: Embedder, name: str, sid: int, root: 
             group_started = time.perf_counter()
             while True:  # at least one file per transaction, then until the time slice is used
                 path = files[done]
-                rel = path.relative_to(base).as_posix()
+                rel = relative_name(path, base)
                 seen.add(rel)
                 outcome = _ingest_one(store, writer, name, sid, path, rel, person_name, target)
                 report.outcomes.append(outcome)
@@ -244,8 +227,11 @@ def _ingest_one(store: Store, writer: _Writer, source: str, sid: int, path: Path
         return FileOutcome(source, rel, "skipped", f"unsupported format ({path.suffix or 'no extension'})")
     try:
         st = path.stat()
+        check_regular(path, st)  # before any open: a FIFO blocks `open`, /dev/zero never ends
     except OSError as e:
         return FileOutcome(source, rel, "failed", f"cannot read: {e.strerror}")
+    except UnreadableFileError as e:
+        return FileOutcome(source, rel, "failed", e.reason)
     old = store.file(sid, rel)
     if old and old.status == "ok" and old.size == st.st_size and old.mtime == st.st_mtime:
         return FileOutcome(source, rel, "unchanged")
@@ -253,6 +239,8 @@ def _ingest_one(store: Store, writer: _Writer, source: str, sid: int, path: Path
         digest = file_hash(path)
     except OSError as e:
         return FileOutcome(source, rel, "failed", f"cannot read: {e.strerror}")
+    except UnreadableFileError as e:
+        return FileOutcome(source, rel, "failed", e.reason)
     if old and old.content_hash == digest and old.status in ("ok", "duplicate"):
         still_dup = old.status == "ok" or store.ok_file_with_hash(digest, exclude_id=old.id)
         if still_dup:
@@ -272,6 +260,11 @@ def _ingest_one(store: Store, writer: _Writer, source: str, sid: int, path: Path
         if st.st_size <= _MATERIALIZE_BYTES and not any(drafts for _, drafts in parsed):
             raise UnreadableFileError(path, "no text found", kind="empty")
     except UnreadableFileError as e:
+        return _record_failure(store, source, sid, rel, st, e, kept=old is not None and old.status == "ok")
+    except Exception as exc:  # a bug met in one file must not cost the batch: nothing of it is written yet
+        log.exception("unexpected error while reading %s", rel)
+        e = UnreadableFileError(path, f"unexpected error (a bug in secondself; please report it): "
+                                      f"{type(exc).__name__}: {exc}", "corrupt")
         return _record_failure(store, source, sid, rel, st, e, kept=old is not None and old.status == "ok")
 
     fid = store.record_file(sid, rel, content_hash=digest, size=st.st_size, mtime=st.st_mtime, status="ok")
@@ -326,7 +319,7 @@ def _record_failure(store: Store, source: str, sid: int, rel: str, st: os.stat_r
 _NAME_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
 
 
-def _fallback_date(path: Path, mtime: float) -> tuple[datetime, str]:
+def _fallback_date(path: Path, mtime: float) -> tuple[datetime | None, str]:
     """A document without a date of its own: a date in its file name ("2025-03-28-notes.txt"), else the
     file's modification time — marked as such (`date_from`), since it may only say when it was copied."""
     m = _NAME_DATE.search(path.name)
@@ -335,7 +328,7 @@ def _fallback_date(path: Path, mtime: float) -> tuple[datetime, str]:
             return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC), "file name"
         except ValueError:
             pass
-    return datetime.fromtimestamp(mtime, UTC), "file modification time"
+    return from_timestamp(mtime), "file modification time"  # None past datetime's range
 
 
 def ensure_embeddings(store: Store, embedder: Embedder, on_progress: OnProgress | None = None,

@@ -4,22 +4,26 @@ Contract of `read_file(path)`: it returns one or more ParsedDocuments with text,
 `UnreadableFileError` whose `kind` says why ("unsupported", "empty", "too_large", "corrupt",
 "encrypted", "io"). No library exception escapes, and no document without blocks is returned
 (except `.txt`, whose blocks are streamed lazily; I/O errors while streaming still arrive as
-UnreadableFileError).
+UnreadableFileError). Only regular files are opened (FIFOs and devices are "io" failures), every
+string returned can be stored as UTF-8 (lone surrogates, from JSON escapes or a file name, become
+U+FFFD), and every date is in range (`dates.in_range`).
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from secondself.errors import UnreadableFileError
+from secondself.ingest.files import check_regular, text_safe
 from secondself.ingest.readers.chat import read_json, read_jsonl
 from secondself.ingest.readers.mail import read_eml, read_mbox
 from secondself.ingest.readers.office import read_docx, read_html, read_pdf
 from secondself.ingest.readers.text import HEAD_BYTES, decode_bytes, read_markdown, read_text
-from secondself.types import ParsedDocument
+from secondself.types import Block, ParsedDocument
 
 __all__ = ["read_file", "is_supported", "SUPPORTED_SUFFIXES", "MAX_FILE_BYTES"]
 
@@ -58,8 +62,7 @@ def read_file(path: str | Path) -> list[ParsedDocument]:
         raise UnreadableFileError(path, f"unsupported file type {suffix or '(no suffix)'!r}", "unsupported")
     try:
         stat = path.stat()
-        if not path.is_file():
-            raise UnreadableFileError(path, "not a regular file", "io")
+        check_regular(path, stat)
         if stat.st_size == 0:
             raise UnreadableFileError(path, "empty file", "empty")
         if stat.st_size <= HEAD_BYTES and not decode_bytes(path.read_bytes()).strip():
@@ -76,10 +79,31 @@ def read_file(path: str | Path) -> list[ParsedDocument]:
         kind, reason = _describe(exc, suffix)
         raise UnreadableFileError(path, reason, kind) from exc
     # Drop documents that came out without text; lazy block streams are kept as they are.
-    docs = [d for d in docs if not isinstance(d.blocks, list | tuple) or d.blocks]
+    docs = [_storable(d) for d in docs if not isinstance(d.blocks, list | tuple) or d.blocks]
     if not docs:
         raise UnreadableFileError(path, "no text content", "empty")
     return docs
+
+
+def _storable(doc: ParsedDocument) -> ParsedDocument:
+    """`doc` with every string UTF-8 encodable (a lazy block stream stays lazy)."""
+    blocks: Iterable[Block] = doc.blocks
+    blocks = [_storable_block(b) for b in blocks] if isinstance(blocks, list | tuple) else _stream(blocks)
+    return replace(doc, key=text_safe(doc.key), title=text_safe(doc.title), blocks=blocks,
+                   metadata={text_safe(k): text_safe(str(v)) for k, v in doc.metadata.items()})
+
+
+def _stream(blocks: Iterable[Block]) -> Iterator[Block]:
+    for block in blocks:
+        yield _storable_block(block)
+
+
+def _storable_block(b: Block) -> Block:
+    text, heading = text_safe(b.text), text_safe(b.heading)
+    speaker = text_safe(b.speaker) if b.speaker is not None else None
+    if text is b.text and heading is b.heading and speaker is b.speaker:
+        return b
+    return replace(b, text=text, heading=heading, speaker=speaker)
 
 
 def _describe(exc: Exception, suffix: str) -> tuple[str, str]:
