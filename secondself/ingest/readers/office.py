@@ -18,10 +18,19 @@ from secondself.ingest.dates import parse_date
 from secondself.ingest.readers.text import HeadingStack, split_long, split_paragraphs
 from secondself.types import Block, ParsedDocument
 
-__all__ = ["read_pdf", "read_docx", "read_html", "html_to_blocks", "html_to_text"]
+__all__ = ["read_pdf", "read_docx", "read_html", "html_to_blocks", "html_to_text", "check_zip"]
 
 # python-docx's built-in template carries this creation date; a file still showing it never set one.
 _DOCX_TEMPLATE_CREATED = "2013-12-23T23:15:00"
+# Zip-bomb limits for a .docx, checked before python-docx unpacks anything. A 1,000-page thesis has about
+# 30,000 entries' worth of headroom, 20 MiB of XML and 500,000 elements; parsing costs time and memory per
+# element (lxml holds the whole tree), so the element count is what bounds a file that packs millions of
+# empty paragraphs into 30 KB.
+MAX_ZIP_ENTRIES = 10_000
+MAX_UNPACKED_BYTES = 512 << 20  # all entries, images included (python-docx holds every part in memory)
+MAX_XML_BYTES = 128 << 20
+MAX_XML_ELEMENTS = 1_000_000
+_W_PPR = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}pPr"
 
 
 # ----------------------------------------------------------------------------------------------- PDF
@@ -77,9 +86,18 @@ def read_docx(path: Path) -> list[ParsedDocument]:
     """One document: paragraphs under "Title"/"Heading N" paths; consecutive list items kept together;
     each table is one block of "cell | cell" rows."""
     import docx
+    from docx.enum.style import WD_STYLE_TYPE
     from docx.table import Table
 
+    check_zip(path)
     document = docx.Document(str(path))
+    # Paragraph style names by id, looked up once: python-docx searches every style per paragraph.
+    style_names: dict[str, str] = {}
+    for s in document.styles:
+        if s.type == WD_STYLE_TYPE.PARAGRAPH and s.style_id:
+            style_names.setdefault(s.style_id, s.name or "")
+    default_style = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    default_name = (default_style.name or "") if default_style is not None else ""
     stack = HeadingStack()
     blocks: list[Block] = []
     first_title = first_h1 = ""
@@ -91,18 +109,19 @@ def read_docx(path: Path) -> list[ParsedDocument]:
             if text:
                 blocks.extend(Block(p, heading=stack.path, date=stack.date) for p in split_long(text))
             continue
-        text = item.text.strip()
-        style = (getattr(item.style, "name", None) or "").strip()
+        # A paragraph with no runs (only properties, or nothing) is empty: skip python-docx's XPath for it.
+        text = "" if all(child.tag == _W_PPR for child in item._p) else item.text.strip()
+        if not text:  # an empty heading or paragraph only ends a list
+            previous_was_list = False
+            continue
+        style_id = item._p.style
+        style = (style_names.get(style_id, default_name) if style_id else default_name).strip()
         level = _heading_level(style)
         if level is not None:
             previous_was_list = False
-            if text:
-                stack.push(level, text)
-                first_title = first_title or (text if level == 0 else "")
-                first_h1 = first_h1 or (text if level == 1 else "")
-            continue
-        if not text:
-            previous_was_list = False
+            stack.push(level, text)
+            first_title = first_title or (text if level == 0 else "")
+            first_h1 = first_h1 or (text if level == 1 else "")
             continue
         is_list = style.lower().startswith("list")
         if is_list and previous_was_list and blocks:
@@ -119,6 +138,38 @@ def read_docx(path: Path) -> list[ParsedDocument]:
     title = (props.title or "").strip() or first_title or first_h1 or path.stem
     metadata = {k: v for k, v in (("author", props.author or ""),) if v}
     return [ParsedDocument(key="", title=title, blocks=blocks, date=date, kind="document", metadata=metadata)]
+
+
+def check_zip(path: Path) -> None:
+    """Raise UnreadableFileError ("too_large") for a zip archive that would unpack past the limits above.
+
+    Only declared sizes and a streamed count of tags are used, so the check itself stays cheap; Python's
+    zipfile never unpacks more than an entry declares, so a lying header cannot get past it.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+        if len(entries) > MAX_ZIP_ENTRIES:
+            raise _bomb(path, f"{len(entries):,} entries in the archive (limit {MAX_ZIP_ENTRIES:,})")
+        unpacked = sum(e.file_size for e in entries)
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise _bomb(path, f"unpacks to {unpacked >> 20:,} MiB (limit {MAX_UNPACKED_BYTES >> 20:,} MiB)")
+        xml = [e for e in entries if e.filename.lower().endswith((".xml", ".rels")) and not e.is_dir()]
+        xml_bytes = sum(e.file_size for e in xml)
+        if xml_bytes > MAX_XML_BYTES:
+            raise _bomb(path, f"unpacks to {xml_bytes >> 20:,} MiB of XML (limit {MAX_XML_BYTES >> 20:,} MiB)")
+        elements = 0
+        for entry in xml:
+            with archive.open(entry) as f:
+                while chunk := f.read(1 << 20):
+                    elements += chunk.count(b"<") - chunk.count(b"</")  # an upper bound: comments count too
+                    if elements > MAX_XML_ELEMENTS:
+                        raise _bomb(path, f"more than {MAX_XML_ELEMENTS:,} XML elements")
+
+
+def _bomb(path: Path, what: str) -> UnreadableFileError:
+    return UnreadableFileError(path, f"{what}: too large to read safely (possibly a zip bomb)", "too_large")
 
 
 def _heading_level(style: str) -> int | None:
