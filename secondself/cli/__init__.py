@@ -2,13 +2,16 @@
 
 Only `click` is imported at module level so `secondself --help` is instant; everything heavy (numpy,
 torch, the store) is imported inside the command that needs it. Typed errors from the core become one
-`error: ...` line and exit code 2; `ingest` exits 1 when some files failed; Ctrl-C exits 130.
+`error: ...` line and exit code 2; `ingest` exits 1 when some files failed; Ctrl-C exits 130; any other
+exception is a bug in secondself: its traceback and a line that says so, exit code 3. Text that came from
+data (file and source names, snippets, reasons) is printed through `escape`, so it cannot drive the terminal.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from typing import Any
 
 import click
@@ -17,6 +20,8 @@ from ..runtime import Runtime
 
 EXIT_FILES_FAILED = 1
 EXIT_ERROR = 2
+EXIT_BUG = 3
+EXIT_BROKEN_PIPE = 141
 EXIT_INTERRUPTED = 130
 
 
@@ -28,6 +33,28 @@ class Context(Runtime):
 
         super().__init__(load_settings(home, {"person": person, "embedder": embedder}),
                          notify=lambda message: click.echo(message, err=True))
+
+
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def escape(text: object, keep_newlines: bool = False) -> str:
+    """`text` safe to print on a terminal: control characters (C0, DEL, C1), bidirectional overrides and
+    lone surrogates become visible escapes ("\\x1b", "\\u202e"); the rest, accents and emoji included, is kept.
+    Use it for everything printed that came from data."""
+    text = str(text)
+    if text.isprintable() and not _BIDI.intersection(text):
+        return text
+    return "".join(ch if (ch == "\n" and keep_newlines) or not _unsafe(ch) else _escaped(ch) for ch in text)
+
+
+def _unsafe(ch: str) -> bool:
+    return ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs")
+
+
+def _escaped(ch: str) -> str:
+    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    return named.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
 
 
 def _emit_json(data: Any) -> None:
@@ -58,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="secondself", standalone_mode=False)
     except SecondSelfError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {escape(e, keep_newlines=True)}", err=True)
         sys.exit(EXIT_ERROR)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("\ninterrupted: the database is consistent; run the command again to finish", err=True)
@@ -66,6 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except BrokenPipeError:  # `secondself search x | head`: the reader left; exit as a shell reports SIGPIPE
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        sys.exit(EXIT_BROKEN_PIPE)
+    except Exception as e:  # anything else is our bug: say so, with what a report needs
+        import traceback
+
+        click.echo(escape("".join(traceback.format_exception(e)), keep_newlines=True), err=True, nl=False)
+        click.echo(f"error: internal error, a bug in secondself: {escape(f'{type(e).__name__}: {e}')}\n"
+                   "Please report it, with the traceback above.", err=True)
+        sys.exit(EXIT_BUG)
 
 
 # Commands live in modules named for what they touch; importing them registers them on `cli`.

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import EXIT_FILES_FAILED, Context, _emit_json, cli
+from . import EXIT_FILES_FAILED, Context, _emit_json, cli, escape
 from .progress import Bars
 
 
@@ -58,8 +58,8 @@ def _print_ingest(report, as_json: bool, verbose: bool) -> None:
     quiet = {"unchanged"} if verbose else {"unchanged", "added", "updated"}
     for o in report.outcomes:
         if o.status not in quiet:
-            reason = f": {o.reason}" if o.reason else ""
-            click.echo(f"  {o.status:<9} {o.source}/{o.path}{reason}",
+            reason = f": {escape(o.reason)}" if o.reason else ""
+            click.echo(f"  {o.status:<9} {escape(o.source)}/{escape(o.path)}{reason}",
                        err=o.status == "failed")
     s = report.summary()
     parts = [f"{v} {k}" for k, v in s.items() if v]
@@ -103,10 +103,11 @@ def search(obj: Context, query: str, k: int, sources: tuple[str, ...], since: st
         c = h.chunk
         where = " › ".join(p for p in (c.title, c.heading) if p)
         who = f" — {', '.join(c.speakers)}" if c.speakers else ""
-        click.echo(click.style(f"[{i}] {c.source}/{c.path}", bold=True) + f"  {(c.date or '')[:10]}{who}")
+        click.echo(click.style(f"[{i}] {escape(c.source)}/{escape(c.path)}", bold=True)
+                   + f"  {(c.date or '')[:10]}{escape(who)}")
         if where:
-            click.echo(f"    {where}")
-        click.echo(f"    {h.snippet}\n")
+            click.echo(f"    {escape(where)}")
+        click.echo(f"    {escape(h.snippet)}\n")
 
 
 def _reembed_if_stale(obj: Context, quiet: bool) -> None:
@@ -139,8 +140,8 @@ def sources(obj: Context, as_json: bool) -> None:
         click.echo("no sources yet: run `secondself ingest PATH`")
     for r in rows:
         failed = f", {r.failed_files} failed" if r.failed_files else ""
-        click.echo(f"{r.name:<20} {r.documents:>6} docs {r.chunks:>7} chunks{failed}  "
-                   f"last ingest {r.last_ingest_at or 'never'}  ({r.root})")
+        click.echo(f"{escape(r.name):<20} {r.documents:>6} docs {r.chunks:>7} chunks{failed}  "
+                   f"last ingest {r.last_ingest_at or 'never'}  ({escape(r.root)})")
 
 
 @cli.command()
@@ -151,9 +152,9 @@ def forget(obj: Context, source: str, yes: bool) -> None:
     """Delete a source and everything derived from it."""
     obj.store.source_id(source)  # raises a clear error for an unknown name before asking
     if not yes and sys.stdin.isatty():
-        click.confirm(f"Forget source {source!r} and everything derived from it?", abort=True)
+        click.confirm(f"Forget source '{escape(source)}' and everything derived from it?", abort=True)
     counts = obj.store.delete_source(source)
-    click.echo(f"forgot {source}: {counts['files']} files, {counts['chunks']} chunks and their vectors")
+    click.echo(f"forgot {escape(source)}: {counts['files']} files, {counts['chunks']} chunks and their vectors")
     from ..memory.versions import current_version
 
     if current_version(obj.store) is not None:
@@ -172,7 +173,7 @@ def status(obj: Context, as_json: bool) -> None:
     if as_json:
         _emit_json(st)
         return
-    click.echo(f"person      {st['person']}  ({st['database']}, {st['db_mb']} MB)")
+    click.echo(f"person      {escape(st['person'])}  ({escape(st['database'])}, {st['db_mb']} MB)")
     click.echo(f"memories    {st['sources']} sources, {st['documents']} documents, {st['chunks']} chunks")
     click.echo(f"embedder    {st['embedder']}  vectors: {st['vectors']}")
     stale = st["stale"]
@@ -186,6 +187,6 @@ def status(obj: Context, as_json: bool) -> None:
         if stale[key]:
             click.echo(f"stale       {len(stale[key])} {key.replace('_', ' ')} → {hint}")
             for p in stale[key][:10]:
-                click.echo(f"              {p}")
+                click.echo(f"              {escape(p)}")
 
 
