@@ -79,7 +79,112 @@ def test_a_chat_token_cannot_send_to_an_expert_that_only_looks_local(srv):
     assert "admin" in r.json()["error"]["message"]
 
 
+# -- 10: health and shedding do not wait for a model --------------------------------------------------
+class _ColdModel(FakeChatModel):
+    """A model whose first use blocks (as a cold load does) until the test lets it go."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.loading, self.release = threading.Event(), threading.Event()
+
+    def count_tokens(self, text: str) -> int:
+        if not self.release.is_set():
+            self.loading.set()
+            assert self.release.wait(HANG_GUARD), "the test never released the model"
+        return super().count_tokens(text)
+
+
+def test_health_shedding_and_other_routes_answer_while_a_model_loads(tmp_path):
+    with running_server(tmp_path / "h", jobs=False, mcp=False, max_waiting=0, model_concurrency=1,
+                        rate_per_minute=0) as s:
+        s.ingest_text(NOTES)
+        chat, read = s.token("chat"), s.token("read")
+        model = _ColdModel([REPLY])
+        s.runtime.use_model("fake", model)
+        ask = {"messages": [{"role": "user", "content": "Where did I move?"}]}
+        first: list[httpx.Response] = []
+        loader = threading.Thread(target=lambda: first.append(
+            httpx.post(s.url + "/v1/chat/completions", json=ask, headers=bearer(chat), timeout=2 * HANG_GUARD)))
+        loader.start()
+        try:
+            assert model.loading.wait(HANG_GUARD)
+            health = httpx.get(s.url + "/health", timeout=HANG_GUARD)
+            shed = httpx.post(s.url + "/v1/chat/completions", json=ask, headers=bearer(chat), timeout=HANG_GUARD)
+            sources = httpx.get(s.url + "/api/sources", headers=bearer(read), timeout=HANG_GUARD)
+            assert not model.release.is_set()  # all three were answered while the model was still loading
+        finally:
+            model.release.set()
+            loader.join(2 * HANG_GUARD)
+        assert health.status_code == 200 and health.json()["auth"] == "token"
+        assert shed.status_code == 503 and shed.json()["error"]["code"] == "model_busy"
+        assert sources.status_code == 200 and sources.json()["data"][0]["name"] == "notes"
+        assert first[0].status_code == 200
+
+
 # -- 11: the token before the body; Host; unknown tokens ----------------------------------------------
+def _asgi_call(app, method: str, path: str, headers: list[tuple[bytes, bytes]], body_chunks: int = 0,
+               chunk: bytes = b"") -> tuple[int, dict, int]:
+    """Call the app as a server would; returns (status, JSON body, how many body chunks it read)."""
+    read = 0
+    sent: dict = {"status": 0, "body": b""}
+
+    async def receive() -> dict:
+        nonlocal read
+        if read < body_chunks:
+            read += 1
+            return {"type": "http.request", "body": chunk, "more_body": read < body_chunks}
+        await asyncio.sleep(HANG_GUARD)  # a client that has sent everything and waits for the answer
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            sent["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            sent["body"] += message.get("body", b"")
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8765)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), HANG_GUARD))
+    return sent["status"], json.loads(sent["body"] or b"{}"), read
+
+
+@pytest.fixture
+def app_and_runtime(tmp_path):
+    from secondself.config import load_settings
+    from secondself.runtime import Runtime
+    from secondself.serve.app import ServeOptions, create_app
+
+    rt = Runtime(load_settings(tmp_path / "h", {"embedder": "hashing", "persona_model": "fake"}))
+    yield create_app(rt, ServeOptions(jobs=False, mcp=False)), rt
+    rt.close()
+
+
+def test_an_unauthenticated_body_is_refused_before_it_is_read(app_and_runtime):
+    from secondself.serve import tokens
+
+    app, rt = app_and_runtime
+    with rt.lock:
+        tokens.create(rt.store, "phone", ["write"])
+    chunk, n = b"x" * 65536, 64
+    host = [(b"host", b"127.0.0.1:8765"), (b"content-length", str(len(chunk) * n).encode())]
+    for path, kind in (("/api/memories/text", b"application/json"), ("/v1/chat/completions", b"application/json"),
+                       ("/api/memories", b"multipart/form-data; boundary=x")):
+        for auth in ([], [(b"authorization", b"Bearer ss-not-a-token")]):
+            status, body, read = _asgi_call(app, "POST", path, host + [(b"content-type", kind)] + auth, n, chunk)
+            assert status == 401 and body["error"]["code"] == "invalid_api_key", (path, body)
+            assert read == 0, f"{path}: {read} body chunks read before the 401"
+
+
+def test_a_request_without_a_host_header_is_refused(app_and_runtime):
+    app, _ = app_and_runtime
+    for path in ("/health", "/api/sources"):
+        status, body, _ = _asgi_call(app, "GET", path, [])
+        assert status == 400 and body["error"]["code"] == "missing_host", (path, body)
+        status, _, _ = _asgi_call(app, "GET", path, [(b"host", b"127.0.0.1:8765")])
+        assert status == 200
+
+
 def test_revoking_a_token_that_does_not_exist_is_404(srv):
     admin = srv.token("admin", name="boss")
     r = httpx.delete(srv.url + "/api/tokens/nobody", headers=bearer(admin))

@@ -5,7 +5,9 @@ Security model (the reference served 0.0.0.0 with CORS `*` and no authentication
   token exists (checked in `check_bind`).
 - Once a token exists, every route but `/health` and the static web app needs `Authorization: Bearer`,
   and each route checks its scope (auth.py, tokens.py). With no token at all, only loopback clients can
-  reach the server and they get every scope: one person on their own machine.
+  reach the server and they get every scope: one person on their own machine. The token is checked here,
+  before anything reads the request's body: an unknown caller's upload is refused unread.
+- A request must name its `Host` (400 otherwise).
 - A browser page on another site can still send requests to 127.0.0.1. So a request with an `Origin`
   header must come from this server's own origin or a configured CORS origin, and on loopback the `Host`
   header must be a loopback name (DNS rebinding). CORS headers are sent only for configured origins.
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,7 +47,7 @@ from . import (
     routes_training,
 )
 from . import tokens as token_store
-from .auth import LOOPBACK_HOSTS, Forbidden, Unauthorized
+from .auth import LOOPBACK_HOSTS, Forbidden, Unauthorized, authenticate
 from .limits import Gates, RateLimiter
 from .responses import api_error, error_response
 from .state import ServeOptions, ServerState
@@ -71,7 +74,10 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     from contextlib import asynccontextmanager
 
     options = options or ServeOptions()
-    state = ServerState(runtime, options, limiter=RateLimiter(options.rate_per_minute),
+    with runtime.lock:
+        _ = runtime.store  # creates the database before the token reader opens it read-only
+    state = ServerState(runtime, options, token_store.TokenReader(runtime.settings.db_path),
+                        limiter=RateLimiter(options.rate_per_minute),
                         gates=Gates(options.model_concurrency, options.max_waiting, options.wait_s))
     mcp_lifespan = None
     mcp_app = None
@@ -101,6 +107,7 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
         finally:
             if state.jobs is not None and options.jobs:
                 state.jobs.stop()
+            state.tokens.close()
 
     app = FastAPI(title="secondself", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Your second self: an OpenAI-compatible chat API, your memories, your profile and "
@@ -119,9 +126,8 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
 
     @app.get("/health", tags=["server"])
     def health(request: Request) -> dict:
-        """Liveness and what a client needs to know to connect; never a secret."""
-        with runtime.lock:
-            auth = "token" if token_store.any_tokens(runtime.store) else "open"
+        """Liveness and what a client needs to know to connect; never a secret. Never waits for a model."""
+        auth = "token" if state.tokens.any_tokens() else "open"
         return {"status": "ok", "version": __version__, "person": runtime.settings.person,
                 "person_name": runtime.person, "auth": auth,
                 "notices": state.notices}
@@ -153,12 +159,21 @@ def _hostname(header: str) -> str:
     return header.rsplit(":", 1)[0]
 
 
+def _unauthorized(e: Unauthorized) -> JSONResponse:
+    return api_error(401, str(e), "authentication_error", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _needs_token(path: str) -> bool:
+    """Every route but /health, the web app and the API description (MCP checks tokens itself)."""
+    public = path in ("/", "/health", "/openapi.json") or path.startswith("/static/")
+    return not (public or path == "/mcp" or path.startswith("/mcp/"))
+
+
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(SecondSelfError)
     async def typed(request: Request, e: SecondSelfError) -> JSONResponse:
         if isinstance(e, Unauthorized):
-            return api_error(401, str(e), "authentication_error", "invalid_api_key",
-                             headers={"WWW-Authenticate": "Bearer"})
+            return _unauthorized(e)
         if isinstance(e, Forbidden):
             return api_error(403, str(e), "permission_error", "insufficient_scope")
         return error_response(e)
@@ -187,8 +202,11 @@ def _install_guards(app: FastAPI, options: ServeOptions) -> None:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        host = _hostname(request.headers.get("host") or "")
-        if loopback and host and host not in LOOPBACK_HOSTS and host != "testserver":
+        if not request.headers.get("host"):
+            return api_error(400, "a Host header is required (this server checks it against DNS rebinding)",
+                             code="missing_host")
+        host = _hostname(request.headers["host"])
+        if loopback and host not in LOOPBACK_HOSTS and host != "testserver":
             return api_error(403, f"host {host!r} is not this server (DNS rebinding?)", "permission_error",
                              "bad_host")
         origin = request.headers.get("origin")
@@ -199,6 +217,11 @@ def _install_guards(app: FastAPI, options: ServeOptions) -> None:
         if request.method == "OPTIONS" and origin in allowed_origins:
             response: Response = Response(status_code=204)
         else:
+            if _needs_token(request.url.path):
+                try:  # before anything reads the body: an unknown caller's upload is never read
+                    await run_in_threadpool(authenticate, request)
+                except Unauthorized as e:
+                    return _unauthorized(e)
             length = request.headers.get("content-length")
             if request.url.path.startswith("/api/memories") and request.method == "POST":
                 limit = options.max_upload_bytes + 64 * 1024

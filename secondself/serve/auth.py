@@ -23,7 +23,7 @@ from .. import roles as rolelib
 from ..backends.openai_compat import is_loopback_host
 from ..errors import SecondSelfError
 from . import tokens as token_store
-from .state import state_of
+from .state import ServerState, state_of
 
 __all__ = ["Principal", "authenticate", "require", "acting_role", "Unauthorized", "Forbidden",
            "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
@@ -50,25 +50,43 @@ class Forbidden(SecondSelfError):
 
 
 def authenticate(request: Request) -> Principal:
-    """The caller's identity from its bearer token (401 when tokens exist and it has none that is valid)."""
+    """The caller's identity from its bearer token (401 when tokens exist and it has none that is valid).
+
+    Checked once per request (app.py's guard does it before the body is read; the route's dependency then
+    finds it on the request) and never behind the runtime's lock: tokens are read on their own connection
+    (tokens.TokenReader), so /health and a 503 from a full model line do not wait for a model that loads."""
+    known = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
     state = state_of(request)
-    rt = state.runtime
     header = request.headers.get("authorization", "")
     secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    with rt.lock:
-        if not token_store.any_tokens(rt.store) and _client_is_loopback(request):
-            # no tokens yet: this machine's own clients, whatever key they send (OpenAI clients insist on one)
-            return Principal("local", token_store.SCOPES)
-        token = token_store.verify(rt.store, secret, touch=False) if secret else None
+    if not state.tokens.any_tokens() and _client_is_loopback(request):
+        # no tokens yet: this machine's own clients, whatever key they send (OpenAI clients insist on one)
+        principal = Principal("local", token_store.SCOPES)
+    else:
+        token = state.tokens.verify(secret) if secret else None
         if token is None:
             raise Unauthorized("a valid API token is required: send 'Authorization: Bearer <token>' "
                                "(create one with `secondself token create`)" if not secret else
                                "this API token is not valid (unknown or revoked)")
-        now = time.monotonic()
-        if now - state._touched.get(token.name, 0) > 60:  # one write a minute, not one per request
-            token_store.verify(rt.store, secret, touch=True)
-            state._touched[token.name] = now
-    return Principal(token.name, token.scopes, token.role)
+        _note_use(state, token.name, secret)
+        principal = Principal(token.name, token.scopes, token.role)
+    request.state.principal = principal
+    return principal
+
+
+def _note_use(state: ServerState, name: str, secret: str) -> None:
+    """Record a token's last use, at most once a minute; skipped while the runtime's lock is busy (a later
+    request records it), so that authenticating never waits for it."""
+    now = time.monotonic()
+    if now - state._touched.get(name, 0) <= 60 or not state.runtime.lock.acquire(blocking=False):
+        return
+    try:
+        token_store.verify(state.runtime.store, secret, touch=True)
+        state._touched[name] = now
+    finally:
+        state.runtime.lock.release()
 
 
 def _client_is_loopback(request: Request) -> bool:

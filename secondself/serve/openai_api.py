@@ -161,7 +161,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     from ..conversations import ConversationLog, Turn
 
     def prepare():
-        """Retrieval and the prompt, under the store lock; returns the lazy reply and the conversation id."""
+        """Retrieval and the prompt, under the store lock; returns the lazy reply and the conversation id.
+        A cold model is loaded first, without that lock: everything else that needs the store (every other
+        route, a job's progress) would otherwise wait the seconds a load takes."""
+        with rt.lock:
+            model = rt.chat_model(spec)  # made, not loaded: loading is lazy
+        _load(model)
         with rt.lock:
             log = ConversationLog(rt.store)
             if body.conversation_id is not None:
@@ -213,6 +218,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     return StreamingResponse(_stream(reply, gate, finish, rid, created, body.model, include_usage),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache",
                                                                       "X-Accel-Buffering": "no"})
+
+
+def _load(model) -> None:
+    """What building a prompt needs from the model: its context window (reading it may convert the embedded
+    GGUF) and its tokenizer. Both are loaded once and cached by the model."""
+    _ = model.context_window
+    model.count_tokens(" ")
 
 
 def _usage(answer) -> dict[str, int]:

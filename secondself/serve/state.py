@@ -11,6 +11,7 @@ from fastapi import Request
 from ..errors import ConfigError
 from ..runtime import Runtime
 from .limits import Gates, ModelGate, RateLimiter
+from .tokens import TokenReader
 from .uploads import DEFAULT_MAX_BYTES
 
 __all__ = ["ServeOptions", "ServerState", "state_of", "jobs_of"]
@@ -39,6 +40,7 @@ class ServerState:
 
     runtime: Runtime
     options: ServeOptions
+    tokens: TokenReader      # token checks that never wait for the runtime's lock
     jobs: Any = None
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     gates: Gates = field(default_factory=Gates)

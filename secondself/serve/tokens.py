@@ -20,12 +20,15 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import sqlite3
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ConfigError, TokenNotFoundError
 from ..store import Store, now_iso
 
-__all__ = ["SCOPES", "Token", "create", "list_tokens", "revoke", "verify", "grants", "any_tokens"]
+__all__ = ["SCOPES", "Token", "TokenReader", "create", "list_tokens", "revoke", "verify", "grants", "any_tokens"]
 
 SCOPES = ("chat", "read", "write", "admin")
 _IMPLIES = {"admin": set(SCOPES), "write": {"write", "read"}, "read": {"read"}, "chat": {"chat"}}
@@ -108,7 +111,7 @@ def list_tokens(store: Store, include_revoked: bool = False) -> list[Token]:
     return [_row(r) for r in store.db.execute(f"SELECT {_COLUMNS} FROM api_tokens {where} ORDER BY id")]
 
 
-def any_tokens(store: Store) -> bool:
+def any_tokens(store: Store | TokenReader) -> bool:
     """Whether at least one active token exists (then every request must carry one)."""
     return store.db.execute("SELECT 1 FROM api_tokens WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
 
@@ -122,8 +125,9 @@ def revoke(store: Store, name: str) -> Token:
     return get(store, name)
 
 
-def verify(store: Store, secret: str, touch: bool = True) -> Token | None:
-    """The active token whose secret this is, or None (unknown, malformed or revoked)."""
+def verify(store: Store | TokenReader, secret: str, touch: bool = True) -> Token | None:
+    """The active token whose secret this is, or None (unknown, malformed or revoked). `touch` records the use
+    (a write: a Store only)."""
     if not secret or not secret.startswith("ss-") or len(secret) > 200:
         return None
     row = store.db.execute(f"SELECT {_COLUMNS} FROM api_tokens WHERE secret_hash = ?", (_hash(secret),)).fetchone()
@@ -133,3 +137,38 @@ def verify(store: Store, secret: str, touch: bool = True) -> Token | None:
         with store.transaction(memory=False) as db:
             db.execute("UPDATE api_tokens SET last_used_at = ? WHERE secret_hash = ?", (now_iso(), _hash(secret)))
     return _row(row)
+
+
+class TokenReader:
+    """The server's token checks on a read-only connection of their own, so that authenticating (and /health)
+    never waits for the runtime's lock, which a cold model load or a long store operation holds for seconds.
+    The database is in WAL mode: this reader sees every committed change (a revocation at once) and never
+    waits for a writer. `db` is opened on first use, from any thread; calls are serialized by a lock."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.path = Path(db_path)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            self._db = db
+        return self._db
+
+    def any_tokens(self) -> bool:
+        with self._lock:
+            return any_tokens(self)
+
+    def verify(self, secret: str) -> Token | None:
+        with self._lock:
+            return verify(self, secret, touch=False)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
