@@ -90,7 +90,7 @@ class _ColdModel(FakeChatModel):
     def count_tokens(self, text: str) -> int:
         if not self.release.is_set():
             self.loading.set()
-            assert self.release.wait(HANG_GUARD), "the test never released the model"
+            assert self.release.wait(3 * HANG_GUARD), "the test never released the model"
         return super().count_tokens(text)
 
 
@@ -104,21 +104,44 @@ def test_health_shedding_and_other_routes_answer_while_a_model_loads(tmp_path):
         ask = {"messages": [{"role": "user", "content": "Where did I move?"}]}
         first: list[httpx.Response] = []
         loader = threading.Thread(target=lambda: first.append(
-            httpx.post(s.url + "/v1/chat/completions", json=ask, headers=bearer(chat), timeout=2 * HANG_GUARD)))
+            httpx.post(s.url + "/v1/chat/completions", json=ask, headers=bearer(chat), timeout=4 * HANG_GUARD)))
         loader.start()
         try:
             assert model.loading.wait(HANG_GUARD)
             health = httpx.get(s.url + "/health", timeout=HANG_GUARD)
             shed = httpx.post(s.url + "/v1/chat/completions", json=ask, headers=bearer(chat), timeout=HANG_GUARD)
             sources = httpx.get(s.url + "/api/sources", headers=bearer(read), timeout=HANG_GUARD)
-            assert not model.release.is_set()  # all three were answered while the model was still loading
         finally:
             model.release.set()
-            loader.join(2 * HANG_GUARD)
+            loader.join(4 * HANG_GUARD)
         assert health.status_code == 200 and health.json()["auth"] == "token"
         assert shed.status_code == 503 and shed.json()["error"]["code"] == "model_busy"
         assert sources.status_code == 200 and sources.json()["data"][0]["name"] == "notes"
         assert first[0].status_code == 200
+
+
+def test_authentication_never_waits_for_the_runtime_lock(tmp_path):
+    """HTTP API and MCP alike: while something holds the store lock, a caller still learns who it is."""
+    with running_server(tmp_path / "h", jobs=False, rate_per_minute=0) as s:
+        read = s.token("read")
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with s.runtime.lock:
+                held.set()
+                release.wait(3 * HANG_GUARD)  # longer than a request's guard: a waiting request times out
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(HANG_GUARD)
+            health = httpx.get(s.url + "/health", timeout=HANG_GUARD)
+            api = httpx.get(s.url + "/api/sources", headers=bearer("ss-unknown"), timeout=HANG_GUARD)
+            mcp = httpx.post(s.url + "/mcp", headers=bearer("ss-unknown"), json={}, timeout=HANG_GUARD)
+        finally:
+            release.set()
+            holder.join(HANG_GUARD)
+        assert health.json()["auth"] == "token" and api.status_code == 401 and mcp.status_code == 401
+        assert httpx.get(s.url + "/api/sources", headers=bearer(read)).status_code == 200
 
 
 # -- 11: the token before the body; Host; unknown tokens ----------------------------------------------

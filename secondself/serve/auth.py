@@ -22,10 +22,11 @@ from fastapi import Depends, Request
 from .. import roles as rolelib
 from ..backends.openai_compat import is_loopback_host
 from ..errors import SecondSelfError
+from ..runtime import Runtime
 from . import tokens as token_store
-from .state import ServerState, state_of
+from .state import state_of
 
-__all__ = ["Principal", "authenticate", "require", "acting_role", "Unauthorized", "Forbidden",
+__all__ = ["Principal", "authenticate", "require", "acting_role", "note_use", "Unauthorized", "Forbidden",
            "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -70,23 +71,23 @@ def authenticate(request: Request) -> Principal:
             raise Unauthorized("a valid API token is required: send 'Authorization: Bearer <token>' "
                                "(create one with `secondself token create`)" if not secret else
                                "this API token is not valid (unknown or revoked)")
-        _note_use(state, token.name, secret)
+        note_use(state.runtime, state._touched, token.name, secret)
         principal = Principal(token.name, token.scopes, token.role)
     request.state.principal = principal
     return principal
 
 
-def _note_use(state: ServerState, name: str, secret: str) -> None:
-    """Record a token's last use, at most once a minute; skipped while the runtime's lock is busy (a later
-    request records it), so that authenticating never waits for it."""
+def note_use(runtime: Runtime, touched: dict[str, float], name: str, secret: str) -> None:
+    """Record a token's last use, at most once a minute (`touched`: when each name was last recorded);
+    skipped while the runtime's lock is busy (a later request records it), so authenticating never waits."""
     now = time.monotonic()
-    if now - state._touched.get(name, 0) <= 60 or not state.runtime.lock.acquire(blocking=False):
+    if now - touched.get(name, 0.0) <= 60 or not runtime.lock.acquire(blocking=False):
         return
     try:
-        token_store.verify(state.runtime.store, secret, touch=True)
-        state._touched[name] = now
+        token_store.verify(runtime.store, secret, touch=True)
+        touched[name] = now
     finally:
-        state.runtime.lock.release()
+        runtime.lock.release()
 
 
 def _client_is_loopback(request: Request) -> bool:

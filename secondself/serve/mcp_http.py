@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from ..backends.openai_compat import is_loopback_host
 from ..errors import ConfigError
 from ..runtime import Runtime
 from . import tokens as token_store
+from .auth import note_use
 from .limits import Gates
 from .mcp import _LOOPBACK_NAMES, ROLE_KEY, SCOPES_KEY, build_mcp
 
@@ -39,6 +39,9 @@ class _TokenGate:
 
     def __init__(self, app: Any, runtime: Runtime, require_token: bool | None) -> None:
         self.app, self.runtime, self.require_token = app, runtime, require_token
+        with runtime.lock:
+            _ = runtime.store  # creates the database before the token reader opens it read-only
+        self.tokens = token_store.TokenReader(runtime.settings.db_path)
         self._touched: dict[str, float] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -56,7 +59,7 @@ class _TokenGate:
         client = scope.get("client")
         # Starlette's TestClient calls itself 'testclient'
         loopback_client = client is None or client[0] == "testclient" or is_loopback_host(client[0])
-        # The store lock may be held for seconds by a tool (a model answering): wait in a thread.
+        # tokens are read on their own connection (never behind the store lock a loading model holds)
         who = await anyio.to_thread.run_sync(self._authenticate, secret, loopback_client)
         if isinstance(who, str):
             body = {"error": {"message": who, "type": "authentication_error", "code": "invalid_token"}}
@@ -68,21 +71,16 @@ class _TokenGate:
 
     def _authenticate(self, secret: str, loopback_client: bool) -> tuple[str, tuple[str, ...], str | None] | str:
         """(caller name, scopes, bound role), or the message for a 401."""
-        rt = self.runtime
-        with rt.lock:
-            if not secret:
-                open_ = self.require_token is False or (self.require_token is None and loopback_client)
-                if open_ and not token_store.any_tokens(rt.store):
-                    return "local", token_store.SCOPES, None
-                return ("a valid API token is required: send 'Authorization: Bearer <token>' (create one with "
-                        "`secondself token create`)")
-            token = token_store.verify(rt.store, secret, touch=False)
-            if token is None:
-                return "this API token is not valid (unknown or revoked)"
-            now = time.monotonic()
-            if now - self._touched.get(token.name, 0.0) > 60:  # one write a minute, not one per request
-                token_store.verify(rt.store, secret, touch=True)
-                self._touched[token.name] = now
+        if not secret:
+            open_ = self.require_token is False or (self.require_token is None and loopback_client)
+            if open_ and not self.tokens.any_tokens():
+                return "local", token_store.SCOPES, None
+            return ("a valid API token is required: send 'Authorization: Bearer <token>' (create one with "
+                    "`secondself token create`)")
+        token = self.tokens.verify(secret)
+        if token is None:
+            return "this API token is not valid (unknown or revoked)"
+        note_use(self.runtime, self._touched, token.name, secret)
         return f"token:{token.name}", token.scopes, token.role
 
 
