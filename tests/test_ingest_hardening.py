@@ -109,7 +109,27 @@ EDGE_FILES = {
         "<body><p>A page from the far future.</p></body></html>"),
     "time.html": lambda p: p.write_text(f'<html><body><p>Posted <time datetime="{EDGE}">then</time>.</p></body></html>'),
     "report.pdf": lambda p: _pdf(p, "D:99991231235959-14'00"),
+    "plan.docx": lambda p: _docx(p, EDGE),
+    "blank.docx": lambda p: _docx(p, ""),  # python-docx itself fails on an empty date
 }  # fmt: skip
+
+
+def _docx(path: Path, created: str) -> Path:
+    """A .docx whose core properties say it was created at `created` (W3CDTF, as Word writes it)."""
+    docx = pytest.importorskip("docx")
+    document = docx.Document()
+    document.add_paragraph("A plan from the far future.")
+    buf = io.BytesIO()
+    document.save(buf)
+    src = zipfile.ZipFile(buf)
+    with zipfile.ZipFile(path, "w") as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                start = data.index(b">", data.index(b"<dcterms:created")) + 1
+                data = data[:start] + created.encode() + data[data.index(b"</dcterms:created>"):]
+            out.writestr(info.filename, data)
+    return path
 
 
 @pytest.mark.parametrize("name", sorted(EDGE_FILES))
@@ -224,6 +244,17 @@ def test_docx_zip_bomb_fails_that_file_quickly(tmp_path: Path) -> None:
     files = by_name(json.loads(done.stdout))
     assert files["good.txt"]["status"] == "added"
     assert files["bomb.docx"]["status"] == "failed" and "zip bomb" in files["bomb.docx"]["reason"]
+
+
+def test_damaged_archive_and_pdf_internals_are_reported_as_corrupt(tmp_path: Path) -> None:
+    docx_bomb(tmp_path / "ok.docx", 10)
+    data = (tmp_path / "ok.docx").read_bytes()
+    cut = tmp_path / "cut.docx"  # the central directory points past a header: a negative seek (EINVAL)
+    cut.write_bytes(data[:30] + data[-(len(data) - 60):])
+    try:
+        read_file(cut)
+    except UnreadableFileError as e:
+        assert e.kind == "corrupt" and ".docx" in e.reason, e.reason
 
 
 def test_docx_limits_on_entries_and_unpacked_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ U+FFFD), and every date is in range (`dates.in_range`).
 
 from __future__ import annotations
 
+import errno
 import json
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -117,6 +118,8 @@ def _describe(exc: Exception, suffix: str) -> tuple[str, str]:
         return "io", "permission denied"
     if isinstance(exc, IsADirectoryError):
         return "io", "not a regular file"
+    if isinstance(exc, OSError) and exc.errno == errno.EINVAL:  # a seek to an offset the file itself gave
+        return "corrupt", f"damaged {suffix} file (an internal offset points outside it)"
     if isinstance(exc, OSError) and not isinstance(exc, zipfile.BadZipFile):
         return "io", f"read error: {exc.strerror or detail or name}"
     if isinstance(exc, MemoryError):
@@ -129,8 +132,10 @@ def _describe(exc: Exception, suffix: str) -> tuple[str, str]:
         return "corrupt", f"corrupt PDF: {detail or name}"
     if isinstance(exc, zipfile.BadZipFile) or name == "PackageNotFoundError":
         return "corrupt", f"not a valid {suffix} (not a zip archive)"
-    if (suffix == ".docx" and isinstance(exc, KeyError | ValueError)) or module.startswith("docx"):
-        return "corrupt", f"not a valid .docx ({detail or name})"
+    if suffix == ".pdf" and not isinstance(exc, RecursionError):  # pypdf meets broken structure as TypeError...
+        return "corrupt", f"corrupt PDF ({name}: {detail})"
+    if suffix == ".docx" and not isinstance(exc, RecursionError):  # ... and python-docx as lxml or zlib errors
+        return "corrupt", f"not a valid .docx ({name}: {detail})" if detail else f"not a valid .docx ({name})"
     if isinstance(exc, json.JSONDecodeError):
         return "corrupt", f"invalid JSON at line {exc.lineno}: {exc.msg}"
     if isinstance(exc, UnicodeError):

@@ -131,7 +131,10 @@ def read_docx(path: Path) -> list[ParsedDocument]:
             blocks.extend(Block(p, heading=stack.path, date=stack.date) for p in split_long(text))
         previous_was_list = is_list
     props = document.core_properties
-    created = props.created
+    try:
+        created = props.created
+    except (ValueError, TypeError, OverflowError):  # python-docx's own parse of a blank or out-of-range date
+        created = None
     date = parse_date(created)
     if date is not None and date.replace(tzinfo=None).isoformat() == _DOCX_TEMPLATE_CREATED:
         date = None
