@@ -248,3 +248,213 @@ def _nearest_year(day: int, month: int, ref: date) -> date | None:
             continue
     # Days after the reference count double: a note looks back more often than it plans ahead.
     return min(options, key=lambda d: (d - ref).days * 2 if d > ref else (ref - d).days) if options else None
+
+
+# -- relative dates ("yesterday", "on Monday", "two weeks ago"), resolved against the day a text was written --
+
+__all__ += ["RelativeDate", "find_relative_dates", "annotate_relative_dates"]
+
+
+class RelativeDate(NamedTuple):
+    """A relative date written in a text, at text[start:end], resolved against the day the text was written.
+
+    `first`..`last` is the span it names (one day, a week, a weekend, a month, a season, a year); `precision` is
+    "day", "weekend", "week", "month", "season" or "year"; `label` is how it is written out ("26 June 2025",
+    "the week of 18 August 2025", "July 2025", "2024")."""
+
+    start: int
+    end: int
+    first: date
+    last: date
+    precision: str
+    label: str
+
+    @property
+    def day(self) -> date | None:
+        """The one day it names (None when it names a longer span)."""
+        return self.first if self.precision == "day" else None
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WD = r"(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)"  # no "sat", "sun": words too
+_NOT_WORD = r"(?![\w'’-])"  # "Fridays", "Friday's meeting", "Monday-Friday" are no dates
+_NOT_THE = r"(?<![Tt]he )(?<![\w-])"  # "the last night of the trip", "the next year" are not anchored
+_COUNT = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+          "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_N = r"(?P<n>\d{1,3}|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+_UNIT = r"(?P<unit>day|week|month|year)s?"
+_SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
+_DAYWORDS = {"the day before yesterday": -2, "the day after tomorrow": 2, "yesterday": -1, "last night": -1,
+             "today": 0, "tonight": 0, "this morning": 0, "this afternoon": 0, "this evening": 0, "tomorrow": 1}
+# One pattern per form, tried in this order; a span found by an earlier one is never matched again.
+_RELATIVE_FORMS = [
+    ("dayword", re.compile(_NOT_THE + r"(?:" + "|".join(_DAYWORDS) + r")" + _NOT_WORD, re.I)),
+    ("weekday", re.compile(rf"{_NOT_THE}(?P<rel>last|past|previous|next|this(?:\s+coming)?|coming)\s+{_WD}{_NOT_WORD}",
+                           re.I)),
+    ("weekday", re.compile(rf"(?<![\w-])(?P<prep>on|since|by|until|till)\s+{_WD}{_NOT_WORD}", re.I)),
+    ("weekday", re.compile(rf"(?<![\w-]){_WD}\s+(?:morning|afternoon|evening|night){_NOT_WORD}", re.I)),
+    ("ago", re.compile(rf"(?<![\w-]){_N}\s+{_UNIT}\s+ago{_NOT_WORD}", re.I)),
+    ("in", re.compile(rf"(?<![\w-])in\s+{_N}\s+{_UNIT}(?:['’]?\s+time)?{_NOT_WORD}", re.I)),
+    ("period", re.compile(_NOT_THE + r"(?P<rel>last|past|previous|this|next|coming)\s+"
+                          r"(?P<unit>weekend|week|month|year|spring|summer|autumn|fall|winter)" + _NOT_WORD, re.I)),
+    ("month", re.compile(rf"{_NOT_THE}(?P<rel>(?i:last|next|this))\s+{_MONTH_CAP}{_NOT_WORD}")),
+]
+_FUTURE_CUE = re.compile(r"\b(?:will|shall|going to|gonna|about to|plan(?:ning)? to|hope to|looking forward|"
+                         r"have to|has to|need to|must|due|"
+                         r"can['’]t wait)\b|['’]ll\b|\b(?:am|is|are)\s+\w+ing\b|['’](?:m|re)\s+\w+ing\b", re.I)
+_SENTENCE_END = re.compile(r"[.!?\n]")
+
+
+def find_relative_dates(text: str, anchor: date | datetime | None) -> list[RelativeDate]:
+    """Every relative date in `text`, resolved against `anchor` (the day the text was written), in order.
+
+    Days: today, tonight, this morning/afternoon/evening, yesterday, last night, tomorrow, the day before
+    yesterday, the day after tomorrow. Weekdays, only with a cue that makes them a date: "last Friday" (the
+    most recent Friday before the anchor), "next Friday" (the first Friday in a later week than the anchor's:
+    on a Wednesday, the Friday nine days on), "this Friday" (in the anchor's week, weeks starting on Monday),
+    "on/since/by/until Friday" and "Friday morning" (the most recent one, or the next one when the sentence
+    speaks of the future: "will", "going to", "I'm seeing"). Counts: "two weeks ago", "3 days ago", "a year
+    ago", "in ten days". Periods: last/this/next week, weekend, month, year, season, and "last March".
+
+    Not dates: "Fridays", "every Friday", "Friday's meeting" (no cue), "Good Friday", a weekday that is part of
+    a written date ("Sunday, 31 August", found by `find_dates`), vague counts ("a few days ago"). With no
+    anchor nothing is resolved. Never raises."""
+    if anchor is None:
+        return []
+    try:
+        day = anchor.date() if isinstance(anchor, datetime) else anchor
+        taken = [(d.start, d.end) for d in find_dates(text, day)]
+        found: list[RelativeDate] = []
+        for form, pattern in _RELATIVE_FORMS:
+            for m in pattern.finditer(text):
+                if _overlaps(m.span(), taken):
+                    continue
+                span = _resolve(form, m, day, _future(text, m.start()))
+                if span is not None:
+                    found.append(RelativeDate(m.start(), m.end(), *span))
+                    taken.append(m.span())
+        return sorted(found)
+    except (ValueError, TypeError, OverflowError, KeyError):
+        return []
+
+
+def annotate_relative_dates(text: str, anchor: date | datetime | str | None) -> str:
+    """`text` with each relative date followed by the date it names: "Yesterday (26 June 2025) was my last
+    lesson", "on Monday (25 August 2025)", "last year (2024)". `anchor`: the day the text was written (a date,
+    a datetime or a string `parse_date` reads); without one the text is returned unchanged. Idempotent."""
+    if isinstance(anchor, str):
+        anchor = parse_date(anchor)
+    out, pos = [], 0
+    for r in find_relative_dates(text, anchor):
+        if text[r.end:r.end + len(r.label) + 3].lstrip().startswith(f"({r.label}"):
+            continue  # annotated already
+        out += [text[pos:r.end], f" ({r.label})"]
+        pos = r.end
+    return "".join(out) + text[pos:]
+
+
+def _future(text: str, at: int) -> bool:
+    """Whether the sentence around position `at` speaks of the future."""
+    start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, at)), default=0)
+    end = m.start() if (m := _SENTENCE_END.search(text, at)) else len(text)
+    return bool(_FUTURE_CUE.search(text[start:end]))
+
+
+def _resolve(form: str, m: re.Match[str], day: date, future: bool) -> tuple[date, date, str, str] | None:
+    g = {k: (v or "").lower() for k, v in m.groupdict().items()}
+    if form == "dayword":
+        d = day + timedelta(days=_DAYWORDS[" ".join(m.group(0).lower().split())])
+        return _one_day(d)
+    if form == "weekday":
+        target = next(i for i, w in enumerate(_WEEKDAYS) if w.startswith(g["wd"][:3]))
+        rel = "coming" if "coming" in g.get("rel", "") else g.get("rel", "")
+        back = (day.weekday() - target - 1) % 7 + 1   # days back to the most recent one before `day`
+        ahead = (target - day.weekday() - 1) % 7 + 1  # days on to the first one after `day`
+        if rel in ("last", "past", "previous") or g.get("prep") == "since":
+            d = day - timedelta(days=back)
+        elif rel == "next":
+            d = day + timedelta(days=ahead)
+            if d.isocalendar()[:2] == day.isocalendar()[:2]:
+                d += timedelta(days=7)
+        elif rel == "this":
+            d = day + timedelta(days=target - day.weekday())
+        elif rel == "coming" or future:
+            d = day + timedelta(days=ahead)
+        else:
+            d = day - timedelta(days=back)
+        return _one_day(d)
+    if form in ("ago", "in"):
+        if form == "in" and not future:  # "I read it in two days" is a duration, not a date
+            return None
+        n = int(g["n"]) if g["n"].isdigit() else _COUNT[g["n"]]
+        sign = -1 if form == "ago" else 1
+        if g["unit"] in ("day", "week"):
+            return _one_day(day + timedelta(days=sign * n * (7 if g["unit"] == "week" else 1)))
+        if g["unit"] == "month":
+            y, mo = divmod(day.year * 12 + day.month - 1 + sign * n, 12)
+            return _month(y, mo + 1)
+        return _year(day.year + sign * n)
+    if form == "period":
+        step = {"last": -1, "past": -1, "previous": -1, "this": 0, "next": 1, "coming": 1}[g["rel"]]
+        unit = g["unit"]
+        if unit in ("week", "weekend"):
+            monday = day - timedelta(days=day.weekday()) + timedelta(weeks=step)
+            if unit == "week":
+                return monday, monday + timedelta(days=6), "week", f"the week of {_day_label(monday)}"
+            sat, sun = monday + timedelta(days=5), monday + timedelta(days=6)
+            label = f"{sat.day}–{_day_label(sun)}" if sat.month == sun.month else \
+                f"{sat.day} {sat:%B} – {_day_label(sun)}" if sat.year == sun.year else \
+                f"{_day_label(sat)} – {_day_label(sun)}"
+            return sat, sun, "weekend", label
+        if unit == "month":
+            y, mo = divmod(day.year * 12 + day.month - 1 + step, 12)
+            return _month(y, mo + 1)
+        if unit == "year":
+            return _year(day.year + step)
+        return _season(_SEASONS[unit], day, step)
+    if form == "month":
+        month = _MONTHS[m.group("m").lower()[:3]]
+        if g["rel"] == "this":
+            return _month(day.year, month)
+        if g["rel"] == "last":
+            return _month(day.year - (1 if month >= day.month else 0), month)
+        return _month(day.year + (1 if month <= day.month else 0), month)
+    return None
+
+
+def _day_label(d: date) -> str:
+    return f"{d.day} {d:%B %Y}"
+
+
+def _one_day(d: date) -> tuple[date, date, str, str]:
+    return d, d, "day", _day_label(d)
+
+
+def _month(year: int, month: int) -> tuple[date, date, str, str]:
+    first = date(year, month, 1)
+    last = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    return first, last, "month", f"{first:%B %Y}"
+
+
+def _year(year: int) -> tuple[date, date, str, str]:
+    return date(year, 1, 1), date(year, 12, 31), "year", str(year)
+
+
+def _season(start_month: int, day: date, step: int) -> tuple[date, date, str, str]:
+    """The season (northern, meteorological: three months from `start_month`) of that name: "this" one in the
+    anchor's year (a winter: the one that began in December), the "last" one to end before the anchor, the
+    "next" one to begin after it."""
+    def span(year: int) -> tuple[date, date]:
+        y, mo = divmod(year * 12 + start_month - 1 + 3, 12)
+        return date(year, start_month, 1), date(y, mo + 1, 1) - timedelta(days=1)
+
+    years = range(day.year - 2, day.year + 2)
+    if step < 0:
+        year = max(y for y in years if span(y)[1] < day)
+    elif step > 0:
+        year = min(y for y in years if span(y)[0] > day)
+    else:
+        year = day.year - 1 if start_month == 12 and day.month <= 2 else day.year
+    first, last = span(year)
+    name = next(k for k, v in _SEASONS.items() if v == start_month)
+    return first, last, "season", f"{name} {year}" if start_month != 12 else f"winter {year}–{str(year + 1)[2:]}"
