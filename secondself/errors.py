@@ -21,7 +21,8 @@ codes. Every message says what happened *and what to do next*.
     ├── IngestError                 a whole ingest could not run (path missing, ...)
     │   ├── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
     │   │                           (the pipeline records it and continues with the rest of the batch)
-    │   └── UploadTooLarge          a file sent to the server is larger than its upload limit (HTTP 413)
+    │   ├── UploadTooLarge          a file sent to the server is larger than its upload limit (HTTP 413)
+    │   └── SourceConflictError     an upload named a source that is one of the person's folders (HTTP 409)
     ├── Busy                        the server's model is at capacity and its waiting line is full (HTTP 503)
     ├── RateLimited                 a client sent more requests than its rate limit allows (HTTP 429)
     └── BackendError                a model backend failed
@@ -58,6 +59,7 @@ __all__ = [
     "JobCancelled",
     "UnreadableFileError",
     "UploadTooLarge",
+    "SourceConflictError",
     "Busy",
     "RateLimited",
     "BackendError",
@@ -170,6 +172,11 @@ class UnreadableFileError(IngestError):
 
 class UploadTooLarge(IngestError):
     """The client sent more bytes than the server accepts for one file."""
+
+
+class SourceConflictError(IngestError):
+    """An upload named a source that an ingested folder owns; storing the upload there would re-point the
+    source away from the folder (HTTP 409)."""
 
 
 class Busy(SecondSelfError):

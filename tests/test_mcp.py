@@ -311,3 +311,27 @@ def test_prefill_tool_fills_what_memory_supports_and_leaves_the_rest_empty(tmp_p
         fields = {f["field"]: f for f in result.structured_content["fields"]}
         assert fields["Email"]["value"] == "rosa.quill@example.org" and fields["Email"]["sources"]
         assert fields["Blood type"]["value"] is None and fields["Blood type"]["reason"]
+
+
+def test_add_memory_never_repoints_a_folder_source_named_mcp(rt, tmp_path):
+    """A folder the person ingested as 'mcp' keeps its source; the note goes into 'mcp-2' (issue 14, finding 9:
+    re-pointing it made the next ingest report the folder's files missing, and --prune delete them)."""
+    from secondself.serve.mcp import build_mcp
+
+    folder = tmp_path / "mcp"
+    folder.mkdir()
+    (folder / "plan.md").write_text("# Plan\n\nThe model context protocol talk is on Friday.\n")
+    with rt.lock:
+        ingest(rt.store, rt.embedder, [folder], source_name="mcp")
+        before = rt.store.source_roots()["mcp"]
+
+    async def main():
+        async with Client(build_mcp(rt, stdio=True)) as client:
+            added = await client.call_tool("add_memory", {"text": "My bicycle is a green Brompton."})
+            assert not added.is_error, text_of(added)
+            assert added.structured_content["source"] == "mcp-2"
+
+    anyio.run(main)
+    with rt.lock:
+        roots = rt.store.source_roots()
+    assert roots["mcp"] == before and roots["mcp-2"].endswith("uploads/mcp-2")

@@ -79,6 +79,51 @@ def test_a_chat_token_cannot_send_to_an_expert_that_only_looks_local(srv):
     assert "admin" in r.json()["error"]["message"]
 
 
+# -- 9: an upload never re-points a folder source -----------------------------------------------------
+def test_an_upload_into_a_folder_source_is_refused_and_the_folder_is_kept(tmp_path):
+    with running_server(tmp_path / "h", mcp=False) as s:
+        s.ingest_text(NOTES, source="journal")
+        rt = s.runtime
+        before = rt.store.source_roots()["journal"]
+        r = httpx.post(s.url + "/api/memories", files={"files": ("a.txt", b"a new memory")},
+                       data={"source": "journal"})
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["code"] == "source_conflict" and "journal" in error["message"]
+        with rt.lock:
+            assert rt.store.source_roots()["journal"] == before
+        assert not (rt.settings.person_dir / "uploads" / "journal").exists()
+        assert s.state.jobs.list(10) == []
+        # the server's own upload source takes more files as before
+        ok = httpx.post(s.url + "/api/memories", files={"files": ("a.txt", b"a new memory")},
+                        data={"source": "phone"})
+        assert ok.status_code == 202 and s.state.jobs.wait(ok.json()["job"]["id"], HANG_GUARD)["status"] == "done"
+        again = httpx.post(s.url + "/api/memories", files={"files": ("b.txt", b"another")}, data={"source": "phone"})
+        assert again.status_code == 202
+
+
+def test_a_note_or_default_upload_moves_past_a_folder_source_of_that_name(tmp_path):
+    """The server picks 'notes' and 'uploads' itself, so it moves on to a free name instead of refusing."""
+    with running_server(tmp_path / "h", mcp=False) as s:
+        s.ingest_text(NOTES, source="notes")
+        s.ingest_text({"x.md": "A file of my own uploads folder."}, source="uploads")
+        rt = s.runtime
+        before = rt.store.source_roots()
+        note = httpx.post(s.url + "/api/memories/text", json={"text": "The cello lesson moved to Thursdays."})
+        upload = httpx.post(s.url + "/api/memories", files={"files": ("c.txt", b"Chess club on Mondays.")})
+        for r in (note, upload):
+            assert r.status_code == 202, r.text
+            assert s.state.jobs.wait(r.json()["job"]["id"], HANG_GUARD)["status"] == "done"
+        with rt.lock:
+            after = rt.store.source_roots()
+        assert {k: after[k] for k in before} == before
+        uploads = rt.settings.person_dir / "uploads"
+        assert Path(after["notes-2"]) == (uploads / "notes-2").resolve()
+        assert Path(after["uploads-2"]) == (uploads / "uploads-2").resolve()
+        files = {src["name"]: src["files"] for src in httpx.get(s.url + "/api/sources").json()["data"]}
+        assert files == {"notes": 2, "uploads": 1, "notes-2": 1, "uploads-2": 1}
+
+
 # -- 10: health and shedding do not wait for a model --------------------------------------------------
 class _ColdModel(FakeChatModel):
     """A model whose first use blocks (as a cold load does) until the test lets it go."""

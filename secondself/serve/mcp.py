@@ -288,20 +288,22 @@ def build_mcp(runtime: Runtime, *, stdio: bool = False, gates: Gates | None = No
         """Save a new memory for the person: a dated note in the 'mcp' source, searchable as soon as this
         returns. Save only what the person asked you to remember. Needs the 'write' scope."""
         from ..ingest.pipeline import ingest
-        from .uploads import save_note
+        from .uploads import save_note, upload_source
 
         need(ctx, "write")
         if bound_role(ctx) is not None:  # such tokens hold no write scope; refuse even if one ever did
             raise ToolError(str(RoleForbiddenError(f"this token is confined to the role {bound_role(ctx)!r}, "
                                                    "which cannot add memories")))
         with _tool_errors(), rt.lock:
-            path = save_note(rt.settings.person_dir, text, title, source="mcp")
-            report = ingest(rt.store, rt.embedder, [path.parent], source_name="mcp",
+            # 'mcp-2', ... when one of the person's folders is called 'mcp' (never re-point a folder source)
+            source = upload_source(rt.store.source_roots(), rt.settings.person_dir, None, "mcp")
+            path = save_note(rt.settings.person_dir, text, title, source=source)
+            report = ingest(rt.store, rt.embedder, [path.parent], source_name=source,
                             person_name=rt.settings.person_name, chunk_words=rt.settings.chunk_words)
         mine = [o for o in report.outcomes if o.path.rsplit("/", 1)[-1] == path.name]
         if any(o.status == "failed" for o in mine):
             raise ToolError(f"the note was saved as {path.name} but could not be ingested: {mine[0].reason}")
-        return AddedMemory(path=path.name, source="mcp", chunks_added=sum(o.chunks for o in mine))
+        return AddedMemory(path=path.name, source=source, chunks_added=sum(o.chunks for o in mine))
 
     @server.tool(annotations=reading)
     def list_roles(ctx: Context) -> list[RoleInfo]:

@@ -18,6 +18,7 @@ from ..errors import (
     RoleForbiddenError,
     RoleNotFoundError,
     SecondSelfError,
+    SourceConflictError,
     SourceNotFoundError,
     StoreError,
     TokenNotFoundError,
@@ -38,6 +39,7 @@ def api_error(status: int, message: str, type_: str = "invalid_request_error", c
 # typed error → (HTTP status, OpenAI error type, code); first match wins, so subclasses come first
 _ERRORS: list[tuple[type[BaseException], int, str, str]] = [
     (UploadTooLarge, 413, "invalid_request_error", "file_too_large"),
+    (SourceConflictError, 409, "invalid_request_error", "source_conflict"),
     (SourceNotFoundError, 404, "invalid_request_error", "source_not_found"),
     (RoleNotFoundError, 404, "invalid_request_error", "role_not_found"),
     (TokenNotFoundError, 404, "invalid_request_error", "token_not_found"),

@@ -20,7 +20,7 @@ from ..types import SearchFilters
 from .auth import RoleReader, Writer, acting_role
 from .responses import accepted
 from .state import jobs_of, state_of
-from .uploads import save_note, save_upload, uploads_dir
+from .uploads import save_note, save_upload, upload_source, uploads_dir
 
 __all__ = ["router"]
 
@@ -60,10 +60,14 @@ def delete_source(name: str, request: Request, _: Writer) -> dict:
 
 @router.post("/memories", status_code=202, tags=["memory"])
 def upload(request: Request, _: Writer, files: Annotated[list[UploadFile], File()],
-           source: Annotated[str, Form()] = "uploads") -> JSONResponse:
-    """Upload files into a source (default 'uploads') and ingest them in the background."""
+           source: Annotated[str | None, Form()] = None) -> JSONResponse:
+    """Upload files into a source (default 'uploads') and ingest them in the background. A source that one
+    of the person's folders owns is refused (409); the default moves on to 'uploads-2' when a folder owns it."""
     state = state_of(request)
-    person_dir = state.runtime.settings.person_dir
+    rt = state.runtime
+    person_dir = rt.settings.person_dir
+    with rt.lock:
+        source = upload_source(rt.store.source_roots(), person_dir, source, "uploads")
     saved = []
     for f in files:
         def chunks(f=f):
@@ -83,10 +87,13 @@ class NoteIn(BaseModel):
 
 @router.post("/memories/text", status_code=202, tags=["memory"])
 def add_note(note: NoteIn, request: Request, _: Writer) -> JSONResponse:
-    """Add a memory typed by the person; saved as a dated note in the 'notes' source and ingested."""
+    """Add a memory typed by the person; saved as a dated note in the 'notes' source (or 'notes-2', ... when
+    one of the person's folders is called 'notes') and ingested."""
     rt = state_of(request).runtime
-    path = save_note(rt.settings.person_dir, note.text, note.title)
-    return accepted(jobs_of(request).submit("ingest", {"paths": [str(path.parent)], "source_name": "notes",
+    with rt.lock:
+        source = upload_source(rt.store.source_roots(), rt.settings.person_dir, None, "notes")
+    path = save_note(rt.settings.person_dir, note.text, note.title, source=source)
+    return accepted(jobs_of(request).submit("ingest", {"paths": [str(path.parent)], "source_name": source,
                                                       "files": [path.name]}))
 
 

@@ -1,7 +1,8 @@
 """Files and notes that arrive over the API or MCP, saved where ingest can read them.
 
 Everything lands in `persons/<p>/uploads/<source>/<name>`; that folder is one ingest source, so a re-upload
-of the same name replaces the file and re-ingest stays incremental. Names from clients are never trusted:
+of the same name replaces the file and re-ingest stays incremental. An upload never goes into a source that
+one of the person's folders owns (`upload_source`). Names from clients are never trusted:
 `safe_filename` keeps only the last path component, drops control and separator characters, and the final
 path is checked to lie inside the uploads folder. Sizes are capped while reading, before anything is
 written, and files are written to a temporary name and renamed, so a cut upload leaves nothing behind.
@@ -13,14 +14,14 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ConfigError, UploadTooLarge
+from ..errors import ConfigError, SourceConflictError, UploadTooLarge
 
-__all__ = ["DEFAULT_MAX_BYTES", "UploadTooLarge", "safe_filename", "safe_source", "uploads_dir", "save_upload",
-           "save_note"]
+__all__ = ["DEFAULT_MAX_BYTES", "UploadTooLarge", "safe_filename", "safe_source", "uploads_dir", "upload_source",
+           "save_upload", "save_note"]
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 _SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -35,6 +36,36 @@ def safe_source(name: str | None) -> str:
     if not _SOURCE.match(name) or name in (".", ".."):
         raise ConfigError(f"source name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, not starting "
                           "with '.')")
+    return name
+
+
+def upload_source(roots: Mapping[str, str], person_dir: Path, requested: str | None, default: str) -> str:
+    """The source an upload goes into, given the store's sources (`roots`: name → root): never one that a
+    folder of the person's owns.
+
+    Ingesting `uploads/<name>` as the source <name> re-points that source at the uploads folder; done to a
+    folder source, the next `ingest` would report all of the folder's files missing and `ingest --prune` would
+    delete them. A source is the server's own when its root is `uploads/<name>`. So:
+    - a name the client chose (`requested`) must be new or the server's own, else SourceConflictError (409):
+      the client named the source, so it decides; filing its files under another name would surprise it;
+    - the server's default (`default`: 'uploads', 'notes', 'mcp') moves on to `<default>-2`, `-3`, ...: the
+      client chose nothing, and refusing would stop every such upload for whoever ingested a folder that
+      happens to bear the default's name."""
+    def own(name: str) -> bool:
+        root = roots.get(name)
+        return root is None or Path(root).resolve() == (uploads_dir(person_dir) / name).resolve()
+
+    if requested and requested.strip():
+        name = safe_source(requested)
+        if not own(name):
+            raise SourceConflictError(f"the source {name!r} is the folder {roots[name]}, not an upload source: "
+                                      "uploading into it would make the next ingest treat that folder's files as "
+                                      "missing. Choose another source name")
+        return name
+    name, n = safe_source(default), 1
+    while not own(name):
+        n += 1
+        name = safe_source(f"{default}-{n}")
     return name
 
 
