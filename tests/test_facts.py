@@ -284,7 +284,7 @@ def test_teacher_keeps_only_grounded_items_with_parseable_dates():
         ("Ann", "works_at", "Tidewater Labs", None, "teacher", 7)]
     assert got[1].evidence == "Started at Tidewater Labs."
     prompt = model.calls[0][0][-1].content
-    assert "Moved to Lisbon today." in prompt and "2025-07-01" in prompt and "works_at" in prompt
+    assert "Moved to Lisbon today (1 July 2025)." in prompt and "2025-07-01" in prompt and "works_at" in prompt
 
 
 def test_teacher_retries_malformed_json_then_fails_visibly():

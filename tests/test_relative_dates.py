@@ -105,3 +105,34 @@ def test_spans_precision_and_day():
     assert [(f.precision, f.day) for f in found] == [("day", date(2025, 8, 25)), ("month", None)]
     assert (found[1].first, found[1].last) == (date(2025, 7, 1), date(2025, 7, 31))
     assert found[0].start == len("Splint came off ") and found[0].end == len("Splint came off on Monday")
+
+
+# -- layer 1: facts are dated by the resolved day, not by the day the note was written ----------------------
+
+def _note(text: str, day: str, kind: str = "note", speakers: tuple[str, ...] = ()):
+    from secondself.types import Chunk
+
+    return Chunk(id=1, source="t", path="t.md", title="t", position=0, text=text,
+                 date=f"{day}T00:00:00+00:00", speakers=speakers, kind=kind)
+
+
+def test_rule_based_facts_take_the_resolved_day():
+    from secondself.memory.facts import extract_observations
+
+    got = {(o.predicate, o.object, o.kind): (o.date, o.explicit) for text in [
+        "I started at Tidewater Labs on Monday.",           # written on Saturday 20 September 2025
+        "Two weeks ago I moved to Lisbon.",
+        "Yesterday was my last day at Acme Freight.",
+    ] for o in extract_observations(_note(text, "2025-09-20"), "Ann")}
+    assert got == {("works_at", "Tidewater Labs", "start"): ("2025-09-15", True),
+                   ("lives_in", "Lisbon", "start"): ("2025-09-06", True),
+                   ("works_at", "Acme Freight", "end"): ("2025-09-19", True)}
+
+
+def test_the_teacher_reads_resolved_dates():
+    from secondself.backends.chat import FakeChatModel
+    from secondself.memory.facts import teacher_observations
+
+    model = FakeChatModel(['{"facts": []}'])
+    teacher_observations(model, _note("I started at Tidewater Labs on Monday.", "2025-09-20"), "Ann")
+    assert "on Monday (15 September 2025)" in model.calls[0][0][-1].content

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 
 from ..backends.chat import ChatModel, Message
-from ..ingest.dates import parse_date
+from ..ingest.dates import annotate_relative_dates, parse_date
 from ..prompts import render
 from ..structured import generate_json
 from ..types import Chunk, Entity, Fact
@@ -59,7 +59,8 @@ def teacher_observations(model: ChatModel, chunk: Chunk, person: str, *, attempt
     case and accents, and its date is empty or parses. Invalid JSON is retried; when every attempt fails,
     `StructuredOutputError` propagates, so a build step fails visibly instead of silently knowing less.
     """
-    mine = "\n".join(s for s, _, _ in person_units(chunk, person))
+    # relative dates come resolved ("on Monday (25 August 2025)"), each against the day its sentence was written
+    mine = "\n".join(annotate_relative_dates(s, day) for s, _, day in person_units(chunk, person))
     if not mine.strip():
         return []
     prompt = render("facts_extract", person=person, date=(chunk.date or "unknown")[:10], text=mine,

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from ..ingest.dates import find_dates, parse_date
+from ..ingest.dates import find_dates, find_relative_dates, parse_date
 from ..types import Chunk
 
 __all__ = ["Predicate", "PREDICATES", "Observation", "extract_observations", "person_units", "norm", "NAME",
@@ -120,9 +120,6 @@ _HEDGE = re.compile(r"\b(?:not|never|no longer|would|could|might|should|(?-i:may
                     r"thinking|guess|suppose|planned to|supposed to)\b|n['’]t\b", re.I)
 _FUTURE = re.compile(r"\b(?:will|going to|gonna|about to|have to|need to|plan to|planning to)\b|['’]ll\b|"
                      r"\b(?:moving|starting|relocating|joining|leaving)\b", re.I)
-_RELATIVE = {"today": 0, "tonight": 0, "this morning": 0, "this afternoon": 0, "this evening": 0,
-             "yesterday": -1, "last night": -1, "tomorrow": 1}
-_RELATIVE_RE = re.compile(r"\b(?:" + "|".join(_RELATIVE) + r")\b", re.I)
 _VAGUE = re.compile(
     r"\b(?:Jan(?:uary)?|Feb(?:ruary)?|March|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sept?(?:ember)?|"
     r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\b|\b(?i:monday|tuesday|wednesday|thursday|friday|saturday|"
@@ -339,9 +336,11 @@ def _when(sentence: str, label: str, m: re.Match[str], day: date | None, *, futu
         return in_label[0].day, True
     if day is None:
         return None, False
-    rel = _RELATIVE_RE.search(sentence)
-    if rel:
-        return day + timedelta(days=_RELATIVE[rel.group(0).lower()]), True
+    # "yesterday", "on Monday", "two weeks ago": resolved against the day the sentence was written
+    relative = [r for r in find_relative_dates(sentence, day) if r.day is not None]
+    if relative:
+        centre = (m.start() + m.end()) / 2
+        return min(relative, key=lambda r: abs((r.start + r.end) / 2 - centre)).day, True
     if future or _VAGUE.search(sentence) or _VAGUE.search(label):
         return None, False
     return day, False
