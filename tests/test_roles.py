@@ -134,13 +134,13 @@ def test_a_role_continues_only_its_own_conversations(srv):
 def test_api_routes_with_a_role_parameter_stay_inside_its_scope(srv):
     url = srv.url + "/api"
     q = {"q": "Quokkaville marmalade Zelinda river", "k": 10}
-    assert {h["source"] for h in httpx.get(url + "/search", params=q).json()["data"]} == {"diary", "work"}
-    scoped = httpx.get(url + "/search", params={**q, "role": "interviewer"}).json()["data"]
+    assert {h["source"] for h in httpx.get(url + "/search", params=q).json()["results"]} == {"diary", "work"}
+    scoped = httpx.get(url + "/search", params={**q, "role": "interviewer"}).json()["results"]
     assert scoped and {h["source"] for h in scoped} == {"work"}
     assert leaks(json.dumps(scoped)) == []
     # a request can narrow the scope, never widen it
-    assert httpx.get(url + "/search", params={**q, "role": "interviewer", "source": "diary"}).json()["data"] == []
-    assert httpx.get(url + "/search", params={**q, "role": "interviewer", "source": "nope"}).json()["data"] == []
+    assert httpx.get(url + "/search", params={**q, "role": "interviewer", "source": "diary"}).json()["results"] == []
+    assert httpx.get(url + "/search", params={**q, "role": "interviewer", "source": "nope"}).json()["results"] == []
     assert httpx.get(url + "/search", params={**q, "source": "nope"}).status_code == 404  # (no role: an error)
 
     assert leaks(json.dumps(httpx.get(url + "/profile").json()))
@@ -165,7 +165,7 @@ def test_a_role_bound_token_is_confined_on_every_route(srv):
     assert made["role"] == "interviewer"
     h = bearer(made["token"])
 
-    hits = httpx.get(url + "/search", params={"q": "Quokkaville marmalade Zelinda", "k": 10}, headers=h).json()["data"]
+    hits = httpx.get(url + "/search", params={"q": "Quokkaville marmalade Zelinda", "k": 10}, headers=h).json()["results"]
     assert hits and leaks(json.dumps(hits)) == []
     refused = httpx.get(url + "/search", params={"q": "x", "role": "diarist"}, headers=h)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "role_forbidden"

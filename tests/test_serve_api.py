@@ -117,7 +117,7 @@ def test_tokens_scopes_and_revocation(srv):
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
     assert httpx.get(srv.url + "/api/search", params={"q": "Lisbon"}, headers=bearer("ss-wrong")).status_code == 401
     found = httpx.get(srv.url + "/api/search", params={"q": "Lisbon"}, headers=bearer(read))
-    assert found.status_code == 200 and "Lisbon" in found.json()["data"][0]["text"]
+    assert found.status_code == 200 and "Lisbon" in found.json()["results"][0]["text"]
     # scope checks: read cannot delete or chat; chat cannot read memories
     assert httpx.delete(srv.url + "/api/sources/notes", headers=bearer(read)).status_code == 403
     with pytest.raises(openai.PermissionDeniedError):
@@ -341,6 +341,6 @@ def test_jobs_outlive_a_server_restart(tmp_path):
     with running_server(home, mcp=False) as s:
         again = httpx.get(f"{s.url}/api/jobs/{job['id']}").json()
         assert again["status"] == "done" and again["result"]["chunks_written"] >= 1
-        hits = httpx.get(s.url + "/api/search", params={"q": "cello Thursdays"}).json()["data"]
+        hits = httpx.get(s.url + "/api/search", params={"q": "cello Thursdays"}).json()["results"]
         assert hits and "Thursdays" in hits[0]["text"]
         assert httpx.get(s.url + "/api/jobs/999").json()["error"]["code"] == "not_found"

@@ -33,6 +33,15 @@ def srv(tmp_path: Path):
 
 
 # -- 7: two inputs that gave a 500 --------------------------------------------------------------------
+def test_a_date_at_the_edge_of_the_range_is_a_400_not_a_500(srv):
+    read = srv.token("read")
+    for bound in ("since", "until"):
+        r = httpx.get(srv.url + "/api/search", params={"q": "x", bound: "9999-12-31T23:59:59-14:00"},
+                      headers=bearer(read))
+        assert r.status_code == 400, r.text
+        assert "9999-12-31T23:59:59-14:00" in r.json()["error"]["message"]
+
+
 def test_a_null_byte_in_a_static_name_is_a_404_not_a_500(srv):
     for name in ("%00", "a%00.js", "app.js%00"):
         r = httpx.get(f"{srv.url}/static/{name}")
@@ -259,3 +268,18 @@ def test_revoking_a_token_that_does_not_exist_is_404(srv):
     assert r.status_code == 404, r.text
     assert "nobody" in r.json()["error"]["message"]
     assert httpx.delete(srv.url + "/api/tokens/boss", headers=bearer(admin)).status_code == 200
+
+
+# -- 17: one search shape -----------------------------------------------------------------------------
+def test_api_search_has_the_shape_of_search_json(srv):
+    from click.testing import CliRunner
+
+    from secondself.cli import cli
+
+    api = httpx.get(srv.url + "/api/search", params={"q": "Lisbon flat", "k": 2}).json()
+    out = CliRunner().invoke(cli, ["--home", str(srv.home), "--embedder", "hashing", "search", "Lisbon flat",
+                                   "-k", "2", "--json"])
+    assert out.exit_code == 0, out.output
+    assert api == json.loads(out.stdout)
+    assert api["results"] and "data" not in api
+    assert "data" in httpx.get(srv.url + "/v1/models").json()  # OpenAI-style lists stay on /v1

@@ -101,7 +101,8 @@ def add_note(note: NoteIn, request: Request, _: Writer) -> JSONResponse:
 def search(request: Request, principal: RoleReader, q: str, k: Annotated[int, Query(ge=1, le=50)] = 5,
            source: Annotated[list[str] | None, Query()] = None, since: str | None = None, until: str | None = None,
            speaker: str | None = None, mode: str = "hybrid", role: str | None = None) -> dict:
-    """Hybrid search; with a role, only inside its scope (the filters can narrow it, never widen it)."""
+    """Hybrid search; with a role, only inside its scope (the filters can narrow it, never widen it). The
+    answer is the object `secondself search --json` prints: query, mode, results."""
     from ..memory.scope import ScopedSearcher
     from ..memory.search import hit_to_dict
 
@@ -111,4 +112,4 @@ def search(request: Request, principal: RoleReader, q: str, k: Annotated[int, Qu
         rt.reembed_if_stale()
         searcher = ScopedSearcher(rt.searcher, acting.scope) if acting else rt.searcher
         hits = searcher.search(q, k=k, filters=SearchFilters(tuple(source or ()), since, until, speaker), mode=mode)
-    return {"query": q, "data": [hit_to_dict(h) for h in hits]}
+    return {"query": q, "mode": mode, "results": [hit_to_dict(h) for h in hits]}

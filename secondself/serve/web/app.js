@@ -411,14 +411,14 @@ async function upload(files) {
 }
 
 async function search(q, k) {
-  const { data } = await api(`/api/search?${new URLSearchParams({ q, k })}`);
-  $("#search-results").replaceChildren(...(data.length ? data.map((r) => h("li", { "data-testid": "search-result" },
+  const { results } = await api(`/api/search?${new URLSearchParams({ q, k })}`);
+  $("#search-results").replaceChildren(...(results.length ? results.map((r) => h("li", { "data-testid": "search-result" },
     h("div", { class: "hit-head" }, h("strong", { text: r.title || r.path }),
       h("span", { class: "muted small", text: [r.source, when(r.date), (r.speakers || []).join(", "),
         typeof r.score === "number" ? `score ${r.score.toFixed(3)}` : ""].filter(Boolean).join(" · ") })),
     h("div", { class: "muted small", text: r.path }), h("p", { class: "snippet", text: r.snippet })))
     : [h("li", { class: "muted", text: "Nothing found." })]));
-  announce(`${data.length} results`);
+  announce(`${results.length} results`);
 }
 
 // -- profile -------------------------------------------------------------------------------------------
