@@ -196,6 +196,8 @@ def test_fifo_and_device_symlink_fail_without_hanging(tmp_path: Path) -> None:
     assert files["good.txt"]["status"] == "added"
     for name in ("pipe.txt", "zero.txt", "null.md"):
         assert files[name]["status"] == "failed" and "not a regular file" in files[name]["reason"], files[name]
+    stale = json.loads(cli(tmp_path / "home", "status", "--json").stdout)["stale"]
+    assert len(stale["failed_files"]) == 3 and not stale["new_files"], stale  # recorded, so status knows them
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only")

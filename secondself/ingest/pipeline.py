@@ -227,20 +227,21 @@ def _ingest_one(store: Store, writer: _Writer, source: str, sid: int, path: Path
         return FileOutcome(source, rel, "skipped", f"unsupported format ({path.suffix or 'no extension'})")
     try:
         st = path.stat()
-        check_regular(path, st)  # before any open: a FIFO blocks `open`, /dev/zero never ends
     except OSError as e:
         return FileOutcome(source, rel, "failed", f"cannot read: {e.strerror}")
-    except UnreadableFileError as e:
-        return FileOutcome(source, rel, "failed", e.reason)
     old = store.file(sid, rel)
+    try:
+        check_regular(path, st)  # before any open: a FIFO blocks `open`, /dev/zero never ends
+    except UnreadableFileError as e:
+        return _record_failure(store, source, sid, rel, st, e, kept=old is not None and old.status == "ok")
     if old and old.status == "ok" and old.size == st.st_size and old.mtime == st.st_mtime:
         return FileOutcome(source, rel, "unchanged")
     try:
         digest = file_hash(path)
     except OSError as e:
         return FileOutcome(source, rel, "failed", f"cannot read: {e.strerror}")
-    except UnreadableFileError as e:
-        return FileOutcome(source, rel, "failed", e.reason)
+    except UnreadableFileError as e:  # swapped for a FIFO or device since the check above
+        return _record_failure(store, source, sid, rel, st, e, kept=old is not None and old.status == "ok")
     if old and old.content_hash == digest and old.status in ("ok", "duplicate"):
         still_dup = old.status == "ok" or store.ok_file_with_hash(digest, exclude_id=old.id)
         if still_dup:
