@@ -1,7 +1,9 @@
 """Property-based fuzzing of the HTTP API from its own OpenAPI spec (schemathesis, run as its CLI against a
 real server): whatever a client sends, the server answers with a 4xx in OpenAI's error shape, never a 500.
 Found before this test existed: ids too large for SQLite (OverflowError) and an adapter version that was not
-a number (ValueError); both are now clean 400/404 answers."""
+a number (ValueError); both are now clean 400/404 answers. Found by outside probes since (issue 14, finding 7),
+and kept as explicit cases in test_serve_hardening.py: a search bound at the edge of the date range
+(OverflowError) and a NUL byte in a static file name (ValueError), now a 400 and a 404."""
 
 from __future__ import annotations
 
