@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .ingest.dates import find_dates
+from .text.dates import find_dates
 
 __all__ = ["KINDS", "AnswerQuestion", "load_answer_questions", "normalize", "contains_answer", "is_abstention"]
 

@@ -138,7 +138,7 @@ class Field:
 
 
 def _coerce(field: Field, raw: str) -> Any:
-    from .ingest.dates import parse_date
+    from .text.dates import parse_date
 
     value = raw.strip().strip("\"'`*").strip()
     if not value or value.lower() in ("n/a", "none", "unknown", "-"):

@@ -1,4 +1,4 @@
-"""Unit tests for secondself.ingest.dates."""
+"""Unit tests for secondself.text.dates."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from secondself.ingest.dates import date_in_heading, parse_date
+from secondself.text.dates import date_in_heading, parse_date
 
 
 def utc(*args: int) -> datetime:
@@ -84,7 +84,7 @@ def test_date_in_heading(heading: str, expected: datetime | None) -> None:
 # -- find_dates ----------------------------------------------------------------------------------------
 
 def test_find_dates_full_dates_with_spans():
-    from secondself.ingest.dates import find_dates
+    from secondself.text.dates import find_dates
 
     text = "I started on 1 March 2021, left on Sunday, 31 August 2025 and wrote 2025-09-08."
     found = find_dates(text)
@@ -105,7 +105,7 @@ def test_find_dates_full_dates_with_spans():
     ],
 )
 def test_find_dates_without_a_year_uses_the_reference(text, reference, expected):
-    from secondself.ingest.dates import find_dates
+    from secondself.text.dates import find_dates
 
     found = find_dates(text, reference)
     assert [(f.day, f.year_given) for f in found] == [(expected, False)]
@@ -114,6 +114,6 @@ def test_find_dates_without_a_year_uses_the_reference(text, reference, expected)
 
 @pytest.mark.parametrize("text", ["I may 3 times", "in March", "since 2021", "Tokyo 8-12", "45-52k", "31 April"])
 def test_find_dates_ignores_what_is_not_a_day(text):
-    from secondself.ingest.dates import find_dates
+    from secondself.text.dates import find_dates
 
     assert find_dates(text, date(2025, 6, 1)) == []

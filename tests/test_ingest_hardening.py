@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from secondself.errors import UnreadableFileError
-from secondself.ingest.dates import date_in_heading, parse_date
 from secondself.ingest.pipeline import ingest
 from secondself.ingest.readers import read_file
+from secondself.text.dates import date_in_heading, parse_date
 
 EDGE = "9999-12-31T23:59:59-14:00"  # 10000-01-01 in UTC: past datetime's range
 EDGE_LOW = "0001-01-01T00:00:00+14:00"  # year 0 in UTC
@@ -145,7 +145,7 @@ def test_edge_date_in_any_reader_does_not_fail_the_batch(store, embedder, tmp_pa
 
 
 def test_a_modification_time_past_the_range_is_no_date() -> None:
-    from secondself.ingest.dates import from_timestamp
+    from secondself.text.dates import from_timestamp
 
     assert from_timestamp(1e14) is None and from_timestamp(-1e12) is None  # file systems may hold these
     assert from_timestamp(0) == datetime(1970, 1, 1, tzinfo=UTC)

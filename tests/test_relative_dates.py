@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import pytest
 
-from secondself.ingest.dates import annotate_relative_dates, find_relative_dates
+from secondself.text.dates import annotate_relative_dates, find_relative_dates
 
 WED = date(2025, 8, 27)   # a Wednesday
 FRI = date(2025, 8, 29)

@@ -23,9 +23,9 @@ from ..backends.embedders import Embedder
 from ..errors import IngestError, UnreadableFileError
 from ..progress import OnProgress, Progress
 from ..store import Store
+from ..text.dates import from_timestamp
 from ..types import ChunkDraft, ParsedDocument
 from .chunking import chunk_blocks
-from .dates import from_timestamp
 from .files import check_regular, file_hash, relative_name, text_safe, walk_files
 from .readers import is_supported, read_file
 

@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 
 from ..backends.chat import ChatModel, Message
-from ..ingest.dates import annotate_relative_dates, parse_date
 from ..prompts import render
 from ..structured import generate_json
+from ..text.dates import annotate_relative_dates, parse_date
 from ..types import Chunk, Entity, Fact
 from .entities import extract_entities
 from .observe import PREDICATES, Observation, Predicate, extract_observations, norm, person_units

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from ..ingest.dates import find_dates, find_relative_dates, parse_date
+from ..text.dates import find_dates, find_relative_dates, parse_date
 from ..types import Chunk
 
 __all__ = ["Predicate", "PREDICATES", "Observation", "extract_observations", "person_units", "norm", "NAME",

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
-from ..ingest.dates import parse_date
 from ..store import Store
+from ..text.dates import parse_date
 from ..types import Hit, Profile, SearchFilters, Status
 from .search import Searcher, narrow
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..backends.embedders import Embedder
 from ..errors import ConfigError, EmbeddingMismatchError
-from ..ingest.dates import parse_date
 from ..store import Store
+from ..text.dates import parse_date
 from ..types import Chunk, Hit, SearchFilters
 from .vectors import VectorIndex
 

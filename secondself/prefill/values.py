@@ -15,7 +15,7 @@ import unicodedata
 from datetime import date
 from typing import Any
 
-from ..ingest.dates import find_dates, parse_date
+from ..text.dates import find_dates, parse_date
 from .forms import FormField
 
 __all__ = ["read", "fit", "norm_value", "split_address", "split_name", "calling_code"]

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from secondself.errors import UnreadableFileError
-from secondself.ingest.dates import parse_date
 from secondself.ingest.readers.text import decode_bytes, open_text
+from secondself.text.dates import parse_date
 from secondself.types import Block, ParsedDocument
 
 __all__ = ["read_json", "read_jsonl", "SPEAKER_KEYS", "TEXT_KEYS", "TIME_KEYS"]

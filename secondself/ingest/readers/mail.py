@@ -19,9 +19,9 @@ from email.utils import getaddresses, parseaddr
 from pathlib import Path
 
 from secondself.errors import UnreadableFileError
-from secondself.ingest.dates import parse_date
 from secondself.ingest.readers.office import html_to_text
 from secondself.ingest.readers.text import decode_bytes, split_paragraphs
+from secondself.text.dates import parse_date
 from secondself.types import Block, ParsedDocument
 
 __all__ = ["read_eml", "read_mbox", "message_to_document", "strip_quoted"]

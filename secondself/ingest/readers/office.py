@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from secondself.errors import UnreadableFileError
-from secondself.ingest.dates import parse_date
 from secondself.ingest.readers.text import HeadingStack, split_long, split_paragraphs
+from secondself.text.dates import parse_date
 from secondself.types import Block, ParsedDocument
 
 __all__ = ["read_pdf", "read_docx", "read_html", "html_to_blocks", "html_to_text", "check_zip"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from secondself.errors import UnreadableFileError
-from secondself.ingest.dates import date_in_heading, parse_date
+from secondself.text.dates import date_in_heading, parse_date
 from secondself.types import Block, ParsedDocument
 
 __all__ = [
