@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .backends.chat import ChatModel, Message, Sampling, complete
-from .grounding import echoed_instructions, stem, unsupported_specifics
 from .memory.search import Searcher, query_terms
 from .prompts import literal, render
+from .text.grounding import echoed_instructions, stem, unsupported_specifics
 from .types import Chunk, Hit, SearchFilters
 
 __all__ = ["Persona", "PersonaConfig", "Passage", "Reply", "Answer", "IDK", "unsupported_specifics",

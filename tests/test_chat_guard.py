@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from secondself.backends.chat import FakeChatModel
-from secondself.grounding import unsupported_specifics
 from secondself.ingest.pipeline import ingest
 from secondself.memory.search import Searcher
 from secondself.persona import IDK, Persona, PersonaConfig
 from secondself.prompts import render
+from secondself.text.grounding import unsupported_specifics
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_quoting_the_memories_is_not_an_echo(searcher):
 
 
 def test_echoed_instructions():
-    from secondself.grounding import echoed_instructions
+    from secondself.text.grounding import echoed_instructions
 
     instructions = 'Answer as Tim ("I", "my") in one short sentence, using only the notes.'
     assert echoed_instructions("Tim in one short sentence, using only the notes.", instructions)

@@ -7,12 +7,12 @@ import pytest
 
 from secondself.backends.chat import FakeChatModel
 from secondself.backends.embedders import HashingEmbedder
-from secondself.grounding import unsupported_specifics
 from secondself.ingest.pipeline import ingest
 from secondself.memory.build import BuildOptions, build
 from secondself.memory.versions import load_version
 from secondself.persona import IDK
 from secondself.store import Store
+from secondself.text.grounding import unsupported_specifics
 from secondself.train.generic import GENERIC_PROMPTS, GENERIC_TEXT, RETENTION_HELDOUT, retention_examples
 from secondself.train.synthesis import KINDS, synthesize
 

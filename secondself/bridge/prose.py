@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..grounding import content_overlap, unsupported_specifics
+from ..text.grounding import content_overlap, unsupported_specifics
 from .critic import Point
 from .disclosure import Item, Policy, Selection, mentions
 

@@ -257,7 +257,7 @@ def _not_heard(space: Space) -> list[str]:
 def summary_problem(text: str, transcript: str) -> str:
     """Why a model-written summary cannot stand ("" when it can): it loops (the 135M model wrote "a long-distance,
     long-distance, long-distance, ..."), or it names people, places or numbers that nobody said."""
-    from ..grounding import unsupported_specifics
+    from ..text.grounding import unsupported_specifics
 
     words = re.findall(r"\w[\w'-]*", text.lower())
     pairs = [tuple(words[i:i + 2]) for i in range(len(words) - 1)]

@@ -31,9 +31,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..grounding import unsupported_specifics
 from ..memory.observe import is_person, norm, person_units
 from ..persona import IDK
+from ..text.grounding import unsupported_specifics
 from ..types import Chunk, Profile, TrainingExample
 from . import templates as t
 from .templates import Candidate
