@@ -3,20 +3,21 @@
 Only `click` is imported at module level so `secondself --help` is instant; everything heavy (numpy,
 torch, the store) is imported inside the command that needs it. Typed errors from the core become one
 `error: ...` line and exit code 2; `ingest` exits 1 when some files failed; Ctrl-C exits 130; any other
-exception is a bug in secondself: its traceback and a line that says so, exit code 3. Text that came from
-data (file and source names, snippets, reasons) is printed through `escape`, so it cannot drive the terminal.
+exception is a bug in secondself: its traceback and a line that says so, exit code 3. Everything printed goes
+through `out`/`styled` (cli/output.py), which escape control characters, so text that came from data (file and
+source names, memories, the profile, a model's answer) cannot drive the terminal.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import unicodedata
 from typing import Any
 
 import click
 
 from ..runtime import Runtime
+from .output import escape, out, styled  # noqa: F401  (re-exported for the command modules)
 
 EXIT_FILES_FAILED = 1
 EXIT_ERROR = 2
@@ -32,29 +33,7 @@ class Context(Runtime):
         from ..config import load_settings
 
         super().__init__(load_settings(home, {"person": person, "embedder": embedder}),
-                         notify=lambda message: click.echo(message, err=True))
-
-
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def escape(text: object, keep_newlines: bool = False) -> str:
-    """`text` safe to print on a terminal: control characters (C0, DEL, C1), bidirectional overrides and
-    lone surrogates become visible escapes ("\\x1b", "\\u202e"); the rest, accents and emoji included, is kept.
-    Use it for everything printed that came from data."""
-    text = str(text)
-    if text.isprintable() and not _BIDI.intersection(text):
-        return text
-    return "".join(ch if (ch == "\n" and keep_newlines) or not _unsafe(ch) else _escaped(ch) for ch in text)
-
-
-def _unsafe(ch: str) -> bool:
-    return ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs")
-
-
-def _escaped(ch: str) -> str:
-    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-    return named.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+                         notify=lambda message: out(message, err=True, multiline=True))
 
 
 def _emit_json(data: Any) -> None:

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, out, styled
 
 
 def _persona(obj: Context, model_spec: str | None, k: int | None, role: str | None = None):
@@ -24,18 +24,19 @@ def _persona(obj: Context, model_spec: str | None, k: int | None, role: str | No
 def _print_citations(answer) -> None:
     if answer.abstained:
         if answer.raw:
-            click.echo(click.style(f"\n(withdrawn: {answer.reason})", fg="yellow"), err=True)
-            click.echo(answer.text)
+            out(err=True)
+            out(styled(f"(withdrawn: {answer.reason})", fg="yellow"), err=True)
+            out(answer.text, multiline=True)
         if answer.passages:
-            click.echo(click.style("closest memories:", dim=True))
+            out(styled("closest memories:", dim=True))
             for p in answer.passages[:3]:
-                click.echo(f"  ({p.chunk.source}/{p.chunk.path}, {(p.chunk.date or '')[:10]})")
+                out(f"  ({p.chunk.source}/{p.chunk.path}, {(p.chunk.date or '')[:10]})")
         return
-    click.echo()
+    out()
     for c in answer.citations:
         how = "" if c["cited_by"] == "model" else " (by overlap)"
-        click.echo(click.style(f"[{c['n']}] {c['source']}/{c['path']}  {(c['date'] or '')[:10]}{how}", bold=True))
-        click.echo(f"    {c['snippet'][:200]}")
+        out(styled(f"[{c['n']}] {c['source']}/{c['path']}  {(c['date'] or '')[:10]}{how}", bold=True))
+        out(f"    {c['snippet'][:200]}")
 
 
 def _answer_dict(answer, conversation_id: int, model: str) -> dict:
@@ -57,10 +58,10 @@ def _turn(obj: Context, persona, question: str, history, conversation_id: int, a
         if as_json:
             answer = reply.answer()
         else:
-            for delta in reply:
-                click.echo(delta, nl=False)
+            for delta in reply:  # escaped delta by delta: a control character never spans two deltas
+                out(delta, nl=False, multiline=True)
             answer = reply.answer()
-            click.echo()
+            out()
     except KeyboardInterrupt:
         log.add(conversation_id, Turn("assistant", reply.partial(), status="interrupted"))
         raise
@@ -111,7 +112,7 @@ def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: b
     log = ConversationLog(obj.store)
     if list_:
         for c in log.list():
-            click.echo(f"{c.id:>5}  {c.updated_at[:16]}  {c.turns:>3} turns  {c.title}")
+            out(f"{c.id:>5}  {c.updated_at[:16]}  {c.turns:>3} turns  {c.title}")
         return
     persona, spec = _persona(obj, model_spec, None, role)
     history: list = []
@@ -124,11 +125,11 @@ def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: b
         history[:] = [Message(t.role, t.content) for t in turns if t.role in ("user", "assistant")
                       and t.status == "complete"]
         cid = conversation_id
-        click.echo(f"continuing conversation {cid} ({len(turns)} turns)")
+        out(f"continuing conversation {cid} ({len(turns)} turns)")
 
     if continue_id:
         load(continue_id)
-    click.echo(_HELP, err=True)
+    out(_HELP, err=True)
     while True:
         try:
             line = input("you> ").strip()
@@ -141,30 +142,30 @@ def chat(obj: Context, model_spec: str | None, continue_id: int | None, list_: b
         if line == "/reset":
             history.clear()
             cid = None
-            click.echo("new conversation")
+            out("new conversation")
         elif line == "/list":
             for c in log.list():
-                click.echo(f"{c.id:>5}  {c.updated_at[:16]}  {c.turns:>3} turns  {c.title}")
+                out(f"{c.id:>5}  {c.updated_at[:16]}  {c.turns:>3} turns  {c.title}")
         elif line.startswith("/continue"):
             arg = line.split()[1:]
             if arg and arg[0].isdigit():
                 load(int(arg[0]))
             else:
-                click.echo("usage: /continue ID")
+                out("usage: /continue ID")
         elif line == "/sources":
             if last is None:
-                click.echo("no answer yet")
+                out("no answer yet")
             else:
                 _print_citations(last)
         elif line.startswith("/"):
-            click.echo(_HELP)
+            out(_HELP)
         else:
             if cid is None:
                 cid = log.start(line, spec)
-            click.echo("me> ", nl=False)
+            out("me> ", nl=False)
             last = _turn(obj, persona, line, history, cid, False, spec)
             if last.abstained and last.raw:
-                click.echo(click.style(f"(withdrawn: {last.reason})", fg="yellow"), err=True)
-                click.echo(f"me> {last.text}")
+                out(styled(f"(withdrawn: {last.reason})", fg="yellow"), err=True)
+                out(f"me> {last.text}", multiline=True)
     if sys.stdin.isatty():
-        click.echo("bye")
+        out("bye")

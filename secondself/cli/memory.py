@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import EXIT_FILES_FAILED, Context, _emit_json, cli, escape
+from . import EXIT_FILES_FAILED, Context, _emit_json, cli, escape, out, styled
 from .progress import Bars
 
 
@@ -45,7 +45,7 @@ def ingest(obj: Context, paths: tuple[str, ...], source_name: str | None, prune:
     from ..ingest.watch import watch
 
     targets = [Path(p).resolve() for p in paths] or [Path(r) for r in obj.store.source_roots().values()]
-    click.echo(f"watching {len(targets)} path(s); Ctrl-C to stop", err=True)
+    out(f"watching {len(targets)} path(s); Ctrl-C to stop", err=True)
     watch(targets, lambda: once(True))
 
 
@@ -58,16 +58,14 @@ def _print_ingest(report, as_json: bool, verbose: bool) -> None:
     quiet = {"unchanged"} if verbose else {"unchanged", "added", "updated"}
     for o in report.outcomes:
         if o.status not in quiet:
-            reason = f": {escape(o.reason)}" if o.reason else ""
-            click.echo(f"  {o.status:<9} {escape(o.source)}/{escape(o.path)}{reason}",
-                       err=o.status == "failed")
+            reason = f": {o.reason}" if o.reason else ""
+            out(f"  {o.status:<9} {o.source}/{o.path}{reason}", err=o.status == "failed")
     s = report.summary()
     parts = [f"{v} {k}" for k, v in s.items() if v]
-    click.echo(f"{', '.join(parts) or 'nothing to do'}; {report.chunks_written} chunks written "
-               f"in {report.seconds:.1f}s")
+    out(f"{', '.join(parts) or 'nothing to do'}; {report.chunks_written} chunks written in {report.seconds:.1f}s")
     if report.failed:
-        click.echo(f"{len(report.failed)} file(s) could not be read (listed above); the rest were ingested. "
-                   "Fix or remove them and run ingest again.", err=True)
+        out(f"{len(report.failed)} file(s) could not be read (listed above); the rest were ingested. "
+            "Fix or remove them and run ingest again.", err=True)
 
 
 @cli.command()
@@ -98,16 +96,16 @@ def search(obj: Context, query: str, k: int, sources: tuple[str, ...], since: st
         _emit_json({"query": query, "mode": mode, "results": [hit_to_dict(h) for h in hits]})
         return
     if not hits:
-        click.echo("no matching memories")
+        out("no matching memories")
     for i, h in enumerate(hits, 1):
         c = h.chunk
         where = " › ".join(p for p in (c.title, c.heading) if p)
         who = f" — {', '.join(c.speakers)}" if c.speakers else ""
-        click.echo(click.style(f"[{i}] {escape(c.source)}/{escape(c.path)}", bold=True)
-                   + f"  {(c.date or '')[:10]}{escape(who)}")
+        out(styled(f"[{i}] {c.source}/{c.path}", bold=True), f"  {(c.date or '')[:10]}{who}")
         if where:
-            click.echo(f"    {escape(where)}")
-        click.echo(f"    {escape(h.snippet)}\n")
+            out(f"    {where}")
+        out(f"    {h.snippet}")
+        out()
 
 
 def _reembed_if_stale(obj: Context, quiet: bool) -> None:
@@ -124,7 +122,7 @@ def _reembed_if_stale(obj: Context, quiet: bool) -> None:
 def reindex(obj: Context) -> None:
     """Embed every chunk that lacks a vector from the configured embedding model."""
     _reembed_if_stale(obj, quiet=False)
-    click.echo(f"all {obj.store.stats()['chunks']} chunks have {obj.embedder.name} vectors")
+    out(f"all {obj.store.stats()['chunks']} chunks have {obj.embedder.name} vectors")
 
 
 @cli.command()
@@ -137,11 +135,11 @@ def sources(obj: Context, as_json: bool) -> None:
         _emit_json([r.__dict__ for r in rows])
         return
     if not rows:
-        click.echo("no sources yet: run `secondself ingest PATH`")
+        out("no sources yet: run `secondself ingest PATH`")
     for r in rows:
         failed = f", {r.failed_files} failed" if r.failed_files else ""
-        click.echo(f"{escape(r.name):<20} {r.documents:>6} docs {r.chunks:>7} chunks{failed}  "
-                   f"last ingest {r.last_ingest_at or 'never'}  ({escape(r.root)})")
+        out(f"{escape(r.name):<20} {r.documents:>6} docs {r.chunks:>7} chunks{failed}  "
+            f"last ingest {r.last_ingest_at or 'never'}  ({r.root})")
 
 
 @cli.command()
@@ -154,12 +152,12 @@ def forget(obj: Context, source: str, yes: bool) -> None:
     if not yes and sys.stdin.isatty():
         click.confirm(f"Forget source '{escape(source)}' and everything derived from it?", abort=True)
     counts = obj.store.delete_source(source)
-    click.echo(f"forgot {escape(source)}: {counts['files']} files, {counts['chunks']} chunks and their vectors")
+    out(f"forgot {source}: {counts['files']} files, {counts['chunks']} chunks and their vectors")
     from ..memory.versions import current_version
 
     if current_version(obj.store) is not None:
-        click.echo("layer 1 still mentions these memories until the next `secondself build`; old profile versions "
-                   "keep them until `secondself profile purge`")
+        out("layer 1 still mentions these memories until the next `secondself build`; old profile versions "
+            "keep them until `secondself profile purge`")
 
 
 @cli.command()
@@ -173,20 +171,20 @@ def status(obj: Context, as_json: bool) -> None:
     if as_json:
         _emit_json(st)
         return
-    click.echo(f"person      {escape(st['person'])}  ({escape(st['database'])}, {st['db_mb']} MB)")
-    click.echo(f"memories    {st['sources']} sources, {st['documents']} documents, {st['chunks']} chunks")
-    click.echo(f"embedder    {st['embedder']}  vectors: {st['vectors']}")
+    out(f"person      {st['person']}  ({st['database']}, {st['db_mb']} MB)")
+    out(f"memories    {st['sources']} sources, {st['documents']} documents, {st['chunks']} chunks")
+    out(f"embedder    {st['embedder']}  vectors: {st['vectors']}")
     stale = st["stale"]
     if not any(stale.values()):
-        click.echo("stale       nothing: memory is up to date")
+        out("stale       nothing: memory is up to date")
         return
     if stale["missing_vectors"]:
-        click.echo(f"stale       {stale['missing_vectors']} chunks lack {st['embedder']} vectors → secondself reindex")
+        out(f"stale       {stale['missing_vectors']} chunks lack {st['embedder']} vectors → secondself reindex")
     for key, hint in (("changed_files", "secondself ingest"), ("new_files", "secondself ingest"),
                       ("missing_files", "secondself ingest --prune"), ("failed_files", "fix, then ingest")):
         if stale[key]:
-            click.echo(f"stale       {len(stale[key])} {key.replace('_', ' ')} → {hint}")
+            out(f"stale       {len(stale[key])} {key.replace('_', ' ')} → {hint}")
             for p in stale[key][:10]:
-                click.echo(f"              {escape(p)}")
+                out(f"              {p}")
 
 
