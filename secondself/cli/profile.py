@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, out, styled
 from .progress import Bars
 
 
@@ -48,26 +48,26 @@ def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None
         _emit_json(report.to_dict())
         return
     if report.resumed:
-        click.echo(f"resuming: {report.resumed}")
+        out(f"resuming: {report.resumed}")
     for s in report.steps:
         calls = f"  ({s.teacher_calls} teacher calls)" if s.teacher_calls else ""
-        click.echo(f"  {s.name:<10} {s.detail}  [{s.seconds:.1f}s]{calls}")
+        out(f"  {s.name:<10} {s.detail}  [{s.seconds:.1f}s]{calls}")
     if report.up_to_date:
-        click.echo(f"layer 1 is up to date (version {report.version}); `build --full` rebuilds anyway")
+        out(f"layer 1 is up to date (version {report.version}); `build --full` rebuilds anyway")
         return
     t = report.teacher
-    click.echo(f"version {report.version} saved. teacher {teacher.name}: {t.get('calls', 0)} calls, "
-               f"{t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} reply tokens; "
-               f"slots filled by the teacher {report.slots['teacher']}, by fallbacks {report.slots['fallback']}")
+    out(f"version {report.version} saved. teacher {teacher.name}: {t.get('calls', 0)} calls, "
+        f"{t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} reply tokens; "
+        f"slots filled by the teacher {report.slots['teacher']}, by fallbacks {report.slots['fallback']}")
     if not options.slots:
-        click.echo("  (the teacher was not asked to name topics or describe shades: off by default for the embedded "
-                   "model; --teacher-slots asks it anyway)")
+        out("  (the teacher was not asked to name topics or describe shades: off by default for the embedded "
+            "model; --teacher-slots asks it anyway)")
     if report.changes:
-        click.echo(f"changes from the previous version ({len(report.changes)}):")
+        out(f"changes from the previous version ({len(report.changes)}):")
         for line in report.changes[:15]:
-            click.echo(f"  {line}")
+            out(f"  {line}")
         if len(report.changes) > 15:
-            click.echo(f"  … `secondself profile diff {report.version - 1} {report.version}` shows all")
+            out(f"  … `secondself profile diff {report.version - 1} {report.version}` shows all")
 
 
 def _chunk_refs(obj: Context, ids) -> str:
@@ -92,29 +92,31 @@ def profile(ctx: click.Context, as_json: bool, version: int | None) -> None:
     if as_json:
         _emit_json(p.to_dict())
         return
-    title = click.style
-    click.echo(title(f"{p.person} — profile version {p.version}, built {p.built_at[:16]}", bold=True))
+    def section(title: str, text: str, edited: bool = False) -> None:
+        out()
+        out(styled(title, bold=True), " (your words)" if edited else "")
+        out(text, multiline=True)
+
+    out(styled(f"{p.person} — profile version {p.version}, built {p.built_at[:16]}", bold=True))
     edited = set(p.edited)
-    click.echo(title("\nBiography", bold=True) + (" (your words)" if "biography" in edited else ""))
-    click.echo(p.biography)
-    click.echo(title("\nTo you", bold=True) + (" (your words)" if "biography_second" in edited else ""))
-    click.echo(p.biography_second)
-    click.echo(title(f"\nRecently (as of {p.status.as_of})", bold=True))
-    click.echo(p.status.recent)
-    click.echo(title("\nEarlier", bold=True))
-    click.echo(p.status.earlier)
-    click.echo(title(f"\nShades ({len(p.shades)})", bold=True))
+    section("Biography", p.biography, "biography" in edited)
+    section("To you", p.biography_second, "biography_second" in edited)
+    section(f"Recently (as of {p.status.as_of})", p.status.recent)
+    section("Earlier", p.status.earlier)
+    out()
+    out(styled(f"Shades ({len(p.shades)})", bold=True))
     for s in p.shades:
-        click.echo(title(f"• {s.name}", bold=True) + (f" — {s.role}" if s.role else "") + f": {s.description}")
+        out(styled(f"• {s.name}", bold=True), f" — {s.role}" if s.role else "", f": {s.description}")
         for e in s.timeline:
-            click.echo(f"    {e.date}  {e.text}  [{', '.join(map(str, e.sources))}]")
-    click.echo(title(f"\nTopics ({len(p.topics)})", bold=True))
+            out(f"    {e.date}  {e.text}  [{', '.join(map(str, e.sources))}]")
+    out()
+    out(styled(f"Topics ({len(p.topics)})", bold=True))
     for t in p.topics:
-        click.echo(f"  {t.id:<4} {t.name} ({len(t.chunks)} chunks, {t.first_date} – {t.last_date}): "
-                   f"{', '.join(t.keywords)}")
+        out(f"  {t.id:<4} {t.name} ({len(t.chunks)} chunks, {t.first_date} – {t.last_date}): {', '.join(t.keywords)}")
     if p.unclustered:
-        click.echo(f"  {len(p.unclustered)} chunks fit no topic: {', '.join(map(str, p.unclustered[:20]))}")
-    click.echo(f"\n{len(p.facts)} facts, {len(p.entities)} people: `secondself facts` lists them")
+        out(f"  {len(p.unclustered)} chunks fit no topic: {', '.join(map(str, p.unclustered[:20]))}")
+    out()
+    out(f"{len(p.facts)} facts, {len(p.entities)} people: `secondself facts` lists them")
 
 
 @profile.command("versions")
@@ -129,10 +131,10 @@ def versions_cmd(obj: Context, as_json: bool) -> None:
         _emit_json(rows)
         return
     if not rows:
-        click.echo("no versions yet: run `secondself build`")
+        out("no versions yet: run `secondself build`")
     for r in rows:
         mark = "*" if r["current"] else " "
-        click.echo(f"{mark} {r['version']:>4}  {r['created_at'][:19]}  {r['kind']:<8}  {r['summary']}")
+        out(f"{mark} {r['version']:>4}  {r['created_at'][:19]}  {r['kind']:<8}  {r['summary']}")
 
 
 @profile.command("diff")
@@ -145,9 +147,9 @@ def diff_cmd(obj: Context, v1: int, v2: int | None) -> None:
 
     a, b = load_version(obj.store, v1), load_version(obj.store, v2)
     lines = diff(a, b)
-    click.echo(f"version {a.version} -> {b.version}: " + (f"{len(lines)} changes" if lines else "no changes"))
+    out(f"version {a.version} -> {b.version}: " + (f"{len(lines)} changes" if lines else "no changes"))
     for line in lines:
-        click.echo(line)
+        out(line)
 
 
 @profile.command("rollback")
@@ -158,7 +160,7 @@ def rollback_cmd(obj: Context, version: int) -> None:
     from ..memory.versions import rollback
 
     p = rollback(obj.store, version)
-    click.echo(f"version {p.version} now holds the content of version {version}")
+    out(f"version {p.version} now holds the content of version {version}")
 
 
 @profile.command("purge")
@@ -171,7 +173,7 @@ def purge_cmd(obj: Context, yes: bool) -> None:
 
     if not yes:
         click.confirm("delete every profile version except the current one?", abort=True)
-    click.echo(f"deleted {purge_history(obj.store)} old version(s)")
+    out(f"deleted {purge_history(obj.store)} old version(s)")
 
 
 @profile.command("edit")
@@ -194,8 +196,8 @@ def edit_cmd(obj: Context, target: str, text: str | None, file_: str | None, res
     if target in v.SECTIONS:
         if reset:
             removed = v.remove_override(obj.store, "section", target)
-            click.echo(f"{target}: your text removed; the next `secondself build` writes it again" if removed
-                       else f"{target} had no text of yours")
+            out(f"{target}: your text removed; the next `secondself build` writes it again" if removed
+                else f"{target} had no text of yours")
             return
         current = v.load_version(obj.store)
         if file_:
@@ -205,10 +207,10 @@ def edit_cmd(obj: Context, target: str, text: str | None, file_: str | None, res
                 if target == "status_earlier" else getattr(current, target)
             text = click.edit(old)
             if text is None:
-                click.echo("no change")
+                out("no change")
                 return
         p = v.edit_section(obj.store, target, text)
-        click.echo(f"{target} saved as your text (version {p.version}); later builds keep it")
+        out(f"{target} saved as your text (version {p.version}); later builds keep it")
         return
     fact = v.find_fact(v.load_version(obj.store), target)
     changes = {k: (val or None) for k, val in (("object", object_), ("valid_from", valid_from),
@@ -219,7 +221,7 @@ def edit_cmd(obj: Context, target: str, text: str | None, file_: str | None, res
         if changes.get(key):
             _check_day(changes[key])
     edited, p = v.edit_fact(obj.store, fact.id, **changes)
-    click.echo(f"fact {fact.id} replaced by your version [{edited.id}] (version {p.version}); later builds keep it")
+    out(f"fact {fact.id} replaced by your version [{edited.id}] (version {p.version}); later builds keep it")
 
 
 def _check_day(value: str) -> None:
@@ -238,7 +240,7 @@ def _fact_override(obj: Context, fact_id: str, kind: str) -> None:
 
     fact, p = v.mark_fact(obj.store, fact_id, kind)
     verb = "pinned" if kind == "pin" else "forgot"
-    click.echo(f"{verb} [{fact.id}] {fact.subject} {fact.predicate} {fact.object} (version {p.version})")
+    out(f"{verb} [{fact.id}] {fact.subject} {fact.predicate} {fact.object} (version {p.version})")
 
 
 @profile.command("pin")
@@ -265,8 +267,8 @@ def unpin_cmd(obj: Context, fact_id: str) -> None:
     from ..memory import versions as v
 
     removed = v.clear_fact(obj.store, fact_id)
-    click.echo(f"removed {removed} correction(s) for {fact_id}; the next `secondself build` applies it"
-               if removed else f"no pin, forget or edit for {fact_id}")
+    out(f"removed {removed} correction(s) for {fact_id}; the next `secondself build` applies it"
+        if removed else f"no pin, forget or edit for {fact_id}")
 
 
 @cli.command()
@@ -294,12 +296,12 @@ def facts(obj: Context, about: str | None, at: str | None, as_json: bool, versio
                     for f in items])
         return
     if not items:
-        click.echo("no facts match")
+        out("no facts match")
     for f in items:
         span = f"{f.valid_from or '…'} – {f.valid_to or 'now'}"
         flags = "".join(f" [{x}]" for x, on in (("pinned", f.pinned), (f.origin, f.origin != "rules")) if on)
-        click.echo(click.style(f"[{f.id}] {f.subject} {f.predicate} {f.object}", bold=True) + f"  ({span}){flags}")
+        out(styled(f"[{f.id}] {f.subject} {f.predicate} {f.object}", bold=True), f"  ({span}){flags}")
         if f.evidence:
-            click.echo(f"    “{f.evidence}”")
+            out(f"    “{f.evidence}”")
         if f.sources:
-            click.echo(f"    from {_chunk_refs(obj, list(f.sources))}")
+            out(f"    from {_chunk_refs(obj, list(f.sources))}")
