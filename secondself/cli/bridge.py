@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, out, styled
 
 _MODEL_HELP = ("Model that may rewrite the text fluently; its text is checked and replaced by the template's if it "
                "adds anything not selected ('template' for none; default: your personal model once trained).")
@@ -45,42 +45,42 @@ def _where(item: dict[str, Any]) -> str:
 
 def _print_details(disclosed: list[dict[str, Any]], withheld: list[dict[str, Any]], label: str = "disclosed") -> None:
     if not disclosed:
-        click.echo(click.style(f"{label}: nothing personal", dim=True))
+        out(styled(f"{label}: nothing personal", dim=True))
     else:
-        click.echo(click.style(f"{label} ({len(disclosed)}):", bold=True))
+        out(styled(f"{label} ({len(disclosed)}):", bold=True))
         for n, item in enumerate(disclosed, 1):
-            click.echo(f"  {n}. {item['text']}")
-            click.echo(click.style(f"     {item['kind']}, {item['reason']} — {_where(item)}", dim=True))
+            out(f"  {n}. {item['text']}")
+            out(styled(f"     {item['kind']}, {item['reason']} — {_where(item)}", dim=True))
     if withheld:
-        click.echo(click.style(f"withheld by your policy ({len(withheld)}):", bold=True))
+        out(styled(f"withheld by your policy ({len(withheld)}):", bold=True))
         for item in withheld:
-            click.echo(f"  - {item['text']}  ({item['why']})")
+            out(f"  - {item['text']}  ({item['why']})")
 
 
 def _print_step(step: dict[str, Any]) -> None:
     name, model = step["step"], step.get("model") or ""
-    click.echo(click.style(f"── {name.replace('_', ', round ')} ({model}) ──", bold=True))
+    out(styled(f"── {name.replace('_', ', round ')} ({model}) ──", bold=True))
     if step.get("error"):
-        click.echo(click.style(f"failed: {step['error']}", fg="red"))
+        out(styled(f"failed: {step['error']}", fg="red"))
         return
     if step.get("skipped"):
-        click.echo(click.style(step["skipped"], fg="yellow"))
+        out(styled(step["skipped"], fg="yellow"))
         return
-    click.echo(step["output"])
+    out(step["output"], multiline=True)
     if step.get("note"):
-        click.echo(click.style(f"({step['note']})", fg="yellow"))
+        out(styled(f"({step['note']})", fg="yellow"))
     if name == "enhance":
         _print_details(step["disclosed"], step.get("withheld", []))
     elif name.startswith("critique"):
         _print_points(step["points"], step.get("withheld", []))
-    click.echo()
+    out()
 
 
 def _print_points(points: list[dict[str, Any]], withheld: list[dict[str, Any]]) -> None:
     for p in points:
-        click.echo(click.style(f"  [{p['kind']}] {p['detail']['reason']} — {_where(p['detail'])}", dim=True))
+        out(styled(f"  [{p['kind']}] {p['detail']['reason']} — {_where(p['detail'])}", dim=True))
     for item in withheld:
-        click.echo(f"  withheld by your policy: {item['text']}  ({item['why']})")
+        out(f"  withheld by your policy: {item['text']}  ({item['why']})")
 
 
 @cli.group()
@@ -104,12 +104,12 @@ def enhance_cmd(obj: Context, request: str, sources, tags, never_share, max_item
     if as_json:
         _emit_json(data)
         return
-    click.echo(result.text)
+    out(result.text, multiline=True)
     if result.note:
-        click.echo(click.style(f"({result.note})", fg="yellow"))
-    click.echo()
+        out(styled(f"({result.note})", fg="yellow"))
+    out()
     _print_details(data["disclosed"], data["withheld"])
-    click.echo(click.style(f"logged as bridge run {result.run_id}", dim=True))
+    out(styled(f"logged as bridge run {result.run_id}", dim=True))
 
 
 @bridge.command("critique")
@@ -133,11 +133,11 @@ def critique_cmd(obj: Context, request: str, answer: str | None, answer_file, so
     if as_json:
         _emit_json(data)
         return
-    click.echo(result.text)
+    out(result.text, multiline=True)
     if result.note:
-        click.echo(click.style(f"({result.note})", fg="yellow"))
+        out(styled(f"({result.note})", fg="yellow"))
     _print_points(data["points"], data["withheld"])
-    click.echo(click.style(f"logged as bridge run {result.run_id}", dim=True))
+    out(styled(f"logged as bridge run {result.run_id}", dim=True))
 
 
 @bridge.command("ask")
@@ -162,9 +162,9 @@ def ask_cmd(obj: Context, request: str, expert: str, expert_model: str | None, r
     if as_json:
         _emit_json(run.to_dict())
     elif dry_run:
-        click.echo(click.style(f"dry run: nothing was sent to {expert}; logged as bridge run {run.id}", dim=True))
+        out(styled(f"dry run: nothing was sent to {expert}; logged as bridge run {run.id}", dim=True))
     else:
-        click.echo(click.style(f"logged as bridge run {run.id} (`secondself bridge log {run.id}`)", dim=True))
+        out(styled(f"logged as bridge run {run.id} (`secondself bridge log {run.id}`)", dim=True))
 
 
 @bridge.command("log")
@@ -182,15 +182,16 @@ def log_cmd(obj: Context, run_id: int | None, limit: int, as_json: bool) -> None
             _emit_json({"data": rows})
             return
         if not rows:
-            click.echo("no bridge runs yet")
+            out("no bridge runs yet")
         for r in rows:
-            click.echo(f"{r['id']:>5}  {r['created_at'][:16]}  {r['kind']:<8} {r['status']:<8} {r['request'][:70]}")
+            out(f"{r['id']:>5}  {r['created_at'][:16]}  {r['kind']:<8} {r['status']:<8} {r['request'][:70]}")
         return
     run = get_run(obj.store, run_id)
     if as_json:
         _emit_json(run.to_dict())
         return
-    click.echo(click.style(f"run {run.id}: {run.kind}, {run.status}, {run.created_at}", bold=True))
-    click.echo(f"request: {run.request}\n")
+    out(styled(f"run {run.id}: {run.kind}, {run.status}, {run.created_at}", bold=True))
+    out(f"request: {run.request}", multiline=True)
+    out()
     for step in run.steps:
         _print_step(step)

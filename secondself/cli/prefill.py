@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, escape, out, styled
 
 
 @cli.command()
@@ -41,18 +41,19 @@ def prefill(obj: Context, form: str, at: str | None, min_confidence: float, as_j
 
 def _print(result) -> None:
     fields = result.fields
-    width = min(34, max(len(f.label or f.field) for f in fields))
-    click.echo(f"{result.filled} of {len(fields)} fields filled from the memories of {result.person}, "
-               f"as of {result.at} ({result.form_kind.replace('_', ' ')})")
-    for f in fields:
-        name = (f.label or f.field)[:width].ljust(width)
+    labels = [escape(f.label or f.field) for f in fields]  # escaped first, so the columns line up
+    width = min(34, max(map(len, labels)))
+    out(f"{result.filled} of {len(fields)} fields filled from the memories of {result.person}, "
+        f"as of {result.at} ({result.form_kind.replace('_', ' ')})")
+    for f, label in zip(fields, labels, strict=True):
+        name = label[:width].ljust(width)
         if f.value is None:
-            click.echo(f"  {name}  " + click.style("—", dim=True) + click.style(f"  {f.reason}", dim=True))
+            out(f"  {name}  ", styled("—", dim=True), styled(f"  {f.reason}", dim=True))
             continue
         value = ", ".join(map(str, f.value)) if isinstance(f.value, list) else str(f.value)
-        click.echo(f"  {name}  " + click.style(value, bold=True) + f"  ({f.confidence:.2f})")
+        out(f"  {name}  ", styled(value, bold=True), f"  ({f.confidence:.2f})")
         for s in f.sources[:3]:
-            click.echo(click.style(f"  {'':{width}}    [{s['chunk']}] {s['source']}:{s['path']}"
-                                   f"{'  ' + s['date'] if s['date'] else ''}", dim=True))
+            out(styled(f"  {'':{width}}    [{s['chunk']}] {s['source']}:{s['path']}"
+                       f"{'  ' + s['date'] if s['date'] else ''}", dim=True))
         if len(f.sources) > 3:
-            click.echo(click.style(f"  {'':{width}}    … {len(f.sources) - 3} more", dim=True))
+            out(styled(f"  {'':{width}}    … {len(f.sources) - 3} more", dim=True))

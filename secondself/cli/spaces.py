@@ -10,33 +10,33 @@ from typing import Any
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, out, styled
 
 
 def _print_turn(space: Any, turn: Any) -> None:
     d = turn.to_dict()
     where = "opening" if turn.round == 0 else "summary" if turn.round > space.rounds else f"round {turn.round}"
-    click.echo(click.style(f"── {d['label']} · {where} ──", bold=True))
+    out(styled(f"── {d['label']} · {where} ──", bold=True))
     if turn.status == "skipped":
-        click.echo(click.style(f"skipped: {turn.error}", fg="yellow"))
+        out(styled(f"skipped: {turn.error}", fg="yellow"))
     else:
-        click.echo(turn.content)
+        out(turn.content, multiline=True)
         cites = turn.meta.get("citations") or []
         for c in cites:
-            click.echo(click.style(f"  [{c.get('n')}] {c.get('source')}/{c.get('path')}"
-                                   f"{', ' + str(c['date'])[:10] if c.get('date') else ''}", dim=True))
-    click.echo()
+            out(styled(f"  [{c.get('n')}] {c.get('source')}/{c.get('path')}"
+                       f"{', ' + str(c['date'])[:10] if c.get('date') else ''}", dim=True))
+    out()
 
 
 def _print_header(space: Any) -> None:
     d = space.to_dict(turns=False)
-    click.echo(click.style(f"space {d['id']}: {d['topic']}", bold=True))
-    click.echo(f"status: {d['status']} ({d['progress']})" if d["progress"] != d["status"] else f"status: {d['status']}")
-    click.echo(f"host: {d['host']['ref']}; rounds: {d['rounds']}; timeout: {d['timeout']:g} s")
-    click.echo("participants: " + ", ".join(p["ref"] for p in d["participants"]))
+    out(styled(f"space {d['id']}: {d['topic']}", bold=True))
+    out(f"status: {d['status']} ({d['progress']})" if d["progress"] != d["status"] else f"status: {d['status']}")
+    out(f"host: {d['host']['ref']}; rounds: {d['rounds']}; timeout: {d['timeout']:g} s")
+    out("participants: " + ", ".join(p["ref"] for p in d["participants"]))
     rules = [f"never share: {', '.join(d['never_share'])}"] if d["never_share"] else []
     rules.append("citations shared with remote participants" if d["share_citations"] else "citations not shared")
-    click.echo("; ".join(rules))
+    out("; ".join(rules))
 
 
 @cli.group()
@@ -73,7 +73,7 @@ def create_cmd(obj: Context, topic: str, participants: tuple[str, ...], host: st
         _emit_json(created.to_dict())
         return
     _print_header(created)
-    click.echo(click.style(f"created space {created.id}: `secondself space run {created.id}`", dim=True))
+    out(styled(f"created space {created.id}: `secondself space run {created.id}`", dim=True))
 
 
 @space.command("list")
@@ -88,10 +88,10 @@ def list_cmd(obj: Context, as_json: bool) -> None:
         _emit_json({"data": rows})
         return
     if not rows:
-        click.echo("no spaces yet: `secondself space create TOPIC --participant ...`")
+        out("no spaces yet: `secondself space create TOPIC --participant ...`")
     for r in rows:
-        click.echo(f"{r['id']:>5}  {r['created_at'][:16]}  {r['status']:<8} {len(r['participants'])} participant(s)  "
-                   f"{r['topic'][:60]}")
+        out(f"{r['id']:>5}  {r['created_at'][:16]}  {r['status']:<8} {len(r['participants'])} participant(s)  "
+            f"{r['topic'][:60]}")
 
 
 @space.command("show")
@@ -107,11 +107,11 @@ def show_cmd(obj: Context, space_id: int, as_json: bool) -> None:
         _emit_json(found.to_dict())
         return
     _print_header(found)
-    click.echo()
+    out()
     for turn in found.turns:
         _print_turn(found, turn)
     if found.status == "failed" and found.summary:
-        click.echo(click.style(found.summary, fg="red"))
+        out(styled(found.summary, fg="red", multiline=True))
 
 
 @space.command("run")
@@ -128,11 +128,11 @@ def run_cmd(obj: Context, space_id: int, restart: bool, as_json: bool) -> None:
     if as_json:
         _emit_json(done.to_dict())
     elif done.status == "failed":
-        click.echo(click.style(f"space {done.id} failed: {done.summary}", fg="red"), err=True)
+        out(styled(f"space {done.id} failed: {done.summary}", fg="red", multiline=True), err=True)
     else:
         skipped = sum(t.status == "skipped" for t in done.turns)
-        click.echo(click.style(f"space {done.id} {done.status}" + (f"; {skipped} turn(s) skipped" if skipped else "")
-                               + f" (`secondself space show {done.id}`)", dim=True))
+        out(styled(f"space {done.id} {done.status}" + (f"; {skipped} turn(s) skipped" if skipped else "")
+                   + f" (`secondself space show {done.id}`)", dim=True))
     if done.status == "failed":
         raise SystemExit(1)
 
@@ -145,4 +145,4 @@ def delete_cmd(obj: Context, space_id: int) -> None:
     from ..spaces import delete_space
 
     delete_space(obj.store, space_id)
-    click.echo(f"deleted space {space_id}")
+    out(f"deleted space {space_id}")
