@@ -12,6 +12,8 @@ refusal is the persona's abstained flag or an "I don't know"-type answer. Report
 
     right       right / answerable questions              (goal >= 80% on the persons not developed on)
     refused     refused / unanswerable questions          (goal >= 80% on the persons not developed on)
+    by g/m/c    who refused the unanswerable ones: the retrieval gate (before the model), the model itself ("I don't
+                know"), or the support check withdrawing a draft (an invented or copied answer: a refusal by luck)
     false IDK   refused / answerable questions
     ctx has     answerable questions whose shown memories contain a gold variant (the retrieval's ceiling;
                 relative-date golds are resolved dates, so they are rarely written in the memories)
@@ -83,7 +85,7 @@ def score(q, answer, seconds: float) -> dict:
             "right": right, "refused": refused,
             "ctx_has": q.answerable and contains_answer(shown, q.answers),
             "cited": [f"{c['path']}" for c in answer.citations], "seconds": round(seconds, 3),
-            "model_called": answer.timings.get("generation_s", 0) > 0}
+            "model_called": "first_token_s" in answer.timings}  # the gate answers without the model
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -102,10 +104,20 @@ def summarize(rows: list[dict]) -> dict:
             "unanswerable": len(una), "refused": sum(r["refused"] for r in una),
             "refused_rate": _rate(sum(r["refused"] for r in una), len(una)),
             "false_idk": sum(r["refused"] for r in ans), "ctx_has": sum(r["ctx_has"] for r in ans),
+            "refused_by": {by: sum(_refused_by(r) == by for r in una) for by in ("gate", "model", "check")},
             "kinds": kinds, "seconds_mean": round(statistics.fmean(secs), 3) if secs else None,
             "seconds_median": round(statistics.median(secs), 3) if secs else None,
             "seconds_generated": round(statistics.fmean(generated), 3) if generated else None,
             "model_calls": len(generated)}
+
+
+def _refused_by(r: dict) -> str:
+    """"gate" (not asked), "model" (it said it does not know), "check" (its draft was withdrawn), "" (no refusal)."""
+    if not r["refused"]:
+        return ""
+    if not r["abstained"] or (r["model_called"] and not r["withdrawn"]):
+        return "model"
+    return "check" if r["model_called"] else "gate"
 
 
 def _rate(a: int, b: int) -> float | None:
@@ -186,10 +198,11 @@ def report(result: dict, verbose: bool, out) -> None:
             kinds = "  ".join(f"{k} {v['good']}/{v['n']}" for k, v in s["kinds"].items())
             rows.append([spec, f"{s['right']}/{s['answerable']} ({_pct(s['right_rate'])})",
                          f"{s['refused']}/{s['unanswerable']} ({_pct(s['refused_rate'])})",
+                         "/".join(str(s["refused_by"][k]) for k in ("gate", "model", "check")),
                          f"{s['false_idk']}/{s['answerable']}", f"{s['ctx_has']}/{s['answerable']}",
                          f"{s['seconds_mean']:.2f}", _secs(s["seconds_generated"]), kinds])
-        print(table(["model", "right", "refused", "false IDK", "ctx has", "s/answer", "s/generated", "per kind"], rows),
-              file=out)
+        print(table(["model", "right", "refused", "by g/m/c", "false IDK", "ctx has", "s/answer", "s/generated",
+                     "per kind"], rows), file=out)
         if verbose:
             for spec in specs:
                 print(f"\n-- {person}, {spec}, question by question (gold | answer, or why it abstained)", file=out)
