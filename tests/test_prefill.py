@@ -172,6 +172,7 @@ def test_reading_and_normalizing_typed_values():
     assert read("diet", "vegetarian (no meat and no fish, please)") == ("vegetarian", None)
     assert read("text", "MSc in Data Science, University of Gothenburg, 2016 - 2018. Thesis: ports.") == \
         ("MSc in Data Science, University of Gothenburg", None)
+    assert read("text", "Dr. Paulo Teixeira. Splint until August.") == ("Dr. Paulo Teixeira", None)   # not "Dr"
     assert split_address("Rua dos Anjos 45, 3º Esq, 1150-035 Lisboa, Portugal") == {
         "street": "Rua dos Anjos 45, 3º Esq", "postcode": "1150-035", "city": "Lisboa", "country": "Portugal"}
     assert split_address("12 Main St, Springfield, IL 62704, USA") == {
@@ -278,6 +279,96 @@ def test_unknown_fields_are_answered_only_from_a_memory_with_the_same_label(tmp_
     rt.close()
 
 
+# -- a model reads values from prose -------------------------------------------------------------------------
+
+SHED = {"2025-05-12-garden.md": "# Garden\n\nThe secret word for the shed lock is pumpernickel. Oil the hinges.\n",
+        "2025-06-01-bike.md": "# Bike\n\nThe bike lock code is 4471.\n",
+        "2025-07-01-cello.md": "# Cello\n\nTeacher until June: Margarida Nunes\n\nTeacher from October: Henrique Sa\n"}
+
+
+def _shed(tmp_path):
+    rt = _runtime(tmp_path / "home")
+    _remember(rt, tmp_path / "mem", SHED, build=False)
+    return rt
+
+
+def test_a_model_reads_a_value_written_in_prose_and_it_is_traced_to_its_memory(tmp_path):
+    from secondself.backends.chat import FakeChatModel
+
+    rt = _shed(tmp_path)
+    form = "Secret word for the shed lock"
+    assert prefill(rt, form).fields[0].value is None                      # the readers alone cannot
+    model = FakeChatModel(['{"note": 1, "value": "pumpernickel"}'])
+    got = prefill(rt, form, model=model).fields[0]
+    assert got.value == "pumpernickel" and 0.5 < got.confidence < 0.7
+    assert got.sources[0]["path"] == "2025-05-12-garden.md" and f"read by {model.name}" in got.reason
+    (system, user), _ = model.calls[0]
+    assert system.role == "system" and "shed lock is pumpernickel" in user.content
+    assert "bike lock" not in user.content                     # a line with fewer of the label's words is not shown
+    rt.close()
+
+
+@pytest.mark.parametrize("reply, why", [
+    ('{"note": 1, "value": "sourdough"}', "not written in any memory"),          # invented
+    ('{"note": 1, "value": "shed lock"}', "only repeats the field's label"),
+    ('{"note": 0, "value": null}', "found no value"),
+    ("I think it is pumpernickel.", "not valid JSON"),
+])
+def test_a_models_value_that_is_not_in_the_memory_is_rejected(tmp_path, reply, why):
+    from secondself.backends.chat import FakeChatModel
+
+    rt = _shed(tmp_path)
+    got = prefill(rt, "Secret word for the shed lock", model=FakeChatModel([reply] * 2)).fields[0]
+    assert got.value is None and why in got.reason
+    rt.close()
+
+
+def test_a_models_value_must_fit_the_fields_schema(tmp_path):
+    from secondself.backends.chat import FakeChatModel
+
+    rt = _shed(tmp_path)
+    form = {"properties": {"code": {"type": "string", "title": "Bike lock code", "pattern": "^[0-9]{6}$"}}}
+    got = prefill(rt, form, model=FakeChatModel(['{"note": 1, "value": "4471"}'])).fields[0]
+    assert got.value is None and got.rejected and "fails the field's schema" in got.rejected[-1]["reason"]
+    form["properties"]["code"]["pattern"] = "^[0-9]{4}$"
+    assert prefill(rt, form, model=FakeChatModel(['{"note": 1, "value": "4471"}'])).fields[0].value == "4471"
+    rt.close()
+
+
+def test_a_value_the_memory_marks_as_past_is_set_aside_and_the_model_asked_again(tmp_path):
+    from secondself.backends.chat import FakeChatModel
+
+    rt = _shed(tmp_path)
+    model = FakeChatModel(['{"note": 1, "value": "Margarida Nunes"}', '{"note": 1, "value": "Henrique Sa"}'])
+    got = prefill(rt, "Cello teacher", model=model).fields[0]
+    assert got.value == "Henrique Sa" and len(model.calls) == 2
+    assert "Margarida" in model.calls[0][0][1].content and "Margarida" not in model.calls[1][0][1].content
+    rt.close()
+
+
+def test_no_model_call_without_a_memory_that_names_the_field_nor_for_a_filled_one(tmp_path):
+    from secondself.backends.chat import FakeChatModel
+
+    rt = _runtime(tmp_path / "home")
+    _remember(rt, tmp_path / "mem", {"me.md": "# Admin\n\nLaptop preference: Mac\n", **SHED}, build=False)
+    model = FakeChatModel()
+    got = _by_field(prefill(rt, "Passport number\nLaptop preference\nFavourite food", model=model))
+    assert model.calls == [] and got["Laptop preference"].value == "Mac"
+    assert got["Passport number"].value is None and got["Favourite food"].value is None
+    rt.close()
+
+
+def test_only_the_persons_own_words_are_shown_to_the_model(tmp_path):
+    from secondself.backends.chat import FakeChatModel
+
+    rt = _runtime(tmp_path / "home")
+    page = "<html><body><p>The secret word for the shed lock is open-sesame.</p></body></html>"
+    _remember(rt, tmp_path / "mem", {"saved.html": page}, build=False)
+    model = FakeChatModel(['{"note": 1, "value": "open-sesame"}'])
+    assert prefill(rt, "Secret word for the shed lock", model=model).fields[0].value is None and model.calls == []
+    rt.close()
+
+
 # -- the example person against the gold ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -348,6 +439,23 @@ def test_cli_prefill_table_and_json_round_trip(capsys, tmp_path, monkeypatch):
     assert code == 2 and "does not parse" in err
     code, _, err = run(capsys, "prefill", str(form), "--at", "yesterday")
     assert code == 2 and "YYYY-MM-DD" in err
+
+
+def test_cli_prefill_reads_prose_with_a_model_only_when_given_one(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SECONDSELF_PERSON_NAME", "Maya")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "2025-05-12-garden.md").write_text(SHED["2025-05-12-garden.md"])
+    form = tmp_path / "form.txt"
+    form.write_text("Secret word for the shed lock\n")
+    assert run(capsys, "ingest", str(notes))[0] == 0
+    code, out, _ = run(capsys, "prefill", str(form), "--json")            # the persona model is not a local one
+    assert code == 0 and json.loads(out)["values"] == {}
+    reply = '{"note": 1, "value": "pumpernickel"}'
+    code, out, _ = run(capsys, "prefill", str(form), "--json", "--model", f"fake:{reply}")
+    assert code == 0 and json.loads(out)["values"] == {"Secret word for the shed lock": "pumpernickel"}
+    code, _, err = run(capsys, "prefill", str(form), "--model", f"fake:{reply}", "--no-model")
+    assert code == 2 and "exclude each other" in err
 
 
 def test_http_prefill_route_scopes_and_errors(tmp_path):

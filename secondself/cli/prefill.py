@@ -15,8 +15,13 @@ from . import Context, _emit_json, cli, escape, out, styled
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Leave a field empty when its value is less certain than this.")
 @click.option("--json", "as_json", is_flag=True, help="The result as JSON (values, sources, reasons).")
+@click.option("--model", "model_spec", help="A model that reads values from your notes' prose for fields nothing "
+              "else fills (checked: verbatim in a cited note and valid for the field). Default: your persona "
+              "model when it is a local model other than the embedded one.")
+@click.option("--no-model", is_flag=True, help="Use no model: only labelled lines, patterns and layer-1 facts.")
 @click.pass_obj
-def prefill(obj: Context, form: str, at: str | None, min_confidence: float, as_json: bool) -> None:
+def prefill(obj: Context, form: str, at: str | None, min_confidence: float, as_json: bool, model_spec: str | None,
+            no_model: bool) -> None:
     """Pre-fill FORM from your memories ('-' reads it from stdin).
 
     FORM is a JSON Schema, a list of field names (one a line, comma-separated, or a JSON array) or an HTML
@@ -32,11 +37,26 @@ def prefill(obj: Context, form: str, at: str | None, min_confidence: float, as_j
         text = sys.stdin.read() if form == "-" else Path(form).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read the form {form}: {e}") from None
-    result = run(obj, text, at=at, min_confidence=min_confidence)
+    result = run(obj, text, at=at, min_confidence=min_confidence, model=_model(obj, model_spec, no_model))
     if as_json:
         _emit_json(result.to_dict())
         return
     _print(result)
+
+
+def _model(obj: Context, spec: str | None, no_model: bool):
+    from ..backends.registry import parse_spec
+    from ..errors import ConfigError
+
+    if no_model:
+        if spec:
+            raise ConfigError("--model and --no-model exclude each other")
+        return None
+    if spec is None:
+        spec = obj.settings.persona_model
+        if parse_spec(spec).kind != "local":      # the embedded model cannot read values; a fake has nothing to say
+            return None
+    return obj.chat_model(spec, purpose="persona")
 
 
 def _print(result) -> None:

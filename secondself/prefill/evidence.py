@@ -28,7 +28,7 @@ from .concepts import CONCEPTS, label_key, match_label
 
 _PARTICLES = r"(?:de|da|do|dos|das|del|della|di|du|van|von|der|den|la|le|al|bin|ben|ter|ten|y|e)"
 
-__all__ = ["Evidence", "PersonNames", "scan_chunks", "fact_evidence", "unknown_key"]
+__all__ = ["Evidence", "PersonNames", "scan_chunks", "fact_evidence", "unknown_key", "person_texts"]
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,14 @@ def _segments(chunk: Chunk, who: PersonNames) -> Iterator[_Segment]:
         return
     for para in re.split(r"\n\s*\n", chunk.text):     # notes, journals
         yield _Segment(para, True, True)
+
+
+def person_texts(chunk: Chunk, who: PersonNames) -> Iterator[str]:
+    """The parts of `chunk` whose words count for the person (the same rules as the readers here): their
+    notes, the mail they sent, their own chat turns, and documents that name them."""
+    for seg in _segments(chunk, who):
+        if seg.mine:
+            yield seg.text
 
 
 def _turns(chunk: Chunk) -> Iterator[tuple[str | None, str]]:

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
+from ..backends.chat import ChatModel
 from ..errors import ConfigError
 from ..memory.observe import norm
 from ..store import Store
 from .concepts import AUTOCOMPLETE, CONCEPTS, Match, match_label, tokens
 from .evidence import Evidence, PersonNames, fact_evidence, scan_chunks, unknown_key
 from .forms import Form, FormField, parse_form
+from .propose import propose, windows
 from .values import fit, norm_value, read, split_address, split_name
 
 __all__ = ["prefill", "prefill_memory", "PersonMemory", "PrefillResult", "FieldResult", "field_concept"]
@@ -103,17 +105,20 @@ class PrefillResult:
 
 
 def prefill(memory: PersonMemory, form: str | dict | list, *, at: str | None = None, min_confidence: float = 0.5,
-            use_facts: bool = True, use_memories: bool = True) -> PrefillResult:
+            use_facts: bool = True, use_memories: bool = True, model: ChatModel | None = None) -> PrefillResult:
     """Fill `form` (a JSON Schema, a list of field names or an HTML form, as text or parsed) from the
     person's `memory`, as of `at` (ISO date; default today). `use_facts`/`use_memories` switch
-    the layer-1 facts and the memories' own text off (for comparisons). Raises ConfigError for a form that
+    the layer-1 facts and the memories' own text off (for comparisons). `model`: a chat model that may read
+    a value from the memories' prose for a field the readers left without support (`propose`: checked,
+    one call per such field that some memory names; None: no model). Raises ConfigError for a form that
     cannot be read or a bad date. Callers in server threads hold the runtime's lock."""
     return prefill_memory(memory.store, memory.person, parse_form(form), at=at, min_confidence=min_confidence,
-                          use_facts=use_facts, use_memories=use_memories)
+                          use_facts=use_facts, use_memories=use_memories, model=model)
 
 
 def prefill_memory(store: Store, person: str, form: Form, *, at: str | None = None, min_confidence: float = 0.5,
-                   use_facts: bool = True, use_memories: bool = True) -> PrefillResult:
+                   use_facts: bool = True, use_memories: bool = True,
+                   model: ChatModel | None = None) -> PrefillResult:
     """`prefill` on a store and a person's name directly."""
     from ..memory.versions import current_version, load_version
 
@@ -133,8 +138,33 @@ def prefill_memory(store: Store, person: str, form: Form, *, at: str | None = No
     ctx = _Context(day, _derive(evidence), min_confidence)
     ctx.country = _country(ctx)
     fields = [_fill(f, ctx) for f in form.fields]
+    if model is not None and use_memories:
+        fields = [_read_by_model(model, person, f, res, ctx, chunks, who, undated) for f, res in
+                  zip(form.fields, fields, strict=True)]
     _attach_sources(store, fields, ctx, undated)
     return PrefillResult(form.kind, day, person, fields)
+
+
+def _read_by_model(model: ChatModel, person: str, f: FormField, res: FieldResult, ctx: _Context,
+                   chunks: list, who: PersonNames, undated: set[int]) -> FieldResult:
+    """`res` again with the model's reading of `f` as one more candidate, when no memory supported a value
+    (a field that asks for the past, or whose candidates disagree or do not fit, is left as it is)."""
+    if res.value is not None or not res.reason.startswith(NO_SUPPORT):
+        return res
+    match = field_concept(f)
+    if match is not None and match.past:
+        return res
+    found = windows(f, chunks, who, undated=undated, at=ctx.day)
+    key = match.concept if match else unknown_key(f.label or f.name)
+    evidence, why = propose(model, person, f, found, key)
+    if evidence is None:
+        res.reason = f"{NO_SUPPORT} ({why})" if found else res.reason
+        return res
+    ctx.by_key[key].append(evidence)
+    again = _fill(f, ctx)
+    if again.value is None:
+        again.rejected.append({"value": evidence.value, "reason": again.reason, "from": evidence.how})
+    return again
 
 
 def _day(at: str | None) -> str:

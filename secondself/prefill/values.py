@@ -28,6 +28,7 @@ _PARTICLE = r"(?:de|da|do|dos|das|del|della|di|du|van|von|der|den|la|le|al|bin|b
 _NAME = re.compile(rf"^(?:{_PARTICLE}[ ]){{0,3}}{_WORD}(?:[ ](?:{_PARTICLE}[ ]){{0,3}}{_WORD}){{0,4}}$")   # "van den", "de la", "von der"
 _PLACE = re.compile(rf"^{_WORD}(?:[ ](?:{_PARTICLE}[ ]|of[ ]){{0,2}}{_WORD}){{0,3}}(?:, {_WORD}(?:[ ]{_WORD}){{0,2}})?$")
 _POSTCODE = r"(?:\d{4}-\d{3}|\d{4}[ ]?[A-Z]{2}(?![A-Za-z])|\d{5}(?:-\d{4})?|\d{3}[ ]?\d{2}|\d{4}|\d{2}-\d{3}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)"
+_TITLES = r"(?<!\bDr)(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bProf)(?<!\bSt)"   # "Dr. Paulo Teixeira" is one value
 _SIZES = ("XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL")
 _YEAR_RANGE = re.compile(r"[,;]?\s*\(?(?:19|20)\d\d\s*[-–—]\s*(?:(?:19|20)\d\d|present|now|today)\)?\.?$", re.I)
 
@@ -252,7 +253,7 @@ def _read_id(text: str) -> tuple[Any, str | None]:
 
 def _read_text(text: str) -> tuple[Any, str | None]:
     s = _clean(_YEAR_RANGE.sub("", _clean(text)))
-    s = re.split(r"(?<=[a-z0-9)])\.\s+(?=[A-Z])", s, maxsplit=1)[0]
+    s = re.split(rf"(?<=[a-z0-9)]){_TITLES}\.\s+(?=[A-Z])", s, maxsplit=1)[0]
     if not s or len(s) > 200:
         return None, "no short value"
     return _clean(_YEAR_RANGE.sub("", s)), None
