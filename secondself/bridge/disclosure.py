@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SourceNotFoundError
-from ..memory.observe import STOPWORDS, norm, person_units
+from ..memory.observe import norm, person_units
 from ..memory.search import query_terms
 from ..store import Store
+from ..text.words import NAME_STOPWORDS
 from ..types import Chunk, Fact, Profile
 
 __all__ = ["Policy", "Item", "Selection", "Need", "NEEDS", "select", "allowed_sources", "present_fact",
@@ -277,7 +278,7 @@ def _specific(text: str, request: str) -> str:
     reflect it ("" when the request already says everything the text says)."""
     asked = {w.casefold() for w in re.findall(r"\w+", request)}
     words = [w for w in re.findall(r"[^\W\d_]{4,}", text) if w.casefold() not in asked | _GENERIC
-             and w.casefold() not in STOPWORDS]
+             and w.casefold() not in NAME_STOPWORDS]
     return max(words, key=len, default="")
 
 

@@ -21,8 +21,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..text.words import NAME_STOPWORDS
 from ..types import Chunk, Entity
-from .observe import NAME, PREDICATES, PROPER, STOPWORDS, extract_observations, is_person, norm, person_units
+from .observe import NAME, PREDICATES, PROPER, extract_observations, is_person, norm, person_units
 
 __all__ = ["extract_entities"]
 
@@ -67,7 +68,7 @@ def extract_entities(chunks: Iterable[Chunk], person: str) -> list[Entity]:
     def add(name: str, relation: str = "", kind: str = "person") -> None:
         name = re.sub(r"['’]s$", "", name.strip())
         words = name.split()
-        while words and words[0].casefold() in STOPWORDS:
+        while words and words[0].casefold() in NAME_STOPWORDS:
             words = words[1:]
         if not words or is_person(" ".join(words), person) or words[0].casefold() in _ASSISTANTS \
                 or (kind == "person" and _ORG_WORDS.search(name)):
@@ -109,7 +110,7 @@ def _add_full_names(chunks: list[Chunk], found: dict[str, _Person], person: str)
     for c in chunks:
         for m in _FULL.finditer(c.text):
             words = m.group(0).split()
-            if len(words) >= 2 and norm(words[0]) in firsts and not any(w.casefold() in STOPWORDS for w in words[1:]) \
+            if len(words) >= 2 and norm(words[0]) in firsts and not any(w.casefold() in NAME_STOPWORDS for w in words[1:]) \
                     and not is_person(m.group(0), person):
                 found.setdefault(norm(m.group(0)), _Person(m.group(0)))
 
@@ -155,7 +156,7 @@ def _merge_and_count(chunks: list[Chunk], found: dict[str, _Person], fact_rel: d
         names = sorted({found[k].name for k in keys}, key=len, reverse=True)
         first = found[head].name.split()[0]
         if found[head].kind == "person" and len(names[0].split()) > 1 and firsts[norm(first)] == 1 \
-                and all(" " in n for n in names) and first.casefold() not in STOPWORDS:
+                and all(" " in n for n in names) and first.casefold() not in NAME_STOPWORDS:
             names.append(first)
         relations = sum((found[k].relations for k in keys), Counter())
         relation = relations.most_common(1)[0][0] if relations else next(

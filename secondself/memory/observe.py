@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ..text.dates import find_dates, find_relative_dates, parse_date
+from ..text.words import NAME_STOPWORDS, PARTICLE
 from ..types import Chunk
 
 __all__ = ["Predicate", "PREDICATES", "Observation", "extract_observations", "person_units", "norm", "NAME",
-           "PROPER", "STOPWORDS", "is_person"]
+           "PROPER", "is_person"]
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,8 @@ class Observation:
 
 _UP, _LOW = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿĀ-ž"
 _CAP = rf"[{_UP}](?:[{_UP}{_LOW}'’-]*[{_UP}{_LOW}])?(?![{_UP}{_LOW}0-9'’-])"
-_PARTICLE = r"(?:de|da|do|dos|das|del|della|di|du|van|von|der|den|la|le|al|bin|ben)"
-NAME = rf"{_CAP}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_CAP}){{0,2}}"                      # a person's name
-PROPER = rf"{_CAP}(?:[ \t]+(?:(?:{_PARTICLE}|of|&)[ \t]+)?{_CAP}){{0,4}}"         # a place or organization
+NAME = rf"{_CAP}(?:[ \t]+(?:{PARTICLE}[ \t]+)?{_CAP}){{0,2}}"                      # a person's name
+PROPER = rf"{_CAP}(?:[ \t]+(?:(?:{PARTICLE}|of|&)[ \t]+)?{_CAP}){{0,4}}"         # a place or organization
 _ADV = r"(?:just|finally|officially|actually|also|then|now|recently|already|still|really|first|currently)"
 _I = rf"\bI(?:['’](?:m|ve|d|ll)|[ \t]+(?:am|have|had|will|was))?(?:[ \t]+{_ADV})*(?:[ \t]+(?:have|need|got|going|about)[ \t]+to)?[ \t]+"
 _SUBJ = rf"(?:{_I}|^(?:(?i:today|yesterday|finally|officially)[ \t]+)?)"           # "I ...", or no subject
@@ -103,17 +103,6 @@ _NOT_TITLE = {"former", "ex", "future", "aspiring", "retired", "amateur", "good"
 _ENSEMBLE = re.compile(r"\b(?:orchestra|orquestra|orquesta|orchestre|orchester|orkester|philharmonic|filarm\w*|"
                        r"symphony|sinfonietta|band|choir|chorus|coro|ensemble|quartet|quintet|trio|club|team|fc)\b",
                        re.I)
-
-# English words that start sentences or name times; never a person, place or organization on their own.
-STOPWORDS = frozenset("""
-i i'm i've i'd i'll it's me my we our you your he him his she her they them their it its this that these those
-the a an and or but so then also today tonight yesterday tomorrow now here there when while after before since if in on at for with
-from to of by dear hi hello hey thanks thank yes no ok okay maybe everyone everybody someone somebody nobody
-anyone nothing something everything all both each one two three first last next new old mr mrs ms dr prof
-monday tuesday wednesday thursday friday saturday sunday january february march april may june july august
-september october november december spring summer autumn fall winter christmas easter week weekend morning
-evening afternoon night update note notes todo re fwd subject sent date from having being
-""".split())
 
 _HEDGE = re.compile(r"\b(?:not|never|no longer|would|could|might|should|(?-i:may)|if|unless|maybe|perhaps|"
                     r"whether|once|hope|hoped|wish|want|wanted|dream|imagine|pretend|almost|considering|think|"
@@ -313,9 +302,9 @@ def _clean(obj: str | None, kind: str) -> str:
     if not obj:
         return ""
     words = re.sub(r"['’]s$", "", obj.strip(" ,.;:")).split()
-    while words and words[0].casefold() in STOPWORDS:
+    while words and words[0].casefold() in NAME_STOPWORDS:
         words = words[1:]
-    while words and words[-1].casefold() in STOPWORDS:
+    while words and words[-1].casefold() in NAME_STOPWORDS:
         words = words[:-1]
     if not words:
         return ""

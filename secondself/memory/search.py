@@ -17,6 +17,7 @@ from ..backends.embedders import Embedder
 from ..errors import ConfigError, EmbeddingMismatchError
 from ..store import Store
 from ..text.dates import parse_date
+from ..text.words import QUERY_STOPWORDS
 from ..types import Chunk, Hit, SearchFilters
 from .vectors import VectorIndex
 
@@ -30,15 +31,12 @@ RRF_K = 60
 PRUNE_FROM = 20_000
 COMMON_SHARE = 0.10
 
-_STOP = frozenset("""a an and are as at be been but by can could did do does for from had has have how i i'm
-if in into is it its me my of on or our so than that the their them then there these they this to was we
-were what when where which who whom why will with would you your about after before did does am""".split())
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
 def query_terms(query: str) -> list[str]:
     words = [w.lower() for w in _TOKEN.findall(query)]
-    content = [w for w in words if w not in _STOP]
+    content = [w for w in words if w not in QUERY_STOPWORDS]
     return list(dict.fromkeys(content or words))
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..text.words import TOPIC_STOPWORDS
+
 __all__ = ["Clustering", "choose_k", "cluster", "assign", "keywords", "representatives", "MIN_COSINE"]
 
 # Cosine to the nearest centre below which a chunk fits no topic. With all-MiniLM-L6-v2 on the example
@@ -26,16 +28,6 @@ __all__ = ["Clustering", "choose_k", "cluster", "assign", "keywords", "represent
 MIN_COSINE = 0.30
 
 _WORD = re.compile(r"[^\W\d_][\w'-]{2,}", re.UNICODE)
-_STOP = frozenset("""about above after again against all also always and another any anything are around
-because been before being below between both but came can cannot come could day days did does doing done
-down during each even ever every first for from get gets getting going gone good got had has have having
-her here hers him his how however into it's its itself just know last like little long made make many
-might more most much must myself need never new next nice not now off once one only other our ours out
-over own really right said same says see she should since some something still such take than that the
-their them then there these they thing things think this those though three through time today told too
-two under until very want was way week well went were what when where which while who whom why will
-with without would yes yet you your yours maybe got let lot lots back bit sure okay also into onto upon
-year years month morning evening tonight tomorrow yesterday people person feel felt""".split())
 
 
 @dataclass(frozen=True)
@@ -154,7 +146,7 @@ def _terms(text: str, exclude: Iterable[str] = ()) -> list[tuple[str, str]]:
         for m in _WORD.finditer(clause):
             surface = m.group(0).strip("'-")
             key = surface.casefold()
-            if len(key) <= 2 or key in _STOP or key in ex or "'" in key or "’" in key:   # no contractions
+            if len(key) <= 2 or key in TOPIC_STOPWORDS or key in ex or "'" in key or "’" in key:   # no contractions
                 prev = None
                 continue
             out.append((key, surface))

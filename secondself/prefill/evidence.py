@@ -23,10 +23,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from ..memory.observe import is_person
+from ..text.words import PARTICLE
 from ..types import Chunk, Entity, Fact
 from .concepts import CONCEPTS, label_key, match_label
-
-_PARTICLES = r"(?:de|da|do|dos|das|del|della|di|du|van|von|der|den|la|le|al|bin|ben|ter|ten|y|e)"
 
 __all__ = ["Evidence", "PersonNames", "scan_chunks", "fact_evidence", "unknown_key", "person_texts"]
 
@@ -85,7 +84,7 @@ class PersonNames:
         first = self.person.strip().split()[0] if self.person.strip() else ""
         if len(first) < 2 or not first[:1].isupper():
             return
-        full = re.compile(rf"(?<![\w]){re.escape(first)}((?:[ \t]+(?:{_PARTICLES}[ \t]+){{0,3}}{_CAPW}){{1,2}})(?![\w])")
+        full = re.compile(rf"(?<![\w]){re.escape(first)}((?:[ \t]+(?:{PARTICLE}[ \t]+){{0,3}}{_CAPW}){{1,2}})(?![\w])")
         texts = [c.title for c in chunks if c.kind == "document"]
         texts += [c.speakers[0] for c in chunks if c.kind == "email" and c.speakers and self.is_me(c.speakers[0])]
         surnames = {" ".join(m.group(1).split()) for t in texts for m in full.finditer(t or "")}
@@ -429,7 +428,7 @@ def _subject_track(text: str, pairs: Sequence[_Pair], mine: bool, who: PersonNam
             names_me = who.names_me(p.value)
             if names_me:
                 changes.append((vstart, True))
-            elif re.match(rf"{_CAPW}[ \t]+(?:{_PARTICLES}[ \t]+){{0,3}}{_CAPW}", p.value) and \
+            elif re.match(rf"{_CAPW}[ \t]+(?:{PARTICLE}[ \t]+){{0,3}}{_CAPW}", p.value) and \
                     not re.match(r"[A-Z][a-z]+day\b|(?:19|20)\d\d", p.value):
                 changes.append((vstart, False))       # "LANDLORD: Fernando Guerreiro, ..."
             spans.append((vstart, p.end))

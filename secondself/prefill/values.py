@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 from ..text.dates import find_dates, parse_date
+from ..text.words import PARTICLE
 from .forms import FormField
 
 __all__ = ["read", "fit", "norm_value", "split_address", "split_name", "calling_code"]
@@ -24,9 +25,8 @@ _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-
 _EMAIL_IN = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _UP, _LOW = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿĀ-ž"
 _WORD = rf"[{_UP}][{_UP}{_LOW}'’.-]*"
-_PARTICLE = r"(?:de|da|do|dos|das|del|della|di|du|van|von|der|den|la|le|al|bin|ben|y|e)"
-_NAME = re.compile(rf"^(?:{_PARTICLE}[ ]){{0,3}}{_WORD}(?:[ ](?:{_PARTICLE}[ ]){{0,3}}{_WORD}){{0,4}}$")   # "van den", "de la", "von der"
-_PLACE = re.compile(rf"^{_WORD}(?:[ ](?:{_PARTICLE}[ ]|of[ ]){{0,2}}{_WORD}){{0,3}}(?:, {_WORD}(?:[ ]{_WORD}){{0,2}})?$")
+_NAME = re.compile(rf"^(?:{PARTICLE}[ ]){{0,3}}{_WORD}(?:[ ](?:{PARTICLE}[ ]){{0,3}}{_WORD}){{0,4}}$")   # "van den", "de la", "von der"
+_PLACE = re.compile(rf"^{_WORD}(?:[ ](?:{PARTICLE}[ ]|of[ ]){{0,2}}{_WORD}){{0,3}}(?:, {_WORD}(?:[ ]{_WORD}){{0,2}})?$")
 _POSTCODE = r"(?:\d{4}-\d{3}|\d{4}[ ]?[A-Z]{2}(?![A-Za-z])|\d{5}(?:-\d{4})?|\d{3}[ ]?\d{2}|\d{4}|\d{2}-\d{3}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)"
 _TITLES = r"(?<!\bDr)(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bProf)(?<!\bSt)"   # "Dr. Paulo Teixeira" is one value
 _SIZES = ("XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL")
@@ -298,7 +298,7 @@ def split_address(address: str) -> dict[str, str]:
 def split_name(full: str) -> tuple[str, str] | None:
     """(given, family) of "Given Family-Name": first word vs the rest; None for one-word names."""
     words = full.split()
-    particle = next((i for i, w in enumerate(words) if i and re.fullmatch(_PARTICLE, w)), None)
+    particle = next((i for i, w in enumerate(words) if i and re.fullmatch(PARTICLE, w)), None)
     if particle is not None:            # "Ana Sofia de la Cruz": the surname starts at its particle
         return " ".join(words[:particle]), " ".join(words[particle:])
     # "Ana Sofia Cruz" could be two given names or two surnames: only a two-word name splits plainly
