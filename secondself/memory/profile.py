@@ -17,9 +17,9 @@ from datetime import date, timedelta
 
 from ..backends.chat import ChatModel
 from ..errors import StructuredOutputError
-from ..grounding import content_overlap, unsupported_specifics
 from ..prompts import render
 from ..structured import Field, structured
+from ..text.grounding import content_overlap, unsupported_specifics
 from ..types import Chunk, Fact, Shade, ShadeEvent, Status, Topic
 from .observe import PREDICATES
 
