@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ..text.dates import find_dates, find_relative_dates, parse_date
+from ..text.patterns import Pattern, find, pattern
 from ..text.words import NAME_STOPWORDS, PARTICLE
 from ..types import Chunk
 
@@ -187,16 +188,10 @@ def _sentences(item: str, day: date | None) -> Iterator[tuple[str, str, date | N
 
 # -- the patterns --------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Rule:
-    predicate: str
-    kind: str                   # start | state | end; "k" picks first→start, last→end
-    pattern: re.Pattern[str]
-    check: str = ""             # "ensemble": the object must name an orchestra, band, team...
-
-
-def _r(predicate: str, kind: str, pattern: str, check: str = "") -> _Rule:
-    return _Rule(predicate, kind, re.compile(pattern), check)
+def _r(predicate: str, kind: str, regex: str, check: str = "") -> Pattern:
+    """A rule of the table: `kind` is start | state | end, or "k" (a "first" in the match → start, "last" →
+    end); `check` "ensemble": the object must name an orchestra, band, team..."""
+    return pattern(predicate, regex, kind, check)
 
 
 _O, _N, _T = rf"(?:the[ \t]+)?(?P<o>{PROPER})", rf"(?P<o>{NAME})", rf"(?:an?[ \t]+)?(?P<t>{_TITLE})"
@@ -258,26 +253,23 @@ def extract_observations(chunk: Chunk, person: str) -> list[Observation]:
     for sentence, label, day in person_units(chunk, person):
         if sentence.rstrip().endswith("?"):
             continue
-        for rule in _RULES:
-            for m in rule.pattern.finditer(sentence):
-                if _hedged(sentence, m.start()):
+        for rule, m in find(_RULES, sentence, hedge=_HEDGE, quotes=True):
+            for pred, obj, kind, shift in _readings(rule, m):
+                obj = _clean(obj, PREDICATES[pred].object_kind)
+                if not obj or (rule.check == "ensemble" and not _ENSEMBLE.search(obj)):
                     continue
-                for pred, obj, kind, shift in _readings(rule, m):
-                    obj = _clean(obj, PREDICATES[pred].object_kind)
-                    if not obj or (rule.check == "ensemble" and not _ENSEMBLE.search(obj)):
-                        continue
-                    if is_person(obj, person):
-                        continue
-                    when, explicit = _when(sentence, label, m, day, future=bool(_FUTURE.search(sentence)))
-                    if when is not None and shift:
-                        when = when + timedelta(days=shift)
-                    o = Observation(person, pred, obj, when.isoformat() if when else None, kind, chunk.id,
-                                    _short(sentence), seen=seen, explicit=explicit)
-                    out.setdefault((pred, norm(obj), kind, o.date), o)
+                if is_person(obj, person):
+                    continue
+                when, explicit = _when(sentence, label, m, day, future=bool(_FUTURE.search(sentence)))
+                if when is not None and shift:
+                    when = when + timedelta(days=shift)
+                o = Observation(person, pred, obj, when.isoformat() if when else None, kind, chunk.id,
+                                _short(sentence), seen=seen, explicit=explicit)
+                out.setdefault((pred, norm(obj), kind, o.date), o)
     return list(out.values())
 
 
-def _readings(rule: _Rule, m: re.Match[str]) -> Iterator[tuple[str, str, str, int]]:
+def _readings(rule: Pattern, m: re.Match[str]) -> Iterator[tuple[str, str, str, int]]:
     """(predicate, object, kind, day shift) read from one match."""
     groups = m.groupdict()
     kind = rule.kind
@@ -286,16 +278,10 @@ def _readings(rule: _Rule, m: re.Match[str]) -> Iterator[tuple[str, str, str, in
     if groups.get("o1"):
         yield "lives_in", groups["o1"], "end", -1        # moved from X to Y on d: X ends on d-1
     if groups.get("o"):
-        yield rule.predicate, groups["o"], kind, 0
+        yield rule.key, groups["o"], kind, 0
     title = groups.get("t") or groups.get("t2")
-    if title and rule.predicate in ("works_at", "job_title"):
+    if title and rule.key in ("works_at", "job_title"):
         yield "job_title", title, kind, 0
-
-
-def _hedged(sentence: str, start: int) -> bool:
-    before = sentence[:start]
-    in_quote = (before.count('"') + before.count("“") - before.count("”")) % 2 == 1
-    return in_quote or bool(_HEDGE.search(before))
 
 
 def _clean(obj: str | None, kind: str) -> str:

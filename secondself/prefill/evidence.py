@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from ..memory.observe import is_person
+from ..text.patterns import Pattern, find, pattern
 from ..text.words import PARTICLE
 from ..types import Chunk, Entity, Fact
 from .concepts import CONCEPTS, label_key, match_label
@@ -306,15 +307,9 @@ _INSTRUMENTS = (r"cello|violin|viola|double bass|piano|guitar|bass guitar|bass|d
 _I = r"\bI(?:['’]m|[ \t]+am|[ \t]+have[ \t]+been|['’]ve[ \t]+been|[ \t]+was)?"
 
 
-@dataclass(frozen=True)
-class _Pattern:
-    key: str
-    regex: re.Pattern[str]
-    first_person: bool      # the pattern names the person itself ("I", "my"); else the subject must be them
-
-
-def _p(key: str, pattern: str, first_person: bool = True) -> _Pattern:
-    return _Pattern(key, re.compile(pattern, re.M), first_person)
+def _p(key: str, regex: str, first_person: bool = True) -> Pattern:
+    """`first_person`: the pattern names the person itself ("I", "my"); else the subject must be them."""
+    return pattern(key, regex, check="first_person" if first_person else "", flags=re.M)
 
 
 _PATTERNS = [
@@ -342,6 +337,8 @@ _PATTERNS = [
     _p("phone", r"\b[Mm]y[ \t]+(?:new[ \t]+)?(?:phone|mobile|cell)(?:[ \t]+number)?[ \t]+is[ \t]+(?P<v>\+?[\d ()./-]{7,22}\d)"),
     _p("pronouns", r"\b[Mm]y[ \t]+pronouns[ \t]+are[ \t]+(?P<v>[a-z]+/[a-z]+(?:/[a-z]+)?)"),
 ]
+
+_NOT_FIRST_PERSON = [p for p in _PATTERNS if p.check != "first_person"]     # for text the person did not write
 
 
 # Words without which no pattern can match: most paragraphs are skipped at the cost of one search.
@@ -394,19 +391,14 @@ def _scan_chunk(chunk: Chunk, who: PersonNames, day: str | None) -> list[Evidenc
                 out.append(Evidence(hit.concept, pair.value, (chunk.id,), day, "label", weight, how, past=hit.past))
         if not hinted:
             continue
-        for pat in _PATTERNS:
-            if pat.first_person and not seg.own:
+        for pat, m in find(_PATTERNS if seg.own else _NOT_FIRST_PERSON, text, hedge=_HEDGE, hedge_to="v"):
+            me = m.groupdict().get("me")
+            if me is not None and not who.is_me(me):
                 continue
-            for m in pat.regex.finditer(text):
-                if _HEDGE.search(text[max(0, text.rfind("\n", 0, m.start()) + 1):m.start("v")]):
-                    continue
-                me = m.groupdict().get("me")
-                if me is not None and not who.is_me(me):
-                    continue
-                if not pat.first_person and me is None and not subject(m.start("v")):
-                    continue
-                out.append(Evidence(pat.key, m.group("v"), (chunk.id,), day, "pattern", 0.75,
-                                    f"'{_short(m.group(0).strip(' .-'), 70)}' in {_where(chunk)}"))
+            if pat.check != "first_person" and me is None and not subject(m.start("v")):
+                continue
+            out.append(Evidence(pat.key, m.group("v"), (chunk.id,), day, "pattern", 0.75,
+                                f"'{_short(m.group(0).strip(' .-'), 70)}' in {_where(chunk)}"))
     return out
 
 
