@@ -11,7 +11,7 @@ import os
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, escape, out
 
 _ROLES = {"persona": ("persona_model", "SECONDSELF_PERSONA_MODEL"),
           "teacher": ("teacher_model", "SECONDSELF_TEACHER_MODEL")}
@@ -86,25 +86,27 @@ def models(ctx: click.Context, as_json: bool) -> None:
                     "catalog": rows, "ollama": ollama})
         return
     for role, (spec, where) in configured.items():
-        click.echo(f"{role:<10} {spec:<24} {where}")
+        out(f"{role:<10} {escape(spec):<24} {where}")
     if any(parse_spec(spec).remote for spec in (s.persona_model, s.teacher_model)):
-        click.echo(f"API key read from ${s.api_key_env} at call time (never stored)")
-    click.echo("\ncatalog (run in-process by llama.cpp; choose with `secondself models use NAME`):")
+        out(f"API key read from ${s.api_key_env} at call time (never stored)")
+    out()
+    out("catalog (run in-process by llama.cpp; choose with `secondself models use NAME`):")
     for r in rows:
         used = f"  <- {', '.join(r['used_as'])}" if r["used_as"] else ""
         alias = f" (= {', '.join(r['aliases'])})" if r["aliases"] else ""
-        click.echo(f"  {r['name'] + alias:<30} {r['model']:<28} {_size(r['size_bytes']):>8}  "
-                   f"{r['context_window']:>6} ctx  {r['state']}{used}")
+        out(f"  {r['name'] + alias:<30} {r['model']:<28} {_size(r['size_bytes']):>8}  "
+            f"{r['context_window']:>6} ctx  {r['state']}{used}")
         if r["problem"]:
-            click.echo(f"      {r['problem']}")
+            out(f"      {r['problem']}")
         elif r["install"]:
-            click.echo(f"      {r['install']}")
+            out(f"      {r['install']}")
         elif r["assembled"]:
-            click.echo(f"      {r['path']}")
+            out(f"      {r['path']}")
     if ollama["models"]:
-        click.echo(f"\nin Ollama's store ({ollama['store']}; use as ollama:NAME):")
+        out()
+        out(f"in Ollama's store ({ollama['store']}; use as ollama:NAME):")
         for name in ollama["models"]:
-            click.echo(f"  ollama:{name}")
+            out(f"  ollama:{name}")
 
 
 @models.command("use")
@@ -123,7 +125,7 @@ def use(obj: Context, name: str, only: str | None, as_json: bool) -> None:
     if spec.kind in ("embedded", "local"):
         note = {"catalog": "assembled if needed and verified, once", "ollama": "verified against its digest, once"}
         if not as_json and spec.source in note:
-            click.echo(f"preparing {spec.title} ({note[spec.source]}) ...", err=True)
+            out(f"preparing {spec.title} ({note[spec.source]}) ...", err=True)
         path = spec.local_path(obj.settings.models_dir)
     roles = [only] if only else list(_ROLES)
     written = save_settings(obj.settings.home, {_ROLES[r][0]: name.strip() for r in roles})
@@ -133,11 +135,11 @@ def use(obj: Context, name: str, only: str | None, as_json: bool) -> None:
                     "path": str(path) if path else None, "settings_file": str(written),
                     "overridden_by_environment": overridden})
         return
-    click.echo(f"{' and '.join(roles)} model: {name.strip()} — {spec.describe()}")
+    out(f"{' and '.join(roles)} model: {name.strip()} — {spec.describe()}")
     if path is not None:
-        click.echo(f"weights: {path}" + (" (SHA-256 verified)" if spec.source in ("catalog", "ollama") else ""))
+        out(f"weights: {path}" + (" (SHA-256 verified)" if spec.source in ("catalog", "ollama") else ""))
     if spec.remote:
-        click.echo(f"note: {spec.base_url} is remote: your questions and memories will be sent there", err=True)
-    click.echo(f"saved in {written}")
+        out(f"note: {spec.base_url} is remote: your questions and memories will be sent there", err=True)
+    out(f"saved in {written}")
     for var in overridden:
-        click.echo(f"note: {var} is set in this environment and overrides the file", err=True)
+        out(f"note: {var} is set in this environment and overrides the file", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, escape, out
 
 _SCOPE_HELP = {
     "sources": "Sources the role may read, comma-separated (repeatable). With --tags: either.",
@@ -27,10 +27,10 @@ def _print_role(role, as_json: bool) -> None:
     if as_json:
         _emit_json(role.to_dict())
         return
-    click.echo(f"{role.name}  (model id {role.model_id})")
-    click.echo(f"  scope         {role.scope.describe()}")
-    click.echo(f"  model         {role.model or 'the persona model'}")
-    click.echo(f"  instructions  {role.instructions or '(none)'}")
+    out(f"{role.name}  (model id {role.model_id})")
+    out(f"  scope         {role.scope.describe()}")
+    out(f"  model         {role.model or 'the persona model'}")
+    out(f"  instructions  {role.instructions or '(none)'}")
 
 
 @cli.group()
@@ -58,7 +58,7 @@ def role_create(obj: Context, name: str, instructions: str, sources: tuple[str, 
     made = create_role(obj.store, name, instructions, scope, model)
     known = set(obj.store.source_roots())
     for missing in [s for s in scope.sources if s not in known]:
-        click.echo(f"note: no source named {missing!r} yet; the role will read it once it is ingested", err=True)
+        out(f"note: no source named {missing!r} yet; the role will read it once it is ingested", err=True)
     _print_role(made, as_json)
 
 
@@ -74,9 +74,9 @@ def role_list(obj: Context, as_json: bool) -> None:
         _emit_json([r.to_dict() for r in rows])
         return
     if not rows:
-        click.echo("no roles yet: `secondself role create NAME --instructions ... --sources ...`")
+        out("no roles yet: `secondself role create NAME --instructions ... --sources ...`")
     for r in rows:
-        click.echo(f"{r.name:<20} {r.model or 'persona model':<22} {r.scope.describe()}")
+        out(f"{escape(r.name):<20} {escape(r.model or 'persona model'):<22} {r.scope.describe()}")
 
 
 @role.command("show")
@@ -121,7 +121,7 @@ def role_delete(obj: Context, name: str) -> None:
     from ..roles import delete_role
 
     delete_role(obj.store, name)
-    click.echo(f"role {name!r} deleted")
+    out(f"role {name!r} deleted")
 
 
 @cli.group()
@@ -139,7 +139,7 @@ def tag_add(obj: Context, source: str, tags: tuple[str, ...]) -> None:
 
     for t in tags:
         tag_source(obj.store, source, t)
-    click.echo(f"{source}: {', '.join(source_tags(obj.store).get(source, ()))}")
+    out(f"{source}: {', '.join(source_tags(obj.store).get(source, ()))}")
 
 
 @tag.command("remove")
@@ -152,8 +152,8 @@ def tag_remove(obj: Context, source: str, tags: tuple[str, ...]) -> None:
 
     for t in tags:
         if not untag_source(obj.store, source, t):
-            click.echo(f"note: {source!r} was not tagged {t!r}", err=True)
-    click.echo(f"{source}: {', '.join(source_tags(obj.store).get(source, ())) or '(no tags)'}")
+            out(f"note: {source!r} was not tagged {t!r}", err=True)
+    out(f"{source}: {', '.join(source_tags(obj.store).get(source, ())) or '(no tags)'}")
 
 
 @tag.command("list")
@@ -168,6 +168,6 @@ def tag_list(obj: Context, as_json: bool) -> None:
         _emit_json({k: list(v) for k, v in tags.items()})
         return
     if not tags:
-        click.echo("no tags yet: `secondself tag add SOURCE TAG`")
+        out("no tags yet: `secondself tag add SOURCE TAG`")
     for source, names in tags.items():
-        click.echo(f"{source:<20} {', '.join(names)}")
+        out(f"{escape(source):<20} {', '.join(names)}")

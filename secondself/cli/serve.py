@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, escape, out
 
 
 @cli.command()
@@ -42,15 +42,15 @@ def serve(obj: Context, host: str, port: int, cors: tuple[str, ...], max_upload_
             state.notices.append(f"the {role} model is remote ({parsed.base_url}): questions and retrieved "
                                  "memories are sent there")
     for notice in state.notices:
-        click.echo(f"note: {notice}", err=True)
+        out(f"note: {notice}", err=True, multiline=True)
     shown = f"[{host}]" if ":" in host else host
     if any_tokens(obj.store):
-        click.echo(f"secondself serving {obj.settings.person!r} on http://{shown}:{port}  (tokens required; open the "
-                   f"web app as http://{shown}:{port}/#token=<token>)", err=True)
+        out(f"secondself serving {obj.settings.person!r} on http://{shown}:{port}  (tokens required; open the "
+            f"web app as http://{shown}:{port}/#token=<token>)", err=True)
     else:
-        click.echo(f"secondself serving {obj.settings.person!r} on http://{shown}:{port}  (no tokens: only this machine "
-                   "can connect, and every local program may use it; `secondself token create` locks it)", err=True)
-    click.echo(f"  OpenAI API: http://{shown}:{port}/v1   MCP: http://{shown}:{port}/mcp   Ctrl-C stops", err=True)
+        out(f"secondself serving {obj.settings.person!r} on http://{shown}:{port}  (no tokens: only this machine "
+            "can connect, and every local program may use it; `secondself token create` locks it)", err=True)
+    out(f"  OpenAI API: http://{shown}:{port}/v1   MCP: http://{shown}:{port}/mcp   Ctrl-C stops", err=True)
     run(app, host, port)
 
 
@@ -72,7 +72,7 @@ def mcp_cmd(obj: Context, http: bool, host: str, port: int) -> None:
     from ..serve.mcp_http import run_http
 
     check_bind(host, obj)
-    click.echo(f"MCP (streamable HTTP) on http://{host}:{port}/mcp  Ctrl-C stops", err=True)
+    out(f"MCP (streamable HTTP) on http://{host}:{port}/mcp  Ctrl-C stops", err=True)
     run_http(obj, host, port)
 
 
@@ -99,10 +99,10 @@ def token_create(obj: Context, scopes: tuple[str, ...], name: str | None, role: 
     if as_json:
         _emit_json(info.to_dict() | {"token": secret})
         return
-    click.echo(secret)
+    out(secret)
     bound = f", confined to the role {info.role!r}" if info.role else ""
-    click.echo(f"token {info.name!r} ({', '.join(info.scopes)}{bound}) created; the secret above is shown only once "
-               "— store it now", err=True)
+    out(f"token {info.name!r} ({', '.join(info.scopes)}{bound}) created; the secret above is shown only once "
+        "— store it now", err=True)
 
 
 @token.command("list")
@@ -118,11 +118,11 @@ def token_list(obj: Context, all_: bool, as_json: bool) -> None:
         _emit_json([t.to_dict() for t in rows])
         return
     if not rows:
-        click.echo("no tokens: the server accepts only this machine, without a token")
+        out("no tokens: the server accepts only this machine, without a token")
     for t in rows:
         state = f"revoked {t.revoked_at[:16]}" if t.revoked_at else f"last used {(t.last_used_at or 'never')[:16]}"
         role = f"  role {t.role}" if t.role else ""
-        click.echo(f"{t.name:<20} {' '.join(t.scopes):<22} {t.prefix}…  created {t.created_at[:16]}  {state}{role}")
+        out(f"{escape(t.name):<20} {' '.join(t.scopes):<22} {t.prefix}…  created {t.created_at[:16]}  {state}{role}")
 
 
 @token.command("revoke")
@@ -133,4 +133,4 @@ def token_revoke(obj: Context, name: str) -> None:
     from ..serve import tokens
 
     tokens.revoke(obj.store, name)
-    click.echo(f"token {name!r} revoked")
+    out(f"token {name!r} revoked")

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..progress import Progress
-from . import Context, _emit_json, cli
+from . import Context, _emit_json, cli, out
 from .progress import Bars
 
 _STAGES = {"retention": ("base model answering generic prompts", "prompt"), "train": ("train", "step"),
@@ -29,9 +29,9 @@ class _TrainProgress(Bars):
     def __call__(self, p: Progress) -> None:
         if p.stage == "synthesize" and not self.quiet:
             counts = ", ".join(f"{k} {v.get('train', 0)}+{v.get('heldout', 0)}" for k, v in p.info["counts"].items())
-            click.echo(f"samples (train+held-out): {counts}", err=True)
+            out(f"samples (train+held-out): {counts}", err=True)
             if p.info.get("dropped"):
-                click.echo(f"dropped: {p.info['dropped']}", err=True)
+                out(f"dropped: {p.info['dropped']}", err=True)
             return
         super().__call__(p)
 
@@ -55,7 +55,7 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
 
     if cancel:
         run = request_cancel(obj.settings.person_dir)
-        click.echo(f"asked run {run.name} to stop at its next step" if run else "no training run is in progress")
+        out(f"asked run {run.name} to stop at its next step" if run else "no training run is in progress")
         return
     if rank not in (None, "auto") and not (rank.isdigit() and int(rank) > 0):
         raise ConfigError(f"--rank must be a positive whole number or 'auto', not {rank!r}")
@@ -69,13 +69,13 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
         _emit_json({"version": info.version, "path": str(info.path), **info.metadata})
         return
     t = info.metadata.get("train", {})
-    click.echo(f"adapter {info.version} saved and selected ({info.path})")
-    click.echo(t.get("rank_reason") or f"rank {t.get('rank')}")
-    click.echo(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s")
+    out(f"adapter {info.version} saved and selected ({info.path})")
+    out(t.get("rank_reason") or f"rank {t.get('rank')}")
+    out(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s")
     ev = info.metadata.get("eval", {})
     if ev.get("scores"):
         for row in table(EvalReport(scores=ev["scores"], summary=ev.get("summary", {}))):
-            click.echo(row)
+            out(row)
 
 
 @cli.group()
@@ -96,14 +96,14 @@ def model_list(obj: Context, as_json: bool) -> None:
                      "path": str(a.path), **a.metadata} for a in rows])
         return
     if not rows:
-        click.echo("no adapters yet: run `secondself train`")
+        out("no adapters yet: run `secondself train`")
     for a in rows:
         mark = "*" if cur is not None and a.version == cur.version else " "
         summary = a.scores.get("summary", {})
         figures = ", ".join(f"{k} {v}" for k, v in summary.items() if k in ("qa_f1_gain", "compression_gain",
                                                                               "retention_loss"))
-        click.echo(f"{mark} {a.version}  {a.metadata.get('created_at', '')[:16]}  {a.base}  "
-                   f"rank {a.metadata.get('train', {}).get('rank')}  {figures}")
+        out(f"{mark} {a.version}  {a.metadata.get('created_at', '')[:16]}  {a.base}  "
+            f"rank {a.metadata.get('train', {}).get('rank')}  {figures}")
 
 
 @model.command("use")
@@ -114,7 +114,7 @@ def model_use(obj: Context, version: str) -> None:
     from ..train import adapters as registry
 
     info = registry.use(obj.store, obj.settings.person_dir, version)
-    click.echo(f"using {info.version}")
+    out(f"using {info.version}")
 
 
 @model.command("rollback")
@@ -124,15 +124,15 @@ def model_rollback(obj: Context) -> None:
     from ..train import adapters as registry
 
     info = registry.rollback(obj.store, obj.settings.person_dir)
-    click.echo(f"using {info.version}")
+    out(f"using {info.version}")
 
 
 @model.command("export")
 @click.option("--format", "fmt", type=click.Choice(["merged", "ollama"]), default="merged", show_default=True)
-@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Folder to write.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder to write.")
 @click.option("--version", help="Adapter version (default: the current one).")
 @click.pass_obj
-def model_export(obj: Context, fmt: str, out: str, version: str | None) -> None:
+def model_export(obj: Context, fmt: str, out_dir: str, version: str | None) -> None:
     """Write the personal model for use elsewhere: merged safetensors, or an Ollama Modelfile + weights."""
     from ..errors import TrainingError
     from ..train import adapters as registry
@@ -143,8 +143,8 @@ def model_export(obj: Context, fmt: str, out: str, version: str | None) -> None:
     if info is None:
         raise TrainingError("no adapter is selected: run `secondself train` first")
     base_dir = Path(info.metadata["base_dir"])
-    target = (export_merged if fmt == "merged" else export_ollama)(base_dir, info.path, Path(out))
-    click.echo(f"wrote {fmt} export of {info.version} to {target}")
+    target = (export_merged if fmt == "merged" else export_ollama)(base_dir, info.path, Path(out_dir))
+    out(f"wrote {fmt} export of {info.version} to {target}")
 
 
 @cli.command("eval")
@@ -165,6 +165,6 @@ def eval_cmd(obj: Context, as_json: bool, version: str | None) -> None:
     if as_json:
         _emit_json({"version": info.version, **ev})
         return
-    click.echo(f"adapter {info.version} (base {info.base})")
+    out(f"adapter {info.version} (base {info.base})")
     for row in table(EvalReport(scores=ev.get("scores", {}), summary=ev.get("summary", {}))):
-        click.echo(row)
+        out(row)
