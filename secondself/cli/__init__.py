@@ -10,14 +10,13 @@ source names, memories, the profile, a model's answer) cannot drive the terminal
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
 from ..runtime import Runtime
-from .output import escape, out, styled  # noqa: F401  (re-exported for the command modules)
+from .output import escape, escaped_logs, json_text, out, styled  # noqa: F401  (re-exported for the commands)
 
 EXIT_FILES_FAILED = 1
 EXIT_ERROR = 2
@@ -37,7 +36,7 @@ class Context(Runtime):
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    click.echo(json_text(data))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     from ..errors import SecondSelfError
 
     try:
-        cli.main(args=argv, prog_name="secondself", standalone_mode=False)
+        with escaped_logs():
+            cli.main(args=argv, prog_name="secondself", standalone_mode=False)
     except SecondSelfError as e:
         click.echo(f"error: {escape(e, keep_newlines=True)}", err=True)
         sys.exit(EXIT_ERROR)

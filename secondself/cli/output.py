@@ -7,19 +7,28 @@ over a line, bidirectional overrides reorder it. `out(*parts)` prints its parts 
 survive and the data's do not. One-line records (a row of a list) show a newline as "\\n", so each stays one
 line; multi-line text (an answer, the biography) keeps its newlines and tabs with `multiline=True`. A streamed
 answer is escaped delta by delta: every control character is one character, so a sequence split across two
-deltas is escaped in both halves. JSON output needs none of this: json.dumps escapes control characters itself.
+deltas is escaped in both halves. JSON output (`json_text`) writes the same characters as "\u001b" escapes, and
+log records shown while a command runs (`escaped_logs`) are escaped like the rest.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
-__all__ = ["Safe", "escape", "out", "styled"]
+__all__ = ["Safe", "escape", "escaped_logs", "json_text", "out", "styled"]
 
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _KEPT = frozenset("\n\t")
+# What json.dumps(ensure_ascii=False) leaves raw: DEL, C1 controls, bidi overrides, lone surrogates (it escapes C0).
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class Safe(str):
@@ -56,3 +65,29 @@ def out(*parts: object, err: bool = False, nl: bool = True, multiline: bool = Fa
     `multiline` keeps newlines and tabs; without it a part's newline shows as "\\n"."""
     click.echo("".join(p if isinstance(p, Safe) else escape(p, keep_newlines=multiline) for p in parts),
                err=err, nl=nl)
+
+
+def json_text(data: Any) -> str:
+    """`data` as indented JSON, non-ASCII text kept readable, every control character written as an escape."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, ensure_ascii=False, indent=2))
+
+
+class _EscapedLogs(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(escape(self.format(record), keep_newlines=True), err=True)
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def escaped_logs() -> Iterator[None]:
+    """While a command runs, log records of WARNING and above go to stderr escaped (Python's fallback, which
+    shows them when no handler is configured, would print a file name in a warning raw)."""
+    handler = _EscapedLogs(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
