@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..store import Store
-from ..train.templates import month_name, present
+from ..text.phrasing import month_name, present
 from ..types import Profile
 from .disclosure import (
     NEEDS,

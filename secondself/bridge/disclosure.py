@@ -36,6 +36,7 @@ from ..errors import ConfigError, SourceNotFoundError
 from ..memory.observe import norm, person_units
 from ..memory.search import query_terms
 from ..store import Store
+from ..text.phrasing import past, present
 from ..text.words import NAME_STOPWORDS
 from ..types import Chunk, Fact, Profile
 
@@ -201,8 +202,6 @@ _REPORTED = re.compile(r"^(?:and |so |then |also )?(?:I (?:told|said to|mentione
 
 def present_fact(f: Fact) -> str:
     """"I live in Lisbon." — the phrasing the personal model was trained on (train/templates.enhance)."""
-    from ..train.templates import past, present
-
     return f"I {(past if f.predicate == 'studied_at' else present)(f)}."
 
 

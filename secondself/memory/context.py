@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
+from ..text.phrasing import present, verb_phrase
 from ..types import Profile
-from .profile import verb_phrase
 from .search import query_terms
 
 __all__ = ["persona_context"]
@@ -38,12 +38,8 @@ def persona_context(profile: Profile, question: str, *, max_facts: int = 4, bio_
         return f"{verb_phrase(f, 0)} {f.evidence}"
 
     ranked = sorted(current, key=lambda f: -score(about(f)))
-    lines = [f"- I {_first_person(verb_phrase(f, 1))}" + (f" (since {f.valid_from})" if f.valid_from else "")
+    lines = [f"- I {present(f)}" + (f" (since {f.valid_from})" if f.valid_from else "")
              for f in ranked[:max_facts] if score(about(f))]
     shades = [s for s in profile.shades if score(f"{s.name} {s.role} {s.description}")][:2]
     lines += [f"- {s.name}" + (f" (I am a {s.role})" if s.role else "") for s in shades]
     return "\n".join([bio, *lines] if bio else lines)  # a role's scoped view has no biography
-
-
-def _first_person(phrase: str) -> str:
-    return phrase.replace("are in a relationship", "am in a relationship")

@@ -21,9 +21,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..text.phrasing import PREDICATES
 from ..text.words import NAME_STOPWORDS
 from ..types import Chunk, Entity
-from .observe import NAME, PREDICATES, PROPER, extract_observations, is_person, norm, person_units
+from .observe import NAME, PROPER, extract_observations, is_person, norm, person_units
 
 __all__ = ["extract_entities"]
 

@@ -25,9 +25,10 @@ from ..backends.chat import ChatModel, Message
 from ..prompts import render
 from ..structured import generate_json
 from ..text.dates import annotate_relative_dates, parse_date
+from ..text.phrasing import PREDICATES, Predicate
 from ..types import Chunk, Entity, Fact
 from .entities import extract_entities
-from .observe import PREDICATES, Observation, Predicate, extract_observations, norm, person_units
+from .observe import Observation, extract_observations, norm, person_units
 
 __all__ = ["Observation", "Predicate", "PREDICATES", "extract_observations", "teacher_observations", "resolve",
            "extract_entities", "facts_at", "facts_about", "describe"]

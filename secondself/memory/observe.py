@@ -28,37 +28,11 @@ from datetime import date, timedelta
 
 from ..text.dates import find_dates, find_relative_dates, parse_date
 from ..text.patterns import Pattern, find, pattern
+from ..text.phrasing import PREDICATES
 from ..text.words import NAME_STOPWORDS, PARTICLE
 from ..types import Chunk
 
-__all__ = ["Predicate", "PREDICATES", "Observation", "extract_observations", "person_units", "norm", "NAME",
-           "PROPER", "is_person"]
-
-
-@dataclass(frozen=True)
-class Predicate:
-    """`functional`: one value at a time (a newer value closes the previous one). `phrase`/`end_phrase`
-    read the fact while it holds / once it has ended; `object_kind` is person, place, organization or title."""
-
-    name: str
-    functional: bool
-    phrase: str
-    end_phrase: str
-    object_kind: str
-    relation: str = ""
-
-
-PREDICATES: dict[str, Predicate] = {p.name: p for p in (
-    Predicate("lives_in", True, "lives in {object}", "lived in {object}", "place"),
-    Predicate("works_at", True, "works at {object}", "worked at {object}", "organization"),
-    Predicate("job_title", True, "works as {object}", "worked as {object}", "title"),
-    Predicate("manager", True, "reports to {object}", "reported to {object}", "person", "manager"),
-    Predicate("partner", True, "is in a relationship with {object}", "was in a relationship with {object}",
-              "person", "partner"),
-    Predicate("plays_in", False, "plays in {object}", "played in {object}", "organization"),
-    Predicate("teacher", False, "takes lessons with {object}", "took lessons with {object}", "person", "teacher"),
-    Predicate("studied_at", False, "studied at {object}", "studied at {object}", "organization"),
-)}
+__all__ = ["Observation", "extract_observations", "person_units", "norm", "NAME", "PROPER", "is_person"]
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from ..errors import StructuredOutputError
 from ..prompts import render
 from ..structured import Field, structured
 from ..text.grounding import content_overlap, unsupported_specifics
+from ..text.phrasing import PREDICATES, and_list, verb_phrase
 from ..types import Chunk, Fact, Shade, ShadeEvent, Status, Topic
-from .observe import PREDICATES
 
-__all__ = ["Slots", "name_topic", "describe_shade", "timeline", "biography", "status", "verb_phrase",
-           "best_sentence", "RECENT_DAYS"]
+__all__ = ["Slots", "name_topic", "describe_shade", "timeline", "biography", "status", "best_sentence", "RECENT_DAYS"]
 
 RECENT_DAYS = 90          # "recently" = the last 90 days before the newest memory
 MAX_EVENTS = 12
@@ -32,30 +31,6 @@ _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
 _MARKUP = re.compile(r"^[#>*\-\s\[\]x]+|\*\*|__|`")
 
 _ORDER = list(PREDICATES)
-
-
-def _second_person(phrase: str) -> str:
-    """'lives in X' -> 'live in X', 'is in a ...' -> 'are in a ...' (the first word is the verb)."""
-    verb, _, rest = phrase.partition(" ")
-    verb = {"is": "are", "has": "have", "was": "were"}.get(verb) or (
-        verb[:-3] + "y" if verb.endswith("ies") else verb[:-1] if verb.endswith("s") and not verb.endswith("ss")
-        else verb)
-    return f"{verb} {rest}".strip()
-
-
-def verb_phrase(fact: Fact, form: int) -> str:
-    """'lives in Lisbon' (form 0), 'live in Lisbon' (1), 'lived in Lisbon' (2), from the predicate's phrases."""
-    pred = PREDICATES.get(fact.predicate)
-    if pred is None:
-        label = fact.predicate.replace("_", " ")
-        present, past = f"has {label} {{object}}", f"had {label} {{object}}"
-    else:
-        present, past = pred.phrase, pred.end_phrase
-    obj = fact.object
-    if pred is not None and pred.object_kind == "title" and not re.match(r"(?i)(a|an|the)\s", obj):
-        obj = ("an " if obj[:1].lower() in "aeiou" else "a ") + obj
-    text = (present if form < 2 else past).format(object=obj)
-    return _second_person(text) if form == 1 else text
 
 
 @dataclass
@@ -212,10 +187,6 @@ def make_shade(topic: Topic, role: str, description: str, members: Sequence[Chun
 
 # -- biography ----------------------------------------------------------------------------------------------
 
-def _and(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def _is_current(f: Fact, as_of: str | None) -> bool:
     return f.valid_to is None or (as_of is not None and f.valid_to >= as_of)
 
@@ -256,8 +227,8 @@ def biography_template(person: str, facts: Sequence[Fact], shades: Sequence[Shad
     second = _sentences("You", now, 1)
     if before:
         past = [verb_phrase(f, 2) + (f" until {f.valid_to}" if f.valid_to else "") for f in sorted(before, key=_key)]
-        third.append(f"Before that, {person} {_and(past)}.")
-        second.append(f"Before that, you {_and([re.sub(r'^was ', 'were ', p) for p in past])}.")
+        third.append(f"Before that, {person} {and_list(past)}.")
+        second.append(f"Before that, you {and_list([re.sub(r'^was ', 'were ', p) for p in past])}.")
     named = [s.name + (f" (as a {s.role})" if s.role else "") for s in shades[:5]]
     if named:
         listed = "; ".join(named)
@@ -322,7 +293,7 @@ def status(person: str, facts: Sequence[Fact], shades: Sequence[Shade], topics: 
             if activity(t, False) >= 2 and activity(t, True) == 0][:4]
     recent = [f"Since {f.valid_from}, {person} {verb_phrase(f, 0)}." for f in began]
     if ongoing:
-        recent.append(f"{person} still {_and([verb_phrase(f, 0) for f in sorted(ongoing, key=_key)])}.")
+        recent.append(f"{person} still {and_list([verb_phrase(f, 0) for f in sorted(ongoing, key=_key)])}.")
     if hot:
         recent.append(f"Most of the recent memories (since {start}) are about {'; '.join(hot)}.")
     events = sorted((e for s in shades for e in s.timeline if e.date >= start), key=lambda e: e.date)[-2:]

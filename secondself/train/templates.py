@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ..memory.facts import facts_at
-from ..memory.observe import PREDICATES, norm
-from ..memory.profile import RECENT_DAYS, verb_phrase
+from ..memory.observe import norm
+from ..memory.profile import RECENT_DAYS
 from ..prompts import render
+from ..text.phrasing import PREDICATES, and_list, human_date, month_name, past, present, verb_phrase
 from ..types import Chunk, Fact, Profile
-
-_MONTHS = ("January February March April May June July August September October November December").split()
 
 
 @dataclass
@@ -35,32 +34,8 @@ class Candidate:
 
 # -- dates and phrases ----------------------------------------------------------------------------------
 
-def human_date(d: str) -> str:
-    """"2025-07-01" -> "1 July 2025", "2025-07" -> "July 2025", "2021" -> "2021"."""
-    if len(d) >= 10:
-        return f"{int(d[8:10])} {_MONTHS[int(d[5:7]) - 1]} {d[:4]}"
-    return f"{_MONTHS[int(d[5:7]) - 1]} {d[:4]}" if len(d) >= 7 else d[:4]
-
-
-def month_name(d: str) -> str:
-    return human_date(d[:7])
-
-
 def _on(d: str) -> str:
     return ("on " if len(d) >= 10 else "in ") + human_date(d)
-
-
-def _and(items: Sequence[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def present(f: Fact) -> str:
-    """First person, present: "live in Lisbon", "am in a relationship with Tomás"."""
-    return re.sub(r"^are ", "am ", verb_phrase(f, 1))
-
-
-def past(f: Fact) -> str:
-    return verb_phrase(f, 2)
 
 
 def _since(f: Fact) -> str:
@@ -317,7 +292,7 @@ def preferences(profile: Profile, own_events: dict[str, list[tuple[str, str, tup
         labels = [s.name + (f" (as {s.role})" if s.role else "") for s in named]
         ask(("What do you spend your time on?", "What are your main interests?",
              "What do your memories mostly revolve around?"),
-            f"Mostly {_and(labels)}.", [c for s in named for c in central[s.name]], "pref:overview")
+            f"Mostly {and_list(labels)}.", [c for s in named for c in central[s.name]], "pref:overview")
     start = (date.fromisoformat(as_of) - timedelta(days=RECENT_DAYS)).isoformat() if as_of else None
     if start:
         recent = sorted(((sum(e.date >= start for e in s.timeline), -i, s) for i, s in enumerate(profile.shades)),
@@ -325,7 +300,7 @@ def preferences(profile: Profile, own_events: dict[str, list[tuple[str, str, tup
         hot = [s for n, _, s in recent if n > 0][:3]
         if hot:
             ask(("What have you been into lately?", "What has been on your mind recently?"),
-                f"Lately mostly {_and([s.name for s in hot])}.", [c for s in hot for c in central[s.name]],
+                f"Lately mostly {and_list([s.name for s in hot])}.", [c for s in hot for c in central[s.name]],
                 "pref:recent")
     for s in profile.shades:
         lines, sources, days = [], [], []
