@@ -4,8 +4,14 @@ The persona knows nothing about how memories are stored (it gets a `Searcher`) o
 gets a `ChatModel`). Small local models are weak at long contexts and happy to invent, so the design is:
 
 1. Few, well-ordered passages (default 4, the best one last, nearest the question), each with its date,
-   source and speakers inline, in one short user message (no long system prompt: the 135M model loops
-   on one), trimmed to fit the budget measured with the model's own tokenizer.
+   source and speakers inline and its relative dates resolved ("yesterday (26 June 2025)"), trimmed to fit
+   the budget measured with the model's own tokenizer. A model that takes a system prompt
+   (`catalog.follows_system_prompt`) gets one that says who it is and how to answer, and the memories and the
+   question in the user message; one that does not (the 135M loops on it) gets one short user message.
+   A question that needs two memories is split (memory/hops.py): a relative clause ("the job I had before
+   Tidewater") is looked up on its own and, with a capable model, named from its memories and the question
+   searched again with that name; a relation ("my brother") is looked up and replaced by the name the
+   memories give it; the result lists are merged.
 2. A retrieval gate *before* generation: if no passage is close to the question (cosine below
    `min_cosine`) and none covers its key words (`min_coverage`), the answer is "I don't know" and the
    model is not called. Calibrated on the example person's answerable/unanswerable questions.
@@ -20,25 +26,33 @@ gets a `ChatModel`). Small local models are weak at long contexts and happy to i
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .backends.catalog import follows_system_prompt
 from .backends.chat import ChatModel, Message, Sampling, complete
+from .memory import hops
+from .memory.observe import norm
 from .memory.search import Searcher, query_terms
 from .prompts import literal, render
+from .text.dates import annotate_relative_dates
 from .text.grounding import echoed_instructions, stem, unsupported_specifics
 from .types import Chunk, Hit, SearchFilters
 
 __all__ = ["Persona", "PersonaConfig", "Passage", "Reply", "Answer", "IDK", "unsupported_specifics",
            "collapse_repeats"]
 
+log = logging.getLogger(__name__)
+
 IDK = "I don't know — my memories don't say."
 # Every template whose fixed text reaches the persona's model: its own prompt and a role's frame, and a
 # space's context and question (spaces/run.py asks with them as the question).
-_INSTRUCTION_PROMPTS = ("persona_user", "persona_role", "space_context", "space_ask")
+_INSTRUCTION_PROMPTS = ("persona_user", "persona_system", "persona_question", "persona_role", "space_context",
+                        "space_ask")
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class PersonaConfig:
     passage_tokens: int = field(default=300, metadata={"help": "upper bound per passage"})
     guard: bool = field(default=True, metadata={"help": "retrieval gate and support check (off only to "
                                                         "measure what the model does alone)"})
+    hops: bool = field(default=True, metadata={"help": "split questions that need two memories (memory/hops.py)"})
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,13 @@ def _when(chunk: Chunk) -> str:
     return f"{d.day} {d:%B %Y}"
 
 
+def _resolved(chunk: Chunk) -> str:
+    """The chunk's text with its relative dates resolved against the chunk's date ("yesterday (26 June 2025)"):
+    a model answering "when" otherwise gives the day the note was written. A chat chunk's date is its first
+    turn's, so a later turn written on another day is resolved against that first day."""
+    return annotate_relative_dates(chunk.text, chunk.date)
+
+
 def _label(chunk: Chunk) -> str:
     where = chunk.title or chunk.path
     who = f"; {', '.join(chunk.speakers)}" if chunk.speakers else ""
@@ -143,12 +165,18 @@ class Persona:
         self.profile = profile
         self.config = config or PersonaConfig()
         self.instructions = instructions.strip()
+        # a capable model gets a system prompt and names a relative clause's referent (a hop); from the catalog
+        self.capable = follows_system_prompt(model.name)
 
     # -- retrieval and prompt ----------------------------------------------------------------------
     def retrieve(self, question: str, filters: SearchFilters | None = None) -> list[Passage]:
-        hits: list[Hit] = self.searcher.search(question, k=self.config.k, filters=filters)
+        return self._retrieve(question, filters)[0]
+
+    def _retrieve(self, question: str, filters: SearchFilters | None) -> tuple[list[Passage], list[str]]:
+        """The passages, and what the sub-questions found out ('"the job I had before X" is Y'), for the model."""
+        hits, hints = self._search(question, filters)
         if not hits:
-            return []
+            return [], []
         qvec = self.searcher.embedder.embed([question])[0]
         cvecs = self.searcher.embedder.embed([h.chunk.text for h in hits])
         terms = set(query_terms(question))
@@ -156,8 +184,53 @@ class Persona:
         for i, (h, v) in enumerate(zip(hits, cvecs, strict=True), 1):
             text = h.chunk.text.lower()
             cov = sum(1 for t in terms if t in text) / max(1, len(terms))
-            out.append(Passage(i, h.chunk, h.chunk.text, float(v @ qvec), cov))
-        return out
+            out.append(Passage(i, h.chunk, _resolved(h.chunk), float(v @ qvec), cov))
+        return out, hints
+
+    def _search(self, question: str, filters: SearchFilters | None) -> tuple[list[Hit], list[str]]:
+        """The question's hits, merged with those of its sub-questions when it has some (memory/hops.py), and
+        what the sub-questions named."""
+        k = self.config.k
+        hits: list[Hit] = self.searcher.search(question, k=k, filters=filters)
+        plan = hops.plan(question) if self.config.hops else hops.Plan()
+        if not plan or not hits:
+            return hits, []
+        search = lambda q, n=k: self.searcher.search(q, k=n, filters=filters)  # noqa: E731
+        lists: list[list[Hit]] = []
+        hints: list[str] = []
+        if plan.hop:
+            inner = search(plan.hop.phrase)
+            name = self._bridge(plan.hop, inner) if self.capable else ""
+            log.debug("hop %r names %r", plan.hop.phrase, name)
+            # the clause's memory that names it says which thing is meant: it goes first
+            named = sorted(inner, key=lambda h: norm(name) not in norm(h.chunk.text)) if name else inner
+            lists = [search(plan.hop.resolved(name)), named, hits] if name else \
+                [hits, inner, search(plan.hop.resolved(plan.hop.noun))]
+            hints = [f'"{plan.hop.phrase}" is {name}'] if name else []
+        elif plan.relation:
+            about = search(plan.relation_phrase, 2 * k)
+            names = hops.names_for_relation([h.chunk for h in about], self.name, plan.relation)
+            log.debug("%r is %s", plan.relation_phrase, names)
+            named = [h for h in about if names and names[0].split()[0] in h.chunk.text]
+            lists = [search(question.replace(plan.relation_phrase, names[0], 1)), named, hits] if names else \
+                [hits, about]
+            hints = [f"{plan.relation_phrase} is {names[0]}"] if names else []
+        else:
+            lists = [hits, *(search(q) for q in plan.per_name)]
+        return hops.merge(lists, k), hints
+
+    def _bridge(self, hop: hops.Hop, hits: Sequence[Hit]) -> str:
+        """What a relative clause names ("the job I had before Tidewater" → "Atlântico Freight"), read by the
+        model from the clause's own memories; "" when it cannot say or names nothing written there."""
+        shown = hits[:3]
+        if not shown:
+            return ""
+        texts = [" ".join(_resolved(h.chunk).split()[:200]) for h in shown]
+        memories = "\n".join(f"[{i}] ({_label(h.chunk)}) {t}" for i, (h, t) in enumerate(zip(shown, texts, strict=True), 1))
+        prompt = render("persona_hop", name=self.name, memories=memories, phrase=hop.phrase)
+        reply = complete(self.model, [Message("user", prompt)],
+                         Sampling(temperature=0.0, max_tokens=24, stop=("\n",))).text()
+        return hops.valid_bridge(reply, hop.question, " ".join(texts))
 
     def gate(self, passages: Sequence[Passage]) -> str | None:
         """Why the memories cannot answer (None when they might)."""
@@ -170,9 +243,10 @@ class Persona:
             return "no memory is close enough to the question"
         return None
 
-    def build_messages(self, question: str, passages: Sequence[Passage],
-                       history: Sequence[Message] = ()) -> tuple[list[Message], list[Passage]]:
-        """Messages that fit the model's context window, and the passages actually included."""
+    def build_messages(self, question: str, passages: Sequence[Passage], history: Sequence[Message] = (),
+                       hints: Sequence[str] = ()) -> tuple[list[Message], list[Passage]]:
+        """Messages that fit the model's context window, and the passages actually included. `hints`: what
+        retrieval found out about the question's parts, shown after it."""
         budget = self.model.context_window - self.config.max_tokens - 64
         count = self.model.count_tokens
         history = list(history)[-2 * self.config.history_turns:]
@@ -183,7 +257,7 @@ class Persona:
                 words = words[: int(len(words) * 0.8)]
             kept.append(Passage(p.number, p.chunk, " ".join(words), p.cosine, p.coverage))
         while True:
-            msgs = self._render(question, kept, history)
+            msgs = self._render(question, kept, history, hints)
             if sum(count(m.content) + 4 for m in msgs) <= budget or (not kept and not history):
                 return msgs, kept
             if history:
@@ -191,16 +265,24 @@ class Persona:
             else:
                 kept = kept[:-1]
 
-    def _render(self, question: str, passages: list[Passage], history: list[Message]) -> list[Message]:
-        """One compact user message: SmolLM2-135M looped on a long system prompt, and on an 8-question
-        probe of the example person scored token F1 0.20 this way vs 0.16 with a short system prompt."""
+    def _render(self, question: str, passages: list[Passage], history: list[Message],
+                hints: Sequence[str] = ()) -> list[Message]:
+        """A system prompt, then the memories and the question, for a capable model. For one that is not, one
+        compact user message: SmolLM2-135M looped on a long system prompt, and on an 8-question probe of the
+        example person scored token F1 0.20 this way vs 0.16 with a short system prompt."""
         ordered = list(reversed(passages)) if self.config.best_last else passages
         memories = "\n".join(f"[{p.number}] ({_label(p.chunk)}) {p.text}" for p in ordered) or "(none)"
         about = self.profile(question) if callable(self.profile) else self.profile
+        role = render("persona_role", instructions=self.instructions) if self.instructions else ""
+        question = question + "".join(f"\n({h})" for h in hints)
+        if self.capable:
+            system = render("persona_system", name=self.name, instructions=f"{role}\n" if role else "",
+                            profile=f"What you know about yourself:\n{about}\n" if about else "")
+            return [Message("system", system), *history,
+                    Message("user", render("persona_question", memories=memories, question=question))]
         profile = f"About {self.name}: {about}\n\n" if about else ""
-        instructions = render("persona_role", instructions=self.instructions) + "\n\n" if self.instructions else ""
-        prompt = render("persona_user", name=self.name, instructions=instructions, profile=profile,
-                        memories=memories, question=question)
+        prompt = render("persona_user", name=self.name, instructions=f"{role}\n\n" if role else "",
+                        profile=profile, memories=memories, question=question)
         return [*history, Message("user", prompt)]
 
     # -- answering ---------------------------------------------------------------------------------
@@ -209,14 +291,14 @@ class Persona:
         """`query`: what to search the memories for and gate on, when it is not the question itself (a space
         asks with the whole transcript in the question, but searches for its topic)."""
         t0 = time.perf_counter()
-        passages = self.retrieve(query or question, filters)
+        passages, hints = self._retrieve(query or question, filters)
         t1 = time.perf_counter()
         timings = {"retrieval_s": t1 - t0}
         reason = self.gate(passages)
         if reason:
             timings["assembly_s"] = timings["generation_s"] = 0.0
             return Reply(iter([IDK]), lambda text: Answer(IDK, [], passages, True, reason, timings, {}))
-        messages, shown = self.build_messages(question, passages, history)
+        messages, shown = self.build_messages(question, passages, history, hints)
         timings["assembly_s"] = time.perf_counter() - t1
         sampling = sampling or Sampling(temperature=0.0, max_tokens=self.config.max_tokens)
         response = complete(self.model, messages, sampling)

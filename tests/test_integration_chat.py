@@ -79,3 +79,44 @@ def test_fields_are_filled_by_the_real_135m_model(persona):
     print(out)
     assert set(out) == {"instrument", "area"}
     assert out["area"] in ("work", "music", "sport", "family") and isinstance(out["instrument"], str)
+
+
+# -- the default ladder model: one end-to-end answer with a citation ---------------------------------------
+
+DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+
+
+@pytest.fixture(scope="module")
+def default_model(tmp_path_factory):
+    """The default ladder model through the registry, from an already verified copy under ~/.secondself/models
+    when there is one (no 1 GB reassembly), else assembled from its installed parts; skipped when not installed."""
+    from pathlib import Path
+
+    from secondself.backends import catalog
+    from secondself.backends.registry import make_chat_model
+
+    entry = catalog.get(DEFAULT_MODEL)
+    models_dir = Path.home() / ".secondself" / "models"
+    if not catalog.status(entry, models_dir).verified:
+        models_dir = tmp_path_factory.mktemp("models")
+        if not catalog.status(entry, models_dir).installed:
+            pytest.skip(f"{DEFAULT_MODEL} is not installed: {entry.install_hint}")
+    os.environ.pop("SECONDSELF_REAL_MODELS", None)
+    model = make_chat_model(DEFAULT_MODEL, models_dir)
+    yield model
+    close = getattr(model, "close", None)
+    if close is not None:
+        close()
+
+
+def test_the_default_model_answers_with_a_citation(maya_memory, default_model):
+    store, embedder, _ = maya_memory
+    persona = Persona(default_model, Searcher(store, embedder), name="Maya")
+    assert persona.capable                                 # it gets the system prompt (catalog)
+    answer = persona.ask("What is my current home address?").answer()
+    print(answer.text, answer.reason, answer.raw, [c["path"] for c in answer.citations])
+    assert not answer.abstained, (answer.reason, answer.raw)
+    assert "rua dos anjos" in answer.text.lower()
+    shown = {p.chunk.id: p for p in answer.passages}
+    assert answer.citations and all(c["chunk_id"] in shown for c in answer.citations)
+    assert any("rua dos anjos" in shown[c["chunk_id"]].text.lower() for c in answer.citations)

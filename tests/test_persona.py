@@ -21,16 +21,21 @@ def searcher(store, embedder, tmp_path: Path):
     return Searcher(store, embedder)
 
 
-def persona(searcher, replies=(), **cfg):
-    model = FakeChatModel(list(replies))
+SMALL = "SmolLM2-135M-Instruct"  # the catalog says it does not take a system prompt
+
+
+def persona(searcher, replies=(), model_name="fake", **cfg):
+    model = FakeChatModel(list(replies), name=model_name)
     return model, Persona(model, searcher, name="Maya", config=PersonaConfig(min_cosine=0.2, min_coverage=0.5, **cfg))
 
 
 def test_prompt_has_dated_sourced_passages_best_last(searcher):
     model, p = persona(searcher, ["I moved to Lisbon [1]."])
     ans = p.ask("When did I move to Lisbon?").answer()
-    prompt = model.calls[0][0][-1].content
-    assert "Notes from Maya's memories" in prompt and "[1] (1 July 2025, note: Moving day)" in prompt
+    system, user = model.calls[0][0]
+    assert system.role == "system" and system.content.startswith("You are Maya.") and "[1]" not in system.content
+    prompt = user.content
+    assert prompt.startswith("Memories:") and "[1] (1 July 2025, note: Moving day)" in prompt
     assert prompt.rindex("[1] (") > prompt.rindex("[2] (")  # best passage nearest the question
     assert prompt.index("Question: When did I move to Lisbon?") > prompt.rindex("[1] (")
     assert ans.citations[0]["path"] == "2025-07-01.md" and ans.citations[0]["cited_by"] == "model"
@@ -75,11 +80,41 @@ def test_context_budget_drops_weakest_passages(searcher):
 
 
 def test_history_is_included(searcher):
-    model, p = persona(searcher, ["Lisbon [1]."])
     history = [Message("user", "Where did I move?"), Message("assistant", "To Lisbon [1].")]
-    p.ask("And which street in Lisbon?", history=history).answer()
-    sent = model.calls[0][0]
-    assert [m.role for m in sent] == ["user", "assistant", "user"]
+    for name, roles in (("fake", ["system", "user", "assistant", "user"]), (SMALL, ["user", "assistant", "user"])):
+        model, p = persona(searcher, ["Lisbon [1]."], model_name=name)
+        p.ask("And which street in Lisbon?", history=history).answer()
+        assert [m.role for m in model.calls[0][0]] == roles
+
+
+def test_a_model_without_system_prompts_gets_one_compact_message(searcher):
+    model, p = persona(searcher, ["I moved to Lisbon [1]."], model_name=SMALL)
+    assert not p.capable
+    assert not p.ask("When did I move to Lisbon?").answer().abstained
+    [message] = model.calls[0][0]
+    assert message.role == "user" and "Notes from Maya's memories" in message.content
+    assert "[1] (1 July 2025, note: Moving day)" in message.content
+    assert message.content.index("Question: When did I move to Lisbon?") > message.content.rindex("[1] (")
+
+
+def test_the_capability_comes_from_the_catalog():
+    from secondself.backends.catalog import follows_system_prompt
+
+    assert not follows_system_prompt("SmolLM2-135M-Instruct")           # llama.cpp and transformers name it so
+    assert not follows_system_prompt("smollm2-135m") and not follows_system_prompt("embedded")
+    assert not follows_system_prompt("SmolLM2-135M-Instruct+maya-v1")   # a personal model on that base
+    assert follows_system_prompt("Qwen2.5-Coder-1.5B-Instruct") and follows_system_prompt("qwen2.5-coder-0.5b")
+    assert follows_system_prompt("llama3.1:8b") and follows_system_prompt("fake")  # outside the catalog
+
+
+def test_a_roles_instructions_and_layer_one_go_in_the_system_prompt(searcher):
+    model = FakeChatModel(["I live in Lisbon [1]."])
+    p = Persona(model, searcher, name="Maya", config=PersonaConfig(min_cosine=0.2, min_coverage=0.5),
+                profile="I live in Lisbon.", instructions="Answer as Maya's work self.")
+    p.ask("Where do I live, Lisbon or Porto?").answer()
+    system, user = model.calls[0][0]
+    assert "Answer as Maya's work self." in system.content and "I live in Lisbon." in system.content
+    assert "work self" not in user.content
 
 
 def test_unsupported_specifics():
@@ -128,7 +163,7 @@ def test_facts_from_layer_one_count_as_support(searcher):
                                   "- I live in Lisbon (since 2025-07-01)")
     ans = p.ask("Where do I live, Lisbon or Porto?").answer()
     assert not ans.abstained, ans.reason
-    assert "About Maya: Maya lives in Lisbon." in model.calls[0][0][-1].content
+    assert "What you know about yourself:\nMaya lives in Lisbon." in model.calls[0][0][0].content
     bare = Persona(FakeChatModel(["I live in Lisbon, since 2025-07-01, and work at Tidewater Labs [1]."]), searcher,
                    name="Maya", config=PersonaConfig(min_cosine=0.2, min_coverage=0.5))
     assert bare.ask("Where do I live, Lisbon or Porto?").answer().abstained      # without layer 1: unsupported

@@ -79,6 +79,9 @@ def test_week_month_and_year_boundaries(text, anchor, expected):
     "I sat on sun loungers.",           # abbreviations are never weekdays
     "back in may",                      # a lowercase month
     "Monday-Friday, 9 to 5",
+    "The orchestra rehearses on Thursday evenings.",   # every week
+    "Today, Wednesday 27 August, was long.",           # the date is written right after
+    "Lesson this Thursday (28 Aug) at 19:30.",
 ])
 def test_no_false_positives(text):
     assert annotate_relative_dates(text, WED) == text

@@ -102,14 +102,14 @@ def test_chat_as_a_role_shows_the_model_nothing_outside_its_scope(srv):
 
     ask(c, "secondself")  # the whole person: memories and layer 1 both name the diary's secrets
     whole = last_prompt(srv.model)
-    assert "quokkaville" in leaks(whole.split("Notes from")[0])  # layer 1 (biography, facts) ...
-    assert leaks(whole.split("Notes from")[1])                   # ... and the retrieved memories
+    assert "quokkaville" in leaks(whole.split("Memories:")[0])  # layer 1 (biography, facts) ...
+    assert leaks(whole.split("Memories:")[1])                   # ... and the retrieved memories
 
     r = ask(c, "secondself:interviewer")
     prompt = last_prompt(srv.model)
     assert leaks(prompt) == [], prompt
     assert INSTRUCTIONS in prompt and "Heronworks" in prompt
-    assert "About Maya:" in prompt and "I work at Heronworks" in prompt  # the scoped layer 1 is still there
+    assert "What you know about yourself:" in prompt and "I work at Heronworks" in prompt  # scoped layer 1
     extra = r.model_extra["secondself"]
     assert extra["citations"] and {x["source"] for x in extra["citations"]} == {"work"}
 

