@@ -5,10 +5,15 @@ with a message that names the file, before llama.cpp would fail with a bare "cou
 
 from __future__ import annotations
 
+import math
+import mmap
+import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
-from ..errors import AdapterMismatchError, ModelFileError, ModelNotAvailableError
+from ..errors import AdapterMismatchError, ModelFileError
 
 __all__ = ["GGUFInfo", "read_gguf", "check_adapter"]
 
@@ -26,6 +31,7 @@ class GGUFInfo:
     adapter_type: str | None = None            # "lora" for LoRA adapters
     alpha: float | None = None                 # adapter.lora.alpha
     tensors: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)  # name -> ne (ggml order)
+    types: dict[str, str] = field(default_factory=dict, repr=False)                # name -> "Q4_1", "F32", ...
 
 
 def read_gguf(path: str | Path) -> GGUFInfo:
@@ -33,26 +39,13 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     path = Path(path)
     try:
         with path.open("rb") as f:
-            magic = f.read(4)
+            fields, tensors, end = _parse_header(f, path)
+        size = path.stat().st_size
     except OSError as e:
         raise ModelFileError(path, f"cannot be read ({e.strerror or e})",
                              "Check the path and its permissions.") from e
-    if magic != b"GGUF":
-        raise ModelFileError(path, "not a GGUF file (wrong magic bytes)", _REDOWNLOAD)
-    try:
-        import gguf
-    except ImportError as e:
-        raise ModelNotAvailableError("reading GGUF headers needs the gguf package: run `pip install -e .`") from e
-    try:
-        reader = gguf.GGUFReader(str(path), "r")
-        fields = {name: f.contents() for name, f in reader.fields.items() if not name.startswith("tokenizer.")}
-        tensors = {t.name: tuple(int(n) for n in t.shape) for t in reader.tensors}
-        end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
-    except Exception as e:  # the reader raises ValueError, IndexError, struct errors, ... on a cut file
-        raise ModelFileError(path, f"its GGUF header cannot be read ({type(e).__name__}: {e})", _REDOWNLOAD) from e
-    if end > path.stat().st_size:
-        raise ModelFileError(path, f"truncated: its tensors need {end} bytes, the file has {path.stat().st_size}",
-                             _REDOWNLOAD)
+    if end > size:
+        raise ModelFileError(path, f"truncated: its tensors need {end} bytes, the file has {size}", _REDOWNLOAD)
     arch = str(fields.get("general.architecture") or "")
     if not arch:
         raise ModelFileError(path, "its header names no architecture (general.architecture)", _REDOWNLOAD)
@@ -66,7 +59,92 @@ def read_gguf(path: str | Path) -> GGUFInfo:
                     context_length=number("context_length"), head_count=number("attention.head_count"),
                     head_count_kv=number("attention.head_count_kv"),
                     adapter_type=fields.get("adapter.type"), alpha=float(alpha) if alpha is not None else None,
-                    tensors=tensors)
+                    tensors={name: shape for name, (shape, _) in tensors.items()},
+                    types={name: kind for name, (_, kind) in tensors.items()})
+
+
+# GGUF value types -> struct formats (8: string, 9: array are read by hand)
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def _parse_header(f: BinaryIO, path: Path) -> tuple[dict[str, Any], dict[str, tuple[tuple[int, ...], str]], int]:
+    """(scalar and string metadata, {tensor: (ne, type name)}, end of the last tensor's data).
+
+    Our own reader: gguf.GGUFReader builds numpy views of every tokenizer entry, seconds for a small model;
+    this skips arrays, which is all we need.
+    """
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+    pos = 0
+
+    def take(fmt: str) -> Any:
+        nonlocal pos
+        value = struct.unpack_from("<" + fmt, buf, pos)[0]
+        pos += struct.calcsize("<" + fmt)
+        return value
+
+    def string() -> str:
+        nonlocal pos
+        n = take("Q")
+        if pos + n > len(buf):
+            raise ValueError("a string runs past the end of the file")
+        pos += n
+        return bytes(buf[pos - n:pos]).decode("utf-8", "replace")
+
+    def value(kind: int) -> Any:
+        nonlocal pos
+        if kind in _SCALARS:
+            return take(_SCALARS[kind])
+        if kind == 8:
+            return string()
+        if kind == 9:  # arrays are skipped: only their items' sizes are read
+            item, count = take("I"), take("Q")
+            if item in _SCALARS:
+                pos += struct.calcsize(_SCALARS[item]) * count
+            else:
+                for _ in range(count):
+                    value(item)
+            return None
+        raise ValueError(f"unknown metadata value type {kind}")
+
+    try:
+        if bytes(buf[:4]) != b"GGUF":
+            raise _NotGGUF
+        pos = 4
+        version = take("I")
+        if version < 2:
+            raise ValueError(f"GGUF version {version} is too old")
+        n_tensors, n_fields = take("Q"), take("Q")
+        fields: dict[str, Any] = {}
+        for _ in range(n_fields):
+            key = string()
+            fields[key] = value(take("I"))
+        infos = []
+        for _ in range(n_tensors):
+            name = string()
+            shape = tuple(take("Q") for _ in range(take("I")))
+            infos.append((name, shape, take("I"), take("Q")))
+        align = int(fields.get("general.alignment") or 32)
+        data = (pos + align - 1) // align * align
+        tensors, end = {}, data
+        for name, shape, kind, offset in infos:
+            qtype = GGMLQuantizationType(kind)
+            block, size = GGML_QUANT_SIZES[qtype]
+            tensors[name] = (shape, qtype.name)
+            end = max(end, data + offset + math.prod(shape) // block * size)
+        return fields, tensors, end
+    except _NotGGUF:
+        raise ModelFileError(path, "not a GGUF file (wrong magic bytes)", _REDOWNLOAD) from None
+    except (struct.error, ValueError, KeyError, OverflowError) as e:
+        raise ModelFileError(path, f"its GGUF header cannot be read ({type(e).__name__}: {e})", _REDOWNLOAD) from e
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+
+
+class _NotGGUF(Exception):
+    pass
 
 
 def check_adapter(path: str | Path, base: GGUFInfo, base_path: str | Path | None = None) -> GGUFInfo:
@@ -94,3 +172,51 @@ def check_adapter(path: str | Path, base: GGUFInfo, base_path: str | Path | None
             raise AdapterMismatchError(path, base_name, f"{target} is {list(weight)} in the base but the "
                                        f"adapter's A/B are {list(a)}/{list(b)}")
     return info
+
+
+# Weight types llama.cpp's CPU backend multiplies without a fast matrix-matrix kernel (no llamafile sgemm
+# and no repacking on x86): prompt processing then runs row by row, ~1.6x slower than with Q8_0 on the
+# 135M (bench/engine.py). Generation speed is the same; Q8_0 holds these values almost exactly.
+_SLOW_PREFILL = ("Q4_1", "Q5_1")
+
+
+def requantized_copy(src: str | Path, cache_dir: str | Path) -> Path:
+    """`src` itself, or (once, cached under `cache_dir`) a copy whose Q4_1/Q5_1 matrices are Q8_0.
+
+    The copy is named by the source's name and size, written to a temp file and renamed into place.
+    """
+    import gguf
+    import numpy as np
+    from gguf.quants import dequantize, quantize
+
+    src = Path(src)
+    if not any(t in _SLOW_PREFILL for t in read_gguf(src).types.values()):
+        return src
+    target = Path(cache_dir) / f"{src.stem}.{src.stat().st_size}.q8_0.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    reader = gguf.GGUFReader(str(src), "r")
+    try:
+        writer = gguf.GGUFWriter(str(tmp), str(reader.fields["general.architecture"].contents()))
+        for f in reader.fields.values():
+            if f.name == "general.architecture" or f.name.startswith("GGUF."):
+                continue  # the writer adds these itself
+            sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(f.name, f.contents(), f.types[0], sub_type=sub)
+        for t in reader.tensors:
+            if t.tensor_type.name in _SLOW_PREFILL:
+                values = dequantize(t.data, t.tensor_type).astype(np.float32)
+                writer.add_tensor(t.name, quantize(values, q8), raw_dtype=q8)
+            else:
+                writer.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

@@ -5,15 +5,23 @@ in-process with OpenAI-shaped requests, so the model's own chat template, its sa
 JSON-schema constraints (`Sampling.json_schema`) and LoRA adapters are llama.cpp's. What this module adds:
 
 - lazy loading (construction only checks the path; the first `stream`/`count_tokens` loads);
-- a thread count from the cores that are actually free (`pick_threads`; `SECONDSELF_THREADS` overrides):
-  on a small busy CPU, one thread too many makes llama.cpp's spinning workers wait on each other;
+- a thread count from the cores that are actually free (`pick_threads`; `SECONDSELF_THREADS` or
+  `threads=` overrides): llama.cpp's workers spin and synchronize at every step, so one thread more than
+  the free cores makes them wait on each other (issue 12: 3-15 tokens/s with 2 threads on a busy machine,
+  59-76 with 1). Prompts use the same count: on a 2-core machine at load average 11, 2 threads for the
+  prompt alone made the time to first token 2.9x longer than 1 (bench/engine.py), though in a quieter
+  minute they were 1.4x faster; the free-core count is the choice that never collapses;
 - streaming as a generator: the blocking engine call runs on a worker thread and hands chunks over a
   queue; closing the generator makes the engine's callback answer "stop", so generation ends in the
   engine at the next token (verified by the engine's own token counter in tests/test_llamacpp.py);
 - LoRA adapters per request: registered GGUF adapters are loaded once, unapplied, and EVERY request
   sends the full adapter list with scale 0 for those it does not use (`lora_init_without_apply` alone
   still applied an adapter to requests that named none);
-- typed errors naming the file for a missing or corrupt GGUF and for an adapter made for another base.
+- typed errors naming the file for a missing or corrupt GGUF and for an adapter made for another base;
+- fast prompt processing: a GGUF whose matrices are Q4_1/Q5_1 (the embedded SmolLM2 is Q4_1) has no fast
+  CPU matrix-matrix kernel in llama.cpp, so its prompts took ~1.6x as long as with Q8_0 and longer than
+  the transformers path; such a file is re-encoded once as Q8_0 into the models cache (same values to
+  within 1/250 of a quantization step, same generation speed). Batch sizes made no measurable difference.
 
 The server also listens for HTTP (llama.cpp needs it for tokenizing): on a Unix socket in a private
 0700 directory, with a random API key and no web UI, so nothing is exposed on a TCP port.
@@ -37,7 +45,7 @@ from typing import Any
 from ..errors import BackendError, ConfigError, ContextOverflowError, ModelFileError, ModelNotAvailableError
 from .chat import Message, Sampling
 from .embedders import real_models_allowed
-from .gguf_files import GGUFInfo, check_adapter, read_gguf
+from .gguf_files import GGUFInfo, check_adapter, read_gguf, requantized_copy
 
 __all__ = ["LlamaCppChatModel", "pick_threads", "DEFAULT_N_CTX"]
 
@@ -45,6 +53,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 4096   # KV cache for one slot; the model's training context if that is smaller
 _END = object()        # the worker thread's last queue item
+
+
+def env_threads() -> int | None:
+    """SECONDSELF_THREADS as a number, None when unset."""
+    env = os.environ.get("SECONDSELF_THREADS", "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise ConfigError(f"SECONDSELF_THREADS must be a whole number >= 1, not {env!r}")
+    return int(env)
 
 
 def pick_threads(sample_s: float = 0.25) -> int:
@@ -55,11 +73,9 @@ def pick_threads(sample_s: float = 0.25) -> int:
     the others wait for at every step) and is at least 1. Without /proc: the usable cores minus the
     1-minute load average.
     """
-    env = os.environ.get("SECONDSELF_THREADS", "").strip()
+    env = env_threads()
     if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ConfigError(f"SECONDSELF_THREADS must be a whole number >= 1, not {env!r}")
-        return int(env)
+        return env
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     try:
         before = _cpu_times(cpus)
@@ -86,8 +102,10 @@ class _Engine:
     """One loaded llama.cpp server for a GGUF and its adapters, shared by every adapter view."""
 
     def __init__(self, gguf: Path, n_ctx: int | None, threads: int | None, n_batch: int, n_ubatch: int,
-                 adapters: dict[str, Path]) -> None:
+                 adapters: dict[str, Path], cache_dir: Path | None) -> None:
         self.gguf, self.n_ctx, self.threads = gguf, n_ctx, threads
+        self.cache_dir = cache_dir              # None: run the file as it is
+        self.loaded_path: Path | None = None    # what llama.cpp runs: gguf, or its Q8_0 copy
         self.n_batch, self.n_ubatch = n_batch, n_ubatch
         self.adapters = adapters                    # name -> path; the id is the position
         self.info: GGUFInfo | None = None
@@ -128,10 +146,16 @@ class _Engine:
         for path in self.adapters.values():
             check_adapter(path, info, self.gguf)
         threads = self.threads or pick_threads()
+        self.loaded_path = self.gguf
+        if self.cache_dir is not None:
+            t0 = time.perf_counter()
+            self.loaded_path = requantized_copy(self.gguf, self.cache_dir)
+            if self.loaded_path != self.gguf:
+                log.info("using %s (Q8_0 copy, %.1f s)", self.loaded_path, time.perf_counter() - t0)
         self._dir = tempfile.mkdtemp(prefix="secondself-llama-")  # 0700: only this user reaches the socket
         key = secrets.token_hex(16)
         p = xllamacpp.CommonParams()
-        p.model.path = str(self.gguf)
+        p.model.path = str(self.loaded_path)
         p.n_ctx = self.context_window()
         p.n_parallel = 1                 # one generation at a time; the serving gate queues the rest
         p.n_batch, p.n_ubatch = self.n_batch, self.n_ubatch
@@ -244,8 +268,10 @@ class LlamaCppChatModel:
 
     `gguf`: the model file. `name`: display name (default: the file's stem).
     `n_ctx`: context window in tokens (default min(4096, the model's training context)).
-    `threads`: llama.cpp threads for prompt and generation (default `pick_threads()` at load).
+    `threads`: llama.cpp threads for prompts and generation (default `pick_threads()` at load).
     `n_batch`, `n_ubatch`: prompt-processing batch sizes (see bench/engine.py for the measurement).
+    `cache_dir`: where a Q8_0 copy of a Q4_1/Q5_1 file is kept (default `<SECONDSELF_HOME>/models/llamacpp`);
+    `requantize=False` runs such a file as it is (slower prompts).
     `adapters`: {name: path of a GGUF LoRA adapter trained on this base}, loaded with the model but
     applied only by the views `with_adapter(name)` returns (all views share one loaded engine).
     """
@@ -253,8 +279,9 @@ class LlamaCppChatModel:
     constrains_output = True  # Sampling.json_schema is enforced while sampling
 
     def __init__(self, gguf: str | Path, *, name: str | None = None, n_ctx: int | None = None,
-                 threads: int | None = None, n_batch: int = 512, n_ubatch: int = 512,
-                 adapters: Mapping[str, str | Path] | None = None) -> None:
+                 threads: int | None = None, n_batch: int = 512, n_ubatch: int = 128,
+                 adapters: Mapping[str, str | Path] | None = None, cache_dir: str | Path | None = None,
+                 requantize: bool = True) -> None:
         path = Path(gguf).expanduser()
         if not path.is_file():
             raise ModelFileError(path, "no such model file" if not path.exists() else "not a file",
@@ -270,7 +297,11 @@ class LlamaCppChatModel:
             if not loras[key].is_file():
                 raise ModelFileError(loras[key], "no such adapter file",
                                      "Check the path; `secondself model list` shows the trained adapters.")
-        self._engine = _Engine(path.resolve(), n_ctx, threads, n_batch, n_ubatch, loras)
+        if requantize and cache_dir is None:
+            from ..config import default_home
+            cache_dir = default_home() / "models" / "llamacpp"
+        cache = Path(cache_dir).expanduser() if requantize and cache_dir is not None else None
+        self._engine = _Engine(path.resolve(), n_ctx, threads, n_batch, n_ubatch, loras, cache)
         self._base_name = name or path.stem
         self.adapter: str | None = None
         self.name = self._base_name
