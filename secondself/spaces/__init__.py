@@ -9,8 +9,13 @@ Participants (`parse_participant`):
                                            another second self, or any OpenAI-compatible endpoint; the model is
                                            `secondself` unless `model=` names another (`secondself:ROLE`)
 The host is `self` or a role. Its opening is a template (it states the topic, who takes part and the goal,
-without a model call); its summary is written by its model from the transcript, and lists after it the
-participants who were not heard and why.
+without a model call); its summary is written by its model from the transcript (its instructions as a system
+prompt, for a model that follows one), and lists after it the participants who were not heard and why.
+
+What the models say is checked: a turn or a summary that repeats the instructions a space's models are given
+(five words in a row from the space's and the persona's prompts, or a role's own instructions) says nothing.
+Such a local turn is replaced by "I have nothing to add ..." (`meta.fallback`), a remote one is skipped with
+the reason, and such a summary (or one that loops or names what nobody said) becomes a list of the turns.
 
 Disclosure. A local participant reads only what its scope allows (enforced in retrieval, roles.py) and sees the
 whole transcript: it stays on this machine (unless the role's own model is remote, which the runtime

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..backends.chat import ChatModel, Message, Sampling, complete
 from ..backends.openai_compat import OpenAIChatModel
 from ..errors import ConfigError, EndpointError, JobCancelled, SecondSelfError
-from ..prompts import render
+from ..prompts import literal, render
+from ..prompts import names as prompt_names
 from ..store import Store
 from .space import WITHHELD, Participant, Space, Turn, add_turn, get_space, reset_space, set_status
 
@@ -33,6 +34,10 @@ MAX_TURN_CHARS = 4000    # what is kept of a remote participant's answer
 _TURN = Sampling(temperature=0.0, max_tokens=200)
 _SUMMARY = Sampling(temperature=0.0, max_tokens=240)
 _ACK = "I have read the discussion so far."
+# every prompt whose fixed text reaches a space's models: a turn or summary that repeats it says nothing
+# (the persona's prompt files that exist: its own helper re-tunes them)
+_INSTRUCTION_PROMPTS = ("space_context", "space_ask", "space_summary_system", "space_summary", "persona_system",
+                        "persona_user", "persona_question", "persona_role")
 
 
 class SpaceServices(Protocol):
@@ -210,6 +215,8 @@ def _speak_remote(services: SpaceServices, space: Space, p: Participant) -> Turn
         text = "".join(parts).strip()[:MAX_TURN_CHARS]
         if not text:
             raise EndpointError(f"{p.url} answered with nothing")
+        if echo := echoed(text):
+            raise EndpointError(f'{p.url} answered with the discussion\'s own instructions ("{echo}")')
     except EndpointError as e:
         error = str(e).replace("Check `base_url`", "Check its URL")
         if "timed out after" in error:
@@ -236,7 +243,23 @@ def _speak_local(services: SpaceServices, space: Space, p: Participant) -> Turn:
     except SecondSelfError as e:
         return Turn(0, p.name, "", "skipped", str(e), meta)
     meta.update(citations=answer.citations, abstained=answer.abstained, reason=answer.reason)
+    echo = "" if answer.abstained else echoed(answer.text, role.instructions if role is not None else "")
+    if echo:
+        meta.update(citations=[], abstained=True, fallback=True,
+                    note=f'the model repeated its instructions ("{echo}"); this turn says so instead')
+        return Turn(0, p.name, render("space_pass", topic=space.topic), "ok", None, meta)
     return Turn(0, p.name, answer.text, "ok", None, meta)
+
+
+def echoed(text: str, extra: str = "") -> str:
+    """The first run of words `text` repeats from the instructions the space's models are given (every
+    prompt in _INSTRUCTION_PROMPTS, and `extra`: a role's own), or "" when it repeats none."""
+    from ..text.grounding import echoed_instructions
+
+    known = set(prompt_names())
+    instructions = [*(literal(name) for name in _INSTRUCTION_PROMPTS if name in known), *extra.splitlines()]
+    # runs of five words: "I don't know" (four) is an honest answer, and the persona's instructions name it
+    return echoed_instructions(text, "\n".join(instructions), n=5)
 
 
 def _opening(services: SpaceServices, space: Space) -> Turn:
@@ -255,10 +278,13 @@ def _not_heard(space: Space) -> list[str]:
 
 
 def summary_problem(text: str, transcript: str) -> str:
-    """Why a model-written summary cannot stand ("" when it can): it loops (the 135M model wrote "a long-distance,
-    long-distance, long-distance, ..."), or it names people, places or numbers that nobody said."""
+    """Why a model-written summary cannot stand ("" when it can): it repeats its instructions (the 135M model
+    answered with them), it loops ("a long-distance, long-distance, long-distance, ..."), or it names people,
+    places or numbers that nobody said."""
     from ..text.grounding import unsupported_specifics
 
+    if echo := echoed(text):
+        return f'repeats the instructions ("{echo}")'
     words = re.findall(r"\w[\w'-]*", text.lower())
     pairs = [tuple(words[i:i + 2]) for i in range(len(words) - 1)]
     if pairs and max(pairs.count(p) for p in set(pairs)) >= 3:
@@ -273,15 +299,20 @@ def _summary(services: SpaceServices, space: Space) -> Turn:
     host = space.host
     meta: dict[str, Any] = {"label": host.label(services.person) + " (host)"}
     lines, _ = _lines(space, None, None)
-    prompt = render("space_summary", topic=space.topic, transcript=_fit(lines), speaker=host.label(services.person))
+    system = render("space_summary_system", topic=space.topic, speaker=host.label(services.person))
+    prompt = render("space_summary", transcript=_fit(lines))
     text = ""
     try:
         with services.lock:
             role = services.role(host.role) if host.kind == "role" else None
             model = services.chat_model(services.model_spec(role))
+        from ..backends.catalog import follows_system_prompt
         from ..persona import collapse_repeats
 
-        text = collapse_repeats(complete(model, [Message("user", prompt)], _SUMMARY).text().strip())
+        # a model that does not follow a system prompt (the embedded 135M loops on one) gets one user message
+        messages = [Message("system", system), Message("user", prompt)] if follows_system_prompt(model.name) else \
+            [Message("user", f"{system}\n\n{prompt}")]
+        text = collapse_repeats(complete(model, messages, _SUMMARY).text().strip())
         problem = summary_problem(text, " ".join([space.topic, services.person, *lines]))
         if problem:
             meta["note"] = f"the host's model wrote a summary that {problem}; this summary lists the turns instead"
