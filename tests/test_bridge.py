@@ -172,6 +172,43 @@ def test_a_strong_models_rewrite_is_kept_only_if_it_adds_nothing_unselected(rt, 
         assert problem in e.note
 
 
+def test_a_prompted_model_gets_instructions_as_a_system_prompt_and_its_wrapping_is_removed(rt):
+    rewrite = "Please book a restaurant for Friday in Lisbon: I'm vegetarian and allergic to peanuts."
+    writer = FakeChatModel([f'Here is the rewritten request:\n"{rewrite}"'])
+    rt.use_model("fake:writer", writer)
+    e = bridge.enhance(rt, RESTAURANT, model="fake:writer")
+    assert e.text == rewrite and e.model == "fake:writer" and not e.note
+    (system, user), _ = writer.calls[0]
+    assert (system.role, user.role) == ("system", "user")
+    assert system.content == render("bridge_enhance_system", person="Maya")
+    assert user.content.startswith(f"Request: {RESTAURANT}") and all(i.text in user.content for i in e.disclosed)
+
+
+def test_a_model_that_does_not_follow_a_system_prompt_gets_one_user_message(rt):
+    writer = FakeChatModel(["Book a restaurant for Friday."], name="SmolLM2-135M-Instruct")
+    rt.use_model("fake:small", writer)
+    e = bridge.enhance(rt, RESTAURANT, model="fake:small")
+    assert [m.role for m in writer.calls[0][0]] == ["user"]
+    assert render("bridge_enhance_system", person="Maya") in writer.calls[0][0][0].content
+    assert e.model == "template" and "leaves out" in e.note        # its text was checked, and fell back
+
+
+@pytest.mark.parametrize("feedback, problem", [
+    ("You suggest a steakhouse in Porto, but I live in Lisbon now and I am vegetarian; I am also allergic to "
+     "peanuts. Please suggest a vegetarian place in Lisbon.", None),
+    ("The answer is wrong about the city and the food.", "first-person"),         # not in my voice
+    ("I am vegetarian and allergic to peanuts, and I went to Porto with Tomás.", "Tomás"),  # adds a name
+    ("I am vegetarian and allergic to peanuts.", "leaves out"),    # drops the correction about the move
+])
+def test_a_models_feedback_is_kept_only_if_it_keeps_every_correction_and_adds_nothing(rt, feedback, problem):
+    rt.use_model("fake:writer", FakeChatModel([feedback]))
+    c = bridge.critique(rt, RESTAURANT, STEAKHOUSE, model="fake:writer")
+    if problem is None:
+        assert c.text == feedback and c.model == "fake:writer" and not c.note
+    else:
+        assert c.model == "template" and c.text.startswith("This assumes I live in Porto") and problem in c.note
+
+
 def test_a_rewrite_with_a_never_share_term_is_rejected(rt):
     e = bridge.enhance(rt, RESTAURANT, Policy(never_share=("peanut",)),
                        model="fake:Please book a restaurant for Friday in Lisbon; I'm vegetarian, no peanuts.")

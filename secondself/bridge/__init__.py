@@ -9,7 +9,9 @@
 The structure and the checks are deterministic; a model only writes prose. With a personal adapter
 (`train/adapters.current`) that is the personal model, prompted exactly as it was trained (the "enhance" and
 "critic" kinds of `train/templates.py`, same prompt files), so its trained skill is used; otherwise a model
-given with `model=` (or a local persona model) is prompted with instructions. Either way its text is kept
+given with `model=` (or a local persona model) is prompted with instructions, as a system prompt in its own chat
+template (`bridge_*_system`; one user message for a model that does not follow a system prompt), and its prose
+is taken as written, not as JSON. Either way its text is kept
 only if it adds nothing that was not selected for disclosure — no new name or number (`grounding`), no word of
 the person's memory that was left out, no never-share term — and keeps the request and every disclosed detail;
 else the template's text is used and the step says why. The embedded 135M model is never asked: templates

@@ -7,6 +7,7 @@ The boundary: these functions receive what they use of the process that runs the
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -14,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backends.chat import ChatModel, Message, Sampling, complete
-from ..errors import BackendError, ConfigError, EndpointError, SecondSelfError, StructuredOutputError
+from ..errors import BackendError, ConfigError, EndpointError, SecondSelfError
 from ..prompts import render
 from ..store import Store
-from ..structured import Field, structured
 from ..types import Profile
 from .critic import Point, check_answer
 from .disclosure import Item, Policy, allowed_sources, select
@@ -134,21 +134,34 @@ def _writer(services: BridgeServices, spec: str | None) -> tuple[ChatModel, str,
     return services.chat_model(spec), spec, "trained" if spec == "personal" else "prompted"
 
 
-def _write(writer: tuple[ChatModel, str, str], turn: Turn, trained: list[Message], prompt: str, label: str) -> str:
-    """One short text from the writer, or "" when it produced nothing usable (a malformed answer is a
-    fallback, not an error; an unreachable model is an error)."""
-    model, spec, mode = writer
-    with turn(spec):
-        if mode == "trained":
-            return complete(model, trained, _WRITE).text().strip()
-        try:
-            from ..backends.registry import parse_spec
+def _write(writer: tuple[ChatModel, str, str], turn: Turn, trained: list[Message], system: str, user: str) -> str:
+    """One short text from the writer: the personal model in its training format (`trained`), any other with
+    the instructions `system` and the material `user`, in the model's own chat template. The text is prose,
+    not a structure, so nothing is constrained; the caller checks it (an unreachable model is an error)."""
+    from ..backends.catalog import follows_system_prompt
 
-            strong = parse_spec(spec).kind in ("openai", "local")
-            got = structured(model, prompt, [Field("text", label, max_words=160)], prefer_json=strong)
-        except StructuredOutputError:
-            return ""
-    return str(got.get("text", "")).strip()
+    model, spec, mode = writer
+    if mode == "trained":
+        messages = trained
+    elif follows_system_prompt(model.name):
+        messages = [Message("system", system), Message("user", user)]
+    else:                                   # a model that loops on a system prompt gets one user message
+        messages = [Message("user", f"{system}\n\n{user}")]
+    with turn(spec):
+        return _prose(complete(model, messages, _WRITE).text())
+
+
+_LEAD = re.compile(r"^\s*(?:(?:here is|here's)\b[^\n:]*:|(?:rewritten request|request|feedback)\s*:)\s*", re.I)
+
+
+def _prose(text: str) -> str:
+    """The model's text without what models wrap around it: a code fence, a "Here is the rewritten request:"
+    lead, surrounding quotes."""
+    text = re.sub(r"^\s*```\w*\s*|\s*```\s*$", "", text.strip())
+    text = _LEAD.sub("", text).strip()
+    if len(text) > 1 and text[0] in "\"“" and text[-1] in "\"”" and text.count('"') <= 2:
+        text = text[1:-1].strip()
+    return text
 
 
 def _no_turn(spec: str) -> AbstractContextManager[Any]:
@@ -230,8 +243,8 @@ def enhance(services: BridgeServices, request: str, policy: Policy | None = None
     if writer is not None:
         details = "\n".join(f"- {i.text}" for i in sel.disclosed)
         trained = [Message("system", render("enhance_system", person=services.person)), Message("user", request)]
-        draft = _write(writer, turn, trained, render("bridge_enhance", person=services.person, request=request,
-                                                     details=details), "Rewritten request:")
+        draft = _write(writer, turn, trained, render("bridge_enhance_system", person=services.person),
+                       render("bridge_enhance", request=request, details=details))
         problem = check_rewrite(draft, request, sel, policy)
         if problem is None:
             out.text, out.model = draft, writer[1]
@@ -270,8 +283,8 @@ def critique(services: BridgeServices, request: str, answer: str, policy: Policy
         trained = [Message("system", render("critic_system", person=services.person)),
                    Message("user", render("critic_user", request=request, answer=answer))]
         listed = "\n".join(f"- {p.text}" for p in points)
-        draft = _write(writer, turn, trained, render("bridge_critique", person=services.person, request=request,
-                                                     answer=answer, points=listed), "Feedback:")
+        draft = _write(writer, turn, trained, render("bridge_critique_system", person=services.person),
+                       render("bridge_critique", request=request, answer=answer, points=listed))
         problem = check_feedback(draft, request, answer, points, relevant, policy)
         if problem is None:
             out.text, out.model = draft, writer[1]
