@@ -358,6 +358,56 @@ def test_no_model_call_without_a_memory_that_names_the_field_nor_for_a_filled_on
     rt.close()
 
 
+def test_a_line_must_name_the_field_and_the_value_stand_next_to_its_words(tmp_path):
+    from secondself.backends.chat import FakeChatModel
+
+    rt = _runtime(tmp_path / "home")
+    _remember(rt, tmp_path / "mem", {"me.md": "# Me\n\nLandlord registration number 412087/230/26571.\n\n"
+                                              "Phone +44 7700 900123 (evenings only, not on weekends please), "
+                                              "full driving licence since 2010.\n"}, build=False)
+    model = FakeChatModel(['{"note": 1, "value": "+44 7700 900123"}'])
+    got = _by_field(prefill(rt, "Boat registration\nDriving licence number", model=model))
+    assert got["Boat registration"].value is None                   # "registration" alone names another thing
+    assert len(model.calls) == 1 and "Landlord" not in model.calls[0][0][1].content
+    assert got["Driving licence number"].value is None and "not next to" in got["Driving licence number"].reason
+    rt.close()
+
+
+def test_a_known_concepts_own_words_name_it_and_a_value_said_of_someone_else_is_not_the_persons(tmp_path):
+    from secondself.backends.chat import FakeChatModel
+    from secondself.prefill.evidence import PersonNames
+    from secondself.prefill.propose import propose, windows
+    from secondself.types import Entity
+
+    rt = _runtime(tmp_path / "home")
+    _remember(rt, tmp_path / "mem", {"money.md": "# Money\n\nThe new salary is 52000 a year, from March.\n",
+                                     "bram.md": "# Bram\n\nBram's mobile is +31 6 1234 5678, call after six.\n",
+                                     "flat.md": "# Flat\n\nLandlord registration number 412087/230/26571.\n",
+                                     "gp.md": "# GP\n\nMy new GP is Dr Anna Whitcombe at Aro Valley Medical Centre.\n"},
+              build=False)
+    chunks = list(rt.store.all_chunks())
+    who = PersonNames("Maya", [Entity("Bram Kuipers", aliases=("Bram",)), Entity("Anna Whitcombe")])
+    income = FormField("income", "Gross annual income (EUR)")
+    assert windows(income, chunks, who) == []                       # no line has the label's own words...
+    found = windows(income, chunks, who, concept="salary")          # ...but "salary" names the concept
+    assert [w.text for w in found] == ["The new salary is 52000 a year, from March."]
+    phone = FormField("phone", "Mobile phone")
+    found = windows(phone, chunks, who, concept="phone")
+    evidence, why = propose(FakeChatModel(['{"note": 1, "value": "+31 6 1234 5678"}']), "Maya", phone, found,
+                            "phone", who)
+    assert evidence is None and "said of Bram" in why
+    plate = FormField("plate", "Vehicle registration number")
+    found = windows(plate, chunks, who, concept="vehicle_registration")
+    evidence, why = propose(FakeChatModel(['{"note": 1, "value": "412087/230/26571"}']), "Maya", plate, found,
+                            "vehicle_registration", who)
+    assert evidence is None and "said of the landlord" in why
+    practice = FormField("practice", "GP practice or medical centre")   # a name near the value is not its owner
+    evidence, why = propose(FakeChatModel(['{"note": 1, "value": "Aro Valley Medical Centre"}']), "Maya", practice,
+                          windows(practice, chunks, who), "label:gp practice", who)
+    assert evidence is not None and evidence.value == "Aro Valley Medical Centre", why
+    rt.close()
+
+
 def test_only_the_persons_own_words_are_shown_to_the_model(tmp_path):
     from secondself.backends.chat import FakeChatModel
 

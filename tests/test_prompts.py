@@ -19,3 +19,12 @@ def test_missing_or_extra_values_are_errors():
         render("persona_user", question="q", extra=1)
     with pytest.raises(KeyError):
         render("no_such_prompt")
+
+
+def test_the_prefill_prompts_examples_answer_in_the_schema_the_model_is_held_to():
+    import json
+
+    text = render("prefill_system", person="Maya")
+    answers = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert len(answers) >= 3 and all(set(a) == {"note", "value"} for a in answers)
+    assert any(a["value"] is None and a["note"] == 0 for a in answers)   # an example of saying "not stated"

@@ -43,6 +43,7 @@ _ADDRESS_PARTS = {"street": "street_address", "postcode": "postal_code", "city":
 _ADDRESS_FAMILY = {"address", *_ADDRESS_PARTS.values()}
 _MERGE_KINDS = {"person", "org", "place", "text", "city", "nationality", "address", "street"}
 NO_SUPPORT = "no memory supports a value"
+_NO_FIT = "no candidate fits the field"
 
 
 class PersonMemory(Protocol):
@@ -147,18 +148,19 @@ def prefill_memory(store: Store, person: str, form: Form, *, at: str | None = No
 
 def _read_by_model(model: ChatModel, person: str, f: FormField, res: FieldResult, ctx: _Context,
                    chunks: list, who: PersonNames, undated: set[int]) -> FieldResult:
-    """`res` again with the model's reading of `f` as one more candidate, when no memory supported a value
-    (a field that asks for the past, or whose candidates disagree or do not fit, is left as it is)."""
-    if res.value is not None or not res.reason.startswith(NO_SUPPORT):
+    """`res` again with the model's reading of `f` as one more candidate, when no memory supported a value or
+    none of the candidates fit the field (a field that asks for the past, or whose candidates disagree, is
+    left as it is)."""
+    if res.value is not None or not res.reason.startswith((NO_SUPPORT, _NO_FIT)):
         return res
     match = field_concept(f)
     if match is not None and match.past:
         return res
-    found = windows(f, chunks, who, undated=undated, at=ctx.day)
+    found = windows(f, chunks, who, concept=match.concept if match else None, undated=undated, at=ctx.day)
     key = match.concept if match else unknown_key(f.label or f.name)
-    evidence, why = propose(model, person, f, found, key)
+    evidence, why = propose(model, person, f, found, key, who)
     if evidence is None:
-        res.reason = f"{NO_SUPPORT} ({why})" if found else res.reason
+        res.reason = f"{res.reason} ({why})" if found else res.reason
         return res
     ctx.by_key[key].append(evidence)
     again = _fill(f, ctx)
@@ -268,7 +270,7 @@ def _fill(f: FormField, ctx: _Context) -> FieldResult:
         return res
     groups = _groups(evidence, kind, f, ctx, res)
     if not groups:
-        res.reason = f"no candidate fits the field: {res.rejected[0]['reason']}" if res.rejected else NO_SUPPORT
+        res.reason = f"{_NO_FIT}: {res.rejected[0]['reason']}" if res.rejected else NO_SUPPORT
         return res
     _choose(res, groups, key, past, ctx)
     return res

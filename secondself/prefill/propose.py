@@ -6,20 +6,20 @@ such prose, under three checks that keep pre-fill's rule that nothing is guessed
 
 1. Retrieval is lexical and strict: the model sees only lines (or sentences) of the person's own text — the
    same parts `evidence` reads: notes, mail they sent, their chat turns, documents naming them — that contain
-   at least half of the field label's meaning words (the note's title counts: "Budget" under "JAPAN PACKING
-   LIST" is about the Japan trip). No such line: no model call, and the field stays empty.
+   the field label's meaning words (all of one or two, all but one of more; the note's title counts: "Budget"
+   under "JAPAN PACKING LIST" is about the Japan trip). No such line: no model call, the field stays empty.
 2. The model answers with constrained JSON: the number of the note that states the value, and the value
    (or 0 and null). Notes are shown newest first, and the model is told that the newest holds.
-3. The value must occur verbatim (case and spacing aside) in the note it cites, must be more than the
-   label's own words, and is then read and validated like any other candidate (`values.read` and `fit`:
-   the field's kind and JSON Schema) by `fill`, with a lower weight than a labelled line.
+3. The value must occur verbatim (case and spacing aside) in a note it was shown, within a few words of the
+   label's words there, must be more than the label's own words and not be marked as past ("until June:");
+   it is then read and validated like any other candidate (`values.read` and `fit`: the field's kind and
+   JSON Schema) by `fill`, with a lower weight than a labelled line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +30,7 @@ from ..prompts import render
 from ..structured import constrains_output, generate_json
 from ..text.grounding import stem
 from ..types import Chunk
-from .concepts import FILLER, tokens
+from .concepts import CONCEPTS, FILLER, tokens
 from .evidence import Evidence, PersonNames, person_texts
 from .forms import FormField
 
@@ -43,10 +43,14 @@ MAX_NOTES = 4
 MAX_VALUE_WORDS = 12
 _WINDOW_WORDS = 40
 # words that say what shape a value has, not what it is about: "Dentist's name" is about a dentist
-_GENERIC = frozenset("name names number no nr num date time code details detail type info information value per at on "
+_GENERIC = frozenset("name names number no nr num date time size code details detail type info information value per at on "
                      "to from by as if than with without".split())
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
 _SAMPLING = Sampling(temperature=0.0, max_tokens=80)
+# people a value may belong to instead of the person: "Landlord registration number", "my sister's phone"
+_THEIRS = frozenset("""landlord landlady manager supervisor boss partner spouse wife husband mother father mum dad
+parent sister brother daughter son child guardian referee colleague friend neighbour neighbor tenant emergency
+kin""".split())
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,21 @@ class Window:
 
 def field_terms(f: FormField) -> frozenset[str]:
     """The words that carry what a field asks about ("Dentist's name" → dentist), stemmed."""
-    words = [w for w in tokens(f.label or f.name) if w not in FILLER and len(w) > 1]
+    return _terms(f.label or f.name)
+
+
+def _terms(text: str) -> frozenset[str]:
+    words = [w for w in tokens(text) if w not in FILLER and len(w) > 1]
     meaning = [w for w in words if w not in _GENERIC]
     return frozenset(stem(w) for w in (meaning or words))
+
+
+def _synonyms(concept: str | None) -> list[frozenset[str]]:
+    """The meaning words of each phrase that names `concept` in the registry ("Gross annual income (NZ$)" is
+    the salary concept: a line with "salary" names it). None: no known concept, no synonyms."""
+    if concept is None or concept not in CONCEPTS:
+        return []
+    return [t for t in dict.fromkeys(_terms(p) for p in CONCEPTS[concept].phrases) if t]
 
 
 def _matches(term: str, words: set[str]) -> bool:
@@ -100,14 +116,17 @@ def _cut(text: str, terms: frozenset[str]) -> str:
     return " ".join(words[start:start + _WINDOW_WORDS])
 
 
-def windows(f: FormField, chunks: Iterable[Chunk], who: PersonNames, *, undated: set[int] = frozenset(),
-            at: str | None = None, limit: int = MAX_NOTES) -> list[Window]:
+def windows(f: FormField, chunks: Iterable[Chunk], who: PersonNames, *, concept: str | None = None,
+            undated: set[int] = frozenset(), at: str | None = None, limit: int = MAX_NOTES) -> list[Window]:
     """The person's lines that name field `f` best (most of the label's meaning words, counting the chunk's
-    title and heading; at least half of them), best and then newest first."""
+    title and heading; all of one or two, all but one of more; or every word of a phrase that names the
+    field's `concept`), best and then newest first. A line with only some of them is about something else:
+    "Landlord registration number" is no vehicle's registration."""
     terms = field_terms(f)
     if not terms:
         return []
-    need = max(1, math.ceil(len(terms) / 2))
+    need = len(terms) if len(terms) <= 2 else len(terms) - 1
+    synonyms = _synonyms(concept)
     found: dict[str, Window] = {}
     for chunk in chunks:
         day = None if chunk.id in undated or not chunk.date else chunk.date[:10]
@@ -117,10 +136,13 @@ def windows(f: FormField, chunks: Iterable[Chunk], who: PersonNames, *, undated:
         for text in person_texts(chunk, who):
             for piece in _pieces(text):
                 inside = {t for t in terms if _hits(frozenset([t]), piece)}
-                if not inside or len(inside | title_hits) < need:
+                hits = len(inside | title_hits)
+                if synonyms and hits < need and any(_hits(p, piece) == len(p) for p in synonyms):
+                    hits = need                   # named by the concept's own words ("salary" for "income")
+                elif not inside or hits < need:
                     continue
                 key = piece.casefold()
-                w = Window(chunk, _cut(piece, terms), len(inside | title_hits), _where(chunk, day), day)
+                w = Window(chunk, _cut(piece, terms), hits, _where(chunk, day), day)
                 if key not in found or (w.hits, w.day or "") > (found[key].hits, found[key].day or ""):
                     found[key] = w
     # only the lines that name the field best: "Expense card" is "expenses: Pleo card", not "vegetarian card";
@@ -144,7 +166,8 @@ def _hint(f: FormField) -> str:
     return f"{f.label or f.name}" + (f" ({'; '.join(extra)})" if extra else "")
 
 
-def propose(model: ChatModel, person: str, f: FormField, found: Sequence[Window], key: str) -> tuple[Evidence | None, str]:
+def propose(model: ChatModel, person: str, f: FormField, found: Sequence[Window], key: str,
+            who: PersonNames | None = None) -> tuple[Evidence | None, str]:
     """The model's reading of field `f` from `found` as Evidence under `key`, or (None, why not). A value the
     memory itself marks as past ("Teacher until June: ...", "move the standup from 8:30 to ...") is set
     aside and the model asked once more without that memory."""
@@ -154,7 +177,7 @@ def propose(model: ChatModel, person: str, f: FormField, found: Sequence[Window]
     shown = sorted(found, key=lambda w: w.day or "", reverse=True)
     why = ""
     for _ in range(2):
-        evidence, why, past = _read_once(model, person, f, shown, key)
+        evidence, why, past = _read_once(model, person, f, shown, key, who)
         if past is None:
             return evidence, why
         shown = [w for w in shown if w is not past]
@@ -163,8 +186,8 @@ def propose(model: ChatModel, person: str, f: FormField, found: Sequence[Window]
     return None, why
 
 
-def _read_once(model: ChatModel, person: str, f: FormField, shown: list[Window], key: str
-               ) -> tuple[Evidence | None, str, Window | None]:
+def _read_once(model: ChatModel, person: str, f: FormField, shown: list[Window], key: str,
+               who: PersonNames | None) -> tuple[Evidence | None, str, Window | None]:
     """(evidence, "", None), or (None, why not, None), or (None, why, the window) when the value is a past one."""
     notes = "\n".join(f"[{i}] ({w.where}) {w.text}" for i, w in enumerate(shown, 1))
     schema = {"type": "object", "additionalProperties": False, "required": ["note", "value"],
@@ -191,6 +214,12 @@ def _read_once(model: ChatModel, person: str, f: FormField, shown: list[Window],
         return None, f"the model's value {text!r} only repeats the field's label", None
     if len(text.split()) > MAX_VALUE_WORDS:
         return None, f"the model's value {text[:40]!r}… is a sentence, not a value", None
+    words = field_terms(f).union(*_synonyms(key))
+    if not _near(text, window.text, words):
+        return None, f"the model's value {text!r} is not next to the field's words in its memory", None
+    if who is not None and (key not in CONCEPTS or not CONCEPTS[key].about_other) and \
+            (other := _someone_else(text, window.text, who, words)):
+        return None, f"the model's value {text!r} is said of {other} in its memory, not of {person}", None
     if _past(text, window.text):
         return None, f"the model's value {text!r} is a past one in the memory it comes from", window
     log.info("pre-fill: %s read %r for %r from chunk %d", model.name, text, f.label or f.name, window.chunk.id)
@@ -204,6 +233,36 @@ _PAST_BEFORE = re.compile(r"\b(?:until|till|previously|formerly|used to|former|p
                           r"(?![^.;!?\n]*\b(?:now|currently|nowadays|these days)\b)[^.;!?\n]*$", re.I)
 _CHANGED_FROM = re.compile(r"\bfrom\s*$", re.I)
 _CHANGED_TO = re.compile(r"^\s*(?:to|->|→)\s", re.I)
+
+
+def _near(value: str, text: str, terms: frozenset[str], reach: int = 6) -> bool:
+    """Whether `value` stands within `reach` words of a word of the label in `text` (a phone number at the
+    start of a CV line is not the driving licence named at its end). A window that names the field only in
+    its title counts as near."""
+    at = text.casefold().find(value.casefold())
+    if at < 0:
+        return False
+    before, after = text[:at].split(), text[at + len(value):].split()
+    around = before[-reach:] + after[:reach]
+    return any(_hits(terms, w) for w in around) or not any(_hits(terms, w) for w in before + after)
+
+
+def _someone_else(value: str, text: str, who: PersonNames, label: frozenset[str], reach: int = 6) -> str:
+    """Who else `text` says `value` belongs to, within `reach` words before it: another person named as its
+    owner ("Bram's phone is ...") or a role ("Landlord registration number ...", "my manager's email"), unless
+    the field's own label names that role; "" when nobody else. A name alone is not an owner: the practice
+    in "my GP is Dr Anna Whitcombe at Aro Valley Medical Centre" is what a "GP practice" field asks."""
+    at = text.casefold().find(value.casefold())
+    if at < 0:
+        return ""
+    before = " ".join(text[:at].split()[-reach:])
+    owners = [m.group(1) for pos, mine in who.mentions(before) if not mine
+              for m in [re.match(r"([\w-]+(?:\s+[A-Z][\w-]+)*)['’]s\b", before[pos:])]
+              if m and not who.names_me(m.group(1))]
+    if owners:
+        return owners[-1]
+    roles = [w for w in tokens(before) if w in _THEIRS and stem(w) not in label]
+    return f"the {roles[-1]}" if roles else ""
 
 
 def _past(value: str, text: str) -> bool:
