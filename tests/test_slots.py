@@ -1,0 +1,107 @@
+"""Layer-1 slots: how the teacher is asked (system prompt, constrained JSON) and what its answers must pass."""
+
+import json
+
+import pytest
+
+from secondself.backends.chat import FakeChatModel
+from secondself.memory import slots as slotlib
+from secondself.memory.slots import Slots, ask, label_problem, names_not_in, sentence_case, text_problem
+from secondself.structured import Field
+
+EVIDENCE = ("- (2025-08-03) Sprained my left wrist bouldering at Calhau Bloc. Sara Matos, the physio, says three "
+            "weeks in a splint.\n- (2025-09-20) Wrist rehab again: 15 minutes a day, no vibrato yet. Henrique "
+            "is patient. Cello lessons start in October.")
+
+
+class ConstrainedFake(FakeChatModel):
+    """A fake whose engine (like llama.cpp) enforces Sampling.json_schema."""
+
+    constrains_output = True
+
+
+FIELDS = [Field("name", "Topic:", max_words=5), Field("summary", "Summary:", max_words=30, required=False)]
+
+
+def test_a_constrained_model_gets_a_system_prompt_and_a_bounded_schema():
+    model = ConstrainedFake([json.dumps({"name": "Wrist rehab", "summary": "Maya's wrist heals slowly."})])
+    got = ask(model, "You keep a record.", "Name these notes.", FIELDS, as_json=False)
+    assert got == {"name": "Wrist rehab", "summary": "Maya's wrist heals slowly."}
+    (messages, sampling), = model.calls
+    assert [m.role for m in messages] == ["system", "user"] and messages[0].content == "You keep a record."
+    schema = sampling.json_schema
+    assert schema["required"] == ["name", "summary"] and schema["properties"]["name"]["maxLength"] == 40
+    assert sampling.temperature == 0.0
+
+
+def test_a_value_cut_off_at_its_length_limit_keeps_only_whole_sentences():
+    long = "Maya sprained her wrist. She rests it for three weeks. Then she " + "x" * 300
+    model = ConstrainedFake([json.dumps({"name": "Wrist rehab", "summary": long[:240]})])
+    assert ask(model, "", "u", FIELDS, as_json=True)["summary"] == "Maya sprained her wrist. She rests it for three weeks."
+
+
+def test_malformed_output_is_no_answer_and_an_unconstrained_model_gets_fields_next():
+    assert ask(ConstrainedFake(["{{{ not json"]), "s", "u", FIELDS, as_json=True) == {}
+    plain = FakeChatModel(["{{{ nope", "{{{ nope", "Wrist rehab", "The wrist heals."])  # 2 JSON tries, then fields
+    assert ask(plain, "s", "u", FIELDS, as_json=True) == {"name": "Wrist rehab", "summary": "The wrist heals."}
+    assert ask(None, "s", "u", FIELDS, as_json=True) == {}
+
+
+@pytest.mark.parametrize("label,problem", [
+    ("Wrist rehab", ""),
+    ("Wrist Rehab", ""),                      # Title Case: the words are still the notes' own
+    ("Cellist", ""),                          # a role from the same stem as "Cello"
+    ("Sara Matos", ""),
+    ("Berlin trip", "names or numbers not in its evidence: Berlin"),
+    ("Wrist rehab 2019", "names or numbers not in its evidence: 2019"),
+    ("Maya's memories", "generic"),
+    ("Notes", "generic"),
+    ("Quantum chromodynamics", "names or numbers not in its evidence: Quantum"),
+    ("Kitchen renovation", "names or numbers not in its evidence: Kitchen"),   # the prompt's example
+    ("Splint and quantum chromodynamics", "only 1 of its 3 words"),
+    ("Wrist Rehabilitation", ""),             # Title Case: "rehab" is written in the notes
+    ("Wrist Renovation", "names or numbers not in its evidence: Renovation"),
+    ("Wrist rehab in Quantumville", "names or numbers not in its evidence: Quantumville"),
+    ("Physio: wrist", "not a label"),
+    ("Wrist rehab and the", "not a label (ends mid-phrase)"),
+])
+def test_labels_are_grounded_and_specific(label, problem):
+    got = label_problem(label, EVIDENCE, person="Maya", max_words=5,
+                        boiler='for example "Kitchen renovation", "Visa application"')
+    assert got.startswith(problem) if problem else got == ""
+
+
+def test_an_invented_name_at_the_start_of_a_sentence_is_caught():
+    assert names_not_in("Berlin is where she heals. She sees Sara Matos.", EVIDENCE) == ["Berlin"]
+    assert names_not_in("Recently she rests the wrist. Henrique is patient.", EVIDENCE) == []
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("Maya sprained her left wrist and spent three weeks in a splint with Sara Matos.", ""),
+    ("Maya sprained her wrist in August 2025 and rests it.", ""),           # a date written out in words
+    ("Maya sprained her wrist in Berlin and rests it now.", "names or numbers not in its evidence: Berlin"),
+    ("Maya sprained her wrist 4 times and rests it now.", "names or numbers not in its evidence: 4"),
+    ("I sprained my left wrist bouldering at Calhau Bloc.", "in the first person"),
+    ("Sara Matos says the wrist needs the splint, the wrist needs the splint.", "repeats itself"),
+    ("Maya sprained her wrist and spent three weeks in the", "cut off"),
+    ("Maya enjoys quantum physics lectures about theoretical mathematics.", "only"),
+    ("Wrist 腕 rehab for Maya is slow.", "a script its evidence is not written in"),
+])
+def test_prose_is_grounded(text, problem):
+    got = text_problem(text, EVIDENCE + "\nMaya\n2025-08-03", min_overlap=0.6, max_words=40)
+    assert got.startswith(problem) if problem else got == ""
+
+
+def test_helpers():
+    assert "3 August 2025" in slotlib.with_date_words("on 2025-08-03")
+    assert "August 2025" in slotlib.with_date_words("2025-08")
+    assert sentence_case("Wrist Rehab With Sara", EVIDENCE) == "Wrist rehab with Sara"
+    assert sentence_case("Data Engineer", "data engineer", first=False) == "data engineer"
+    assert slotlib.copied_share("a b c d e f g h", "x a b c d e f g h y", 6) == 1.0
+    slots = Slots()
+    slots.take(True, "topic name")
+    slots.take(False, "topic name")
+    slots.take(True, "biography")
+    assert slots.report() == {"teacher": 2, "fallback": 1, "total": 3, "teacher_share": 0.667,
+                              "by_kind": {"topic name": {"teacher": 1, "fallback": 1},
+                                          "biography": {"teacher": 1, "fallback": 0}}}
