@@ -106,8 +106,9 @@ class Runtime:
 
         The teacher is resolved first (a bad spec fails before anything is written); `about` (the person's
         own text) is stored when given, else the stored one is used; what the embedder lacks is embedded.
-        Defaults: the teacher fills slots unless it is the embedded 135M model (its answers failed validation
-        in every measured case) and writes prose only when it is an endpoint or a local model.
+        Defaults from what the teacher can do (`ModelSpec.layer1`, measured per catalog model): it fills the
+        short slots unless it writes nothing well (the embedded 135M), and writes the biography and status
+        too when it writes prose (Qwen2.5-Coder-1.5B, endpoints, other local models).
         `on_progress` gets Progress values for "embed" and the build's stages."""
         from .memory.build import BuildOptions, build
         from .memory.versions import overrides, set_override
@@ -118,8 +119,8 @@ class Runtime:
         about_text = overrides(self.store).get("about", {}).get("text", "")
         self.reembed_if_stale(on_progress=on_progress)
         options = BuildOptions(seed=seed, full=full, k=topics, teacher_facts=teacher_facts,
-                               slots=slots if slots is not None else parsed.kind != "embedded",
-                               prose=prose if prose is not None else parsed.kind in ("openai", "local"))
+                               slots=slots if slots is not None else parsed.layer1 != "templates",
+                               prose=prose if prose is not None else parsed.layer1 == "prose")
         report = build(self.store, self.embedder.name, teacher, self.person, options, about=about_text,
                        on_progress=on_progress)
         return report, options, teacher

@@ -145,31 +145,51 @@ def test_edits_and_pins_survive_rebuilds_and_rollback_restores(maya):
     assert rebuilt.version == 4 and back.version == 5
 
 
-def test_prose_biography_is_kept_only_when_grounded(maya):
-    bio = "Maya lives in Lisbon and works at Tidewater Labs. She plays the cello and bakes bread often."
-    rewritten = "You live in Lisbon and work at Tidewater Labs. You play the cello and bake bread often."
+def test_prose_biography_and_status_are_kept_only_when_grounded(maya):
+    bio = ("Maya lives in Lisbon and works at Tidewater Labs as a Data Engineer. Before that she lived in Porto "
+           "and worked at Atlântico Freight.")
+    rewritten = ("You live in Lisbon and work at Tidewater Labs as a Data Engineer. Before that you lived in Porto "
+                 "and worked at Atlântico Freight.")
+    told = {"recent": "Maya still lives in Lisbon and works at Tidewater Labs, as a Data Engineer.",
+            "earlier": "Maya lived in Porto until 30 June 2025 and worked at Atlântico Freight."}
 
     def writer(messages, bio=bio):
-        first = messages[0].content
-        as_json = "Answer with JSON only" in first
-        if first.startswith("Write a short biography"):
-            return json.dumps({"biography": bio}) if as_json else bio
-        if first.startswith("Rewrite this biography"):
-            return json.dumps({"rewritten": rewritten}) if as_json else rewritten
+        asked = messages[-1].content
+        if "Rewrite this biography" in asked:
+            return json.dumps({"to_you": rewritten})
+        if "Write Maya's biography" in asked:
+            return json.dumps({"biography": bio})
+        if "Say what is going on in Maya's life" in asked:
+            return json.dumps(told)
         return answer_slot(messages)
 
-    _build(maya, FakeChatModel(respond=writer), prose=True)
+    report = _build(maya, FakeChatModel(respond=writer), prose=True)
     p = v.load_version(maya)
-    assert p.biography.startswith("Maya lives in Lisbon and works at Tidewater Labs.")
-    assert p.biography_second.startswith("You live in Lisbon")
+    assert (p.biography, p.biography_second) == (bio, rewritten)
+    assert (p.status.recent, p.status.earlier) == (told["recent"], told["earlier"])
+    kinds = report.slots["by_kind"]
+    assert all(kinds[k] == {"teacher": 1, "fallback": 0}
+               for k in ("biography", "biography to you", "status recent", "status earlier"))
 
     def inventor(messages):
         return writer(messages, bio="Maya lives in Madrid since 2019 and owns three horses named after Beethoven "
                                     "symphonies.")
 
-    _build(maya, FakeChatModel(respond=inventor), prose=True, full=True, seed=1)
+    report = _build(maya, FakeChatModel(respond=inventor), prose=True, full=True, seed=1)
     p = v.load_version(maya)
-    assert "Madrid" not in p.biography and "Maya" in p.biography          # the template took over
+    assert "Madrid" not in p.biography and p.biography.startswith("Maya lives in Lisbon and works at")  # the template
+    assert report.slots["by_kind"]["biography"] == {"teacher": 0, "fallback": 1}
+
+
+def test_the_report_counts_every_slot_by_kind(maya):
+    report = _build(maya, prose=True)
+    p = v.load_version(maya)
+    s = report.slots
+    assert s["total"] == s["teacher"] + s["fallback"] == 2 * len(p.topics) + 2 * len(p.shades) + 4
+    assert s["by_kind"]["topic name"]["teacher"] == len(p.topics)        # the scripted teacher names every topic
+    assert s["by_kind"]["biography"] == {"teacher": 0, "fallback": 1}   # and writes no prose
+    off = _build(maya, slots=False, full=True, seed=3)                  # the embedded model's default
+    assert off.slots["teacher"] == 0 and off.slots["total"] > 0 and off.teacher["calls"] == 0
 
 
 def test_teacher_facts_are_kept_only_when_grounded(maya):
@@ -192,3 +212,28 @@ def test_teacher_facts_are_kept_only_when_grounded(maya):
     assert report.steps[2].teacher_calls == len(teacher.calls) > 10       # one call per chunk the person wrote
     again = _build(maya, FakeChatModel(respond=extractor), teacher_facts=True, slots=False, seed=2)
     assert again.steps[2].teacher_calls == 0                              # per-chunk results are cached
+
+
+def test_the_build_command_says_how_much_the_model_wrote(capsys, journal_dir, monkeypatch):
+    from .test_cli import run
+
+    monkeypatch.setenv("SECONDSELF_TEACHER_MODEL", "fake")      # echoes its prompt: every slot falls back
+    monkeypatch.setenv("SECONDSELF_PERSON_NAME", "Maya")
+    run(capsys, "ingest", str(journal_dir))
+    code, out, _ = run(capsys, "build", "--topics", "2")
+    assert code == 0 and "layer-1 slots written in this build: 0 of 8 by the model (0%), 8 by fallbacks" in out
+    assert "by the model, per kind: topic name 0/2, topic summary 0/2" in out and "biography 0/1" in out
+    run(capsys, "--person", "again", "ingest", str(journal_dir))
+    code, out, _ = run(capsys, "--person", "again", "build", "--topics", "2", "--json")
+    slots = json.loads(out)["slots"]
+    assert (slots["teacher"], slots["total"], slots["teacher_share"]) == (0, 8, 0.0)
+    assert slots["by_kind"]["status recent"] == {"teacher": 0, "fallback": 1}
+
+
+def test_what_a_teacher_is_asked_follows_its_measured_capability():
+    from secondself.backends.registry import parse_spec
+
+    assert {s: parse_spec(s).layer1 for s in ("embedded", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "fake",
+                                              "openai:m@http://127.0.0.1:1/v1")} == {
+        "embedded": "templates", "qwen2.5-coder-0.5b": "slots", "qwen2.5-coder-1.5b": "prose", "fake": "slots",
+        "openai:m@http://127.0.0.1:1/v1": "prose"}

@@ -1,10 +1,22 @@
 """Slot validation and the deterministic templates of layer-1 text."""
 
+import json
+
 import pytest
 
 from secondself.backends.chat import FakeChatModel
 from secondself.errors import EndpointError
-from secondself.memory.profile import Slots, biography_template, describe_shade, name_topic, status, timeline
+from secondself.memory.profile import (
+    Slots,
+    biography,
+    biography_template,
+    describe_shade,
+    name_topic,
+    narrate_status,
+    status,
+    status_parts,
+    timeline,
+)
 from secondself.types import Chunk, Fact, Shade, ShadeEvent, Topic
 
 CELLO = [Chunk(1, "s", "j/2025-05-24.md", "Concert", 0, "Played the Elgar cello concerto with the orchestra. "
@@ -86,3 +98,136 @@ def test_persona_context_gives_current_dated_facts_for_the_question():
     assert ctx.startswith("Maya lives in Lisbon. She plays the cello.") and "bakes" not in ctx
     assert "- I live in Lisbon (since 2025-07-01)" in ctx and "Porto" not in ctx and "Engineer" not in ctx
     assert "- I work as a Data Engineer (since 2025-09-08)" in persona_context(p, "What is my job? Do I work?")
+
+
+# -- what a capable teacher writes, through constrained JSON ------------------------------------------------
+
+class ConstrainedFake(FakeChatModel):
+    constrains_output = True
+
+
+def test_a_grounded_topic_name_is_taken_an_invented_one_falls_back():
+    slots = Slots()
+    good = ConstrainedFake([json.dumps({"name": "Orchestra Concerts",
+                                        "summary": "Maya plays the Elgar cello concerto with the orchestra."})])
+    name, summary = name_topic(good, "Maya", KW, CELLO, slots)
+    assert (name, summary) == ("Orchestra concerts", "Maya plays the Elgar cello concerto with the orchestra.")
+    messages, sampling = good.calls[0]
+    assert messages[0].role == "system" and "Maya" in messages[0].content and sampling.json_schema
+    invented = ConstrainedFake([json.dumps({"name": "Berlin Philharmonic tour",
+                                            "summary": "Maya tours Berlin with the Philharmonic in 2019."})])
+    assert name_topic(invented, "Maya", KW, CELLO, slots) == (
+        "Cello & orchestra", "Played the Elgar cello concerto with the orchestra.")
+    assert name_topic(ConstrainedFake(["{{{ not json"]), "Maya", KW, CELLO, slots)[0] == "Cello & orchestra"
+    assert slots.report()["by_kind"] == {"topic name": {"teacher": 1, "fallback": 2},
+                                         "topic summary": {"teacher": 1, "fallback": 2}}
+
+
+def test_a_shade_description_copied_from_a_note_or_the_summary_falls_back():
+    topic = Topic("t1", "Orchestra", "Concerts.", tuple(KW), (1, 2), "2025-05-24", "2025-10-04")
+    copied = json.dumps({"role": "cellist", "description": "First rehearsal with the new orchestra in Lisbon; my "
+                                                           "cello section is friendly."})
+    slots = Slots()
+    role, desc = describe_shade(ConstrainedFake([copied]), "Maya", topic, CELLO, slots)
+    assert role == "cellist" and desc.startswith("2 memories from 2025-05-24")
+    summary = "Maya plays the Elgar cello concerto and rehearses with the new orchestra in Lisbon."
+    topic = Topic("t1", "Orchestra", summary, tuple(KW), (1, 2), "2025-05-24", "2025-10-04")
+    again = json.dumps({"role": "cellist", "description": summary})
+    assert describe_shade(ConstrainedFake([again]), "Maya", topic, CELLO, slots)[1].startswith("2 memories")
+    assert slots.report()["by_kind"]["shade description"] == {"teacher": 0, "fallback": 2}
+
+
+FACTS = [Fact("Maya", "lives_in", "Porto", None, "2025-06-30", (1,)),
+         Fact("Maya", "lives_in", "Lisbon", "2025-07-01", None, (2,)),
+         Fact("Maya", "works_at", "Tidewater Labs", "2025-09-08", None, (3,))]
+SHADES = [Shade("Cello & orchestra", "cellist", "Maya plays cello in an orchestra.", ("t1",),
+                (ShadeEvent("2025-10-04", "First rehearsal with the new orchestra", (2,)),))]
+
+
+def test_the_biography_is_written_then_told_to_you_and_checked_each_time():
+    bio = ("Maya lives in Lisbon, where she moved from Porto in July 2025, and works at Tidewater Labs. "
+           "She plays the cello in an orchestra.")
+    to_you = "You live in Lisbon, where you moved from Porto in July 2025, and work at Tidewater Labs. You play the cello."
+    teacher = ConstrainedFake([json.dumps({"biography": bio}), json.dumps({"to_you": to_you})])
+    slots = Slots()
+    assert biography(teacher, "Maya", FACTS, SHADES, "I'm Maya.", "2025-12-31", slots, prose=True) == (bio, to_you)
+    first, second = (c[0][-1].content for c in teacher.calls)
+    assert "- Maya lives in Lisbon (since 1 July 2025)" in first and "- Maya lived in Porto until 30 June 2025" in first
+    assert second.startswith("Rewrite this biography in the second person") and bio in second
+    # an invented place: the template speaks (both), and the second request is never made
+    teacher = ConstrainedFake([json.dumps({"biography": bio.replace("Porto", "Madrid")})])
+    third, you = biography(teacher, "Maya", FACTS, SHADES, "", "2025-12-31", slots, prose=True)
+    assert third.startswith("Maya lives in Lisbon and works at Tidewater Labs.") and you.startswith("You live")
+    assert len(teacher.calls) == 1
+    # the person's own words in the first person are not a biography
+    own = "I'm Maya and I live in Lisbon since July 2025. I work at Tidewater Labs and play the cello in an orchestra."
+    teacher = ConstrainedFake([json.dumps({"biography": own})])
+    assert biography(teacher, "Maya", FACTS, SHADES, own, "2025-12-31", slots, prose=True)[0] != own
+    assert slots.report()["by_kind"] == {"biography": {"teacher": 1, "fallback": 2},
+                                         "biography to you": {"teacher": 1, "fallback": 2}}
+
+
+def test_the_status_is_told_from_its_parts_and_a_copied_list_is_no_telling():
+    dates = {1: "2025-05-24", 2: "2025-10-04"}
+    topics = [Topic("t1", "Cello & orchestra", "", (), (1, 2))]
+    parts = status_parts("Maya", FACTS, SHADES, topics, dates, "2025-11-30")
+    template = status("Maya", FACTS, SHADES, topics, dates, "2025-11-30")
+    told = {"recent": "Maya has worked at Tidewater Labs since September 2025 and had her first rehearsal with "
+                      "the new orchestra on 4 October 2025.",
+            "earlier": "Before July 2025 Maya lived in Porto."}
+    teacher = ConstrainedFake([json.dumps(told)])
+    slots = Slots()
+    st = narrate_status(teacher, "Maya", parts, template, slots, prose=True)
+    assert (st.as_of, st.recent, st.earlier) == ("2025-11-30", told["recent"], told["earlier"])
+    listed = teacher.calls[0][0][-1].content
+    assert "- started: Maya works at Tidewater Labs (since 8 September 2025)" in listed
+    assert "- ended: Maya lived in Porto until 30 June 2025" in listed
+    bad = {"recent": "Maya moved to Berlin in 2024 and works at Tidewater Labs now.",
+           "earlier": "- ended: Maya lived in Porto until 30 June 2025"}
+    st = narrate_status(ConstrainedFake([json.dumps(bad)]), "Maya", parts, template, slots, prose=True)
+    assert st == template
+    assert narrate_status(teacher, "Maya", parts, template, slots) == template      # no prose: no request
+    assert slots.report()["by_kind"] == {"status recent": {"teacher": 1, "fallback": 2},
+                                         "status earlier": {"teacher": 1, "fallback": 2}}
+
+
+# -- a real ladder model (slow) -------------------------------------------------------------------------------
+
+BREAD = [Chunk(i, "s", f"j/{d}.md", "Bread", 0, text, date=f"{d}T00:00:00+00:00") for i, (d, text) in enumerate([
+    ("2025-03-02", "Baked my first sourdough loaf with Gertrud, the starter I made in January. The crumb was dense "
+                   "but the crust was good."),
+    ("2025-03-16", "Second sourdough bake: longer bulk fermentation, 78% hydration. Gertrud is lively now and the "
+                   "loaf rose well."),
+    ("2025-04-06", "Rye and spelt sourdough today. Gave half the loaf to Rita next door, who wants the recipe."),
+    ("2025-05-11", "Sourdough class at the bakery on Rua da Graça: shaping, scoring, and a better oven spring."),
+], start=1)]
+
+
+@pytest.mark.slow
+def test_a_ladder_model_writes_most_slots_of_a_small_topic(tmp_path):
+    """qwen2.5-coder-0.5b (the smallest ladder model above the 135M) names and describes one clear topic:
+    at least three of its four slots pass validation."""
+    import os
+    from pathlib import Path
+
+    from secondself.backends import catalog
+    from secondself.backends.registry import make_chat_model
+
+    entry = catalog.get("qwen2.5-coder-0.5b")
+    models_dir = Path.home() / ".secondself" / "models"
+    if not catalog.status(entry, models_dir).verified:
+        models_dir = tmp_path / "models"
+        if not catalog.status(entry, models_dir).installed:
+            pytest.skip(f"qwen2.5-coder-0.5b is not installed: {entry.install_hint}")
+    os.environ.pop("SECONDSELF_REAL_MODELS", None)
+    model = make_chat_model("qwen2.5-coder-0.5b", models_dir)
+    try:
+        slots = Slots()
+        keywords = ["sourdough", "Gertrud", "loaf", "bake"]
+        name, summary = name_topic(model, "Maya", keywords, BREAD, slots, prose=True)
+        topic = Topic("t1", name, summary, tuple(keywords), tuple(c.id for c in BREAD), "2025-03-02", "2025-05-11")
+        role, desc = describe_shade(model, "Maya", topic, BREAD, slots, prose=True)
+        print(slots.report(), repr(name), repr(summary), repr(role), repr(desc), sep="\n")
+        assert slots.teacher >= 3, slots.report()
+    finally:
+        model.close()

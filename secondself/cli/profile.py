@@ -16,8 +16,9 @@ from .progress import Bars
 @click.option("--full", is_flag=True, help="Recluster and rename everything instead of updating.")
 @click.option("--teacher", "teacher_spec", help="Teacher model spec for this build (default: teacher_model).")
 @click.option("--prose/--no-prose", default=None,
-              help="Let the teacher write JSON and prose. Default: on for endpoints and local model "
-                   "directories, off for the embedded 135M model (it fills short slots only).")
+              help="Let the teacher write the biography and status in its own words (kept only if grounded). "
+                   "Default: on for models that write prose well (qwen2.5-coder-1.5b, endpoints, other local "
+                   "models), off for qwen2.5-coder-0.5b and the embedded 135M model (`secondself models`).")
 @click.option("--teacher-slots/--no-teacher-slots", "slots", default=None,
               help="Ask the teacher to name topics and describe shades. Default: on, except for the embedded "
                    "135M model, whose answers failed validation in every measured case (bench/layer1.py); "
@@ -57,17 +58,34 @@ def build(obj: Context, full: bool, teacher_spec: str | None, prose: bool | None
         return
     t = report.teacher
     out(f"version {report.version} saved. teacher {teacher.name}: {t.get('calls', 0)} calls, "
-        f"{t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} reply tokens; "
-        f"slots filled by the teacher {report.slots['teacher']}, by fallbacks {report.slots['fallback']}")
+        f"{t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} reply tokens, "
+        f"{t.get('seconds', 0):.0f}s")
+    for line in _slot_lines(report.slots):
+        out(line)
     if not options.slots:
         out("  (the teacher was not asked to name topics or describe shades: off by default for the embedded "
             "model; --teacher-slots asks it anyway)")
+    elif not options.prose:
+        out("  (the biography and status are templates: off by default for this teacher; --prose asks it)")
     if report.changes:
         out(f"changes from the previous version ({len(report.changes)}):")
         for line in report.changes[:15]:
             out(f"  {line}")
         if len(report.changes) > 15:
             out(f"  … `secondself profile diff {report.version - 1} {report.version}` shows all")
+
+
+def _slot_lines(slots: dict) -> list[str]:
+    """'layer-1 slots written in this build: 52 of 62 by the model (84%), 10 by fallbacks', and per kind."""
+    total = slots.get("total", 0)
+    if not total:
+        return ["layer-1 slots written in this build: none (the earlier builds' text was kept)"]
+    lines = [f"layer-1 slots written in this build: {slots['teacher']} of {total} by the model "
+             f"({slots['teacher'] / total:.0%}), {slots['fallback']} by fallbacks"]
+    kinds = [f"{kind} {c['teacher']}/{c['teacher'] + c['fallback']}" for kind, c in slots.get("by_kind", {}).items()]
+    if kinds:
+        lines.append("  by the model, per kind: " + ", ".join(kinds))
+    return lines
 
 
 def _chunk_refs(obj: Context, ids) -> str:

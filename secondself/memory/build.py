@@ -29,7 +29,16 @@ from ..progress import OnProgress, Progress
 from ..store import Store, now_iso
 from ..types import Chunk, Profile, Topic
 from . import facts as factlib
-from .profile import Slots, biography, describe_shade, make_shade, name_topic, status
+from .profile import (
+    Slots,
+    biography,
+    describe_shade,
+    make_shade,
+    name_topic,
+    narrate_status,
+    status,
+    status_parts,
+)
 from .topics import MIN_COSINE, assign, cluster, keywords, representatives
 from .versions import apply_overrides, current_version, load_version, overrides, save_version
 
@@ -94,6 +103,13 @@ def chunk_key(c: Chunk) -> str:
 
 def _hash(value: object) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
+
+
+def _prompts_version() -> str:
+    """Changes when the layer-1 prompts change, so text written from older prompts is written again."""
+    from ..prompts import literal
+
+    return _hash([literal(p) for p in ("layer1_system", "topic", "shade", "biography", "status")])
 
 
 class _Cache:
@@ -204,7 +220,7 @@ class _Builder:
             if self.report.up_to_date:
                 break
         self.report.teacher = self.meter.snapshot() if self.meter else {"calls": 0}
-        self.report.slots = {"teacher": self.slots.teacher, "fallback": self.slots.fallback}
+        self.report.slots = self.slots.report()
         self.run_row.end("up-to-date" if self.report.up_to_date else "done", version=self.report.version,
                          stats={"teacher": self.report.teacher, "slots": self.report.slots,
                                 "steps": [asdict(s) for s in self.report.steps]})
@@ -245,7 +261,7 @@ class _Builder:
     def step_topics(self) -> str:
         # names are reused only if they were made the same way (same teacher, slots and prose settings)
         how = {"teacher": self.meter.name if self.meter else None, "slots": self.options.slots,
-               "prose": self.options.prose}
+               "prose": self.options.prose, "prompts": _prompts_version()}
         previous = self.cache.get("topics", "state")
         if previous and previous.get("how") != how:
             for t in previous["topics"]:
@@ -270,9 +286,9 @@ class _Builder:
             t["members"] = [self.key[self.ids[r]] for r in representatives(self.matrix, rows, centroid)]
             t["keywords"] = kw
             if t.get("name") is None or _jaccard(t["named"], t["members"]) < self.options.rename_below:
-                central = [self.chunks[self.by_key[k]] for k in t["members"][:3]]
-                t["name"], t["summary"] = name_topic(self.slot_model, self.person, kw, central, self.slots,
-                                                     prose=self.options.prose)
+                members = [self.chunks[self.by_key[k]] for k in t["members"]]
+                t["name"], t["summary"] = name_topic(self.slot_model, self.person, kw, members[:4], self.slots,
+                                                     prose=self.options.prose, members=members)
                 t["named"] = list(t["members"])
                 renamed += 1
                 self.cache.put("topics", "state", state)       # each name is kept as soon as it exists
@@ -363,11 +379,12 @@ class _Builder:
         for i, t in enumerate(eligible):
             state = next(s for s in self.topic_state["topics"] if s["id"] == t.id)
             key = _hash({"topic": t.id, "name": t.name, "named": state["named"], "prose": self.options.prose,
-                         "slots": self.options.slots})
+                         "slots": self.options.slots, "prompts": _prompts_version()})
             got = self.cache.get("shade", key)
             if got is None:
-                central = [self.chunks[c] for c in t.chunks[:3]]
-                role, desc = describe_shade(self.slot_model, self.person, t, central, self.slots, prose=self.options.prose)
+                members = [self.chunks[c] for c in t.chunks]
+                role, desc = describe_shade(self.slot_model, self.person, t, members[:4], self.slots,
+                                            prose=self.options.prose, members=members)
                 got = {"role": role, "description": desc}
                 self.cache.put("shade", key, got)
                 made += 1
@@ -381,7 +398,8 @@ class _Builder:
         facts = apply_overrides(_empty(self.person, self.facts), self.overrides).facts   # pinned/edited facts count
         key = _hash({"facts": [asdict(f) | {"sources": []} for f in facts],
                      "shades": [(s.name, s.role, s.description) for s in self.shades], "about": self.about,
-                     "as_of": self.as_of, "prose": self.options.prose})
+                     "as_of": self.as_of, "prose": self.options.prose, "prompts": _prompts_version(),
+                     "teacher": self.meter.name if self.meter else None})
         got = self.cache.get("biography", key)
         if got is None:
             third, second = biography(self.meter, self.person, facts, self.shades, self.about, self.as_of,
@@ -397,7 +415,16 @@ class _Builder:
 
     def step_status(self) -> str:
         dates = {cid: c.date[:10] for cid, c in self.chunks.items() if c.date}
-        self.status = status(self.person, self.final_facts, self.shades, self.topics, dates, self.as_of)
+        parts = status_parts(self.person, self.final_facts, self.shades, self.topics, dates, self.as_of)
+        template = status(self.person, self.final_facts, self.shades, self.topics, dates, self.as_of)
+        key = _hash({"parts": asdict(parts) if parts else None, "prose": self.options.prose,
+                     "prompts": _prompts_version(), "teacher": self.meter.name if self.meter else None})
+        got = self.cache.get("status", key)
+        if got is None:
+            told = narrate_status(self.meter, self.person, parts, template, self.slots, prose=self.options.prose)
+            got = {"recent": told.recent, "earlier": told.earlier}
+            self.cache.put("status", key, got)
+        self.status = replace(template, recent=got["recent"], earlier=got["earlier"])
         return f"as of {self.as_of}"
 
     def step_save(self) -> str:

@@ -18,7 +18,7 @@ __all__ = ["slot_teacher", "answer_slot"]
 
 
 def answer_slot(messages: Sequence[Message]) -> str:
-    prompt = messages[0].content
+    prompt = next(m.content for m in reversed(messages) if m.role == "user")
     found = re.search(r"Words that stand out: (.*)", prompt)
     if not found:
         return "fake: " + messages[-1].content[:80]

@@ -10,20 +10,24 @@ be reached (`BackendError`) is an error, so a build never quietly degrades becau
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ..backends.chat import ChatModel
-from ..errors import StructuredOutputError
-from ..prompts import render
-from ..structured import Field, structured
-from ..text.grounding import content_overlap, unsupported_specifics
-from ..text.phrasing import PREDICATES, and_list, verb_phrase
+from ..prompts import literal, render
+from ..structured import Field
+from ..text.phrasing import PREDICATES, and_list, human_date, verb_phrase
 from ..types import Chunk, Fact, Shade, ShadeEvent, Status, Topic
+from .slots import Slots, ask, copied_share, label_problem, sentence_case, text_problem
 
-__all__ = ["Slots", "name_topic", "describe_shade", "timeline", "biography", "status", "best_sentence", "RECENT_DAYS"]
+__all__ = ["Slots", "name_topic", "describe_shade", "timeline", "biography", "status", "status_parts",
+           "StatusParts", "narrate_status",
+           "best_sentence", "RECENT_DAYS"]
+
+log = logging.getLogger(__name__)
 
 RECENT_DAYS = 90          # "recently" = the last 90 days before the newest memory
 MAX_EVENTS = 12
@@ -31,21 +35,6 @@ _SENT = re.compile(r"(?<=[.!?])\s+|\n+")
 _MARKUP = re.compile(r"^[#>*\-\s\[\]x]+|\*\*|__|`")
 
 _ORDER = list(PREDICATES)
-
-
-@dataclass
-class Slots:
-    """Counts of teacher-filled slots vs deterministic fallbacks, for the build report."""
-
-    teacher: int = 0
-    fallback: int = 0
-
-    def take(self, ok: bool) -> bool:
-        if ok:
-            self.teacher += 1
-        else:
-            self.fallback += 1
-        return ok
 
 
 def _upper_first(s: str) -> str:
@@ -67,102 +56,81 @@ def best_sentence(text: str, keywords: Sequence[str], max_words: int = 30) -> st
     return " ".join(words[:max_words]) + (" …" if len(words) > max_words else "")
 
 
-def _samples(chunks: Sequence[Chunk], n: int = 3, words: int = 60) -> str:
-    return "\n".join(f"- {' '.join(c.text.split()[:words])}" for c in chunks[:n])
+def _samples(chunks: Sequence[Chunk], n: int = 4, words: int = 50) -> str:
+    """What a slot is written from: the most central notes first, each dated where its date is known."""
+    return "\n".join(f"- {'(' + c.date[:10] + ') ' if c.date else ''}{' '.join(_clean(c.text).split()[:words])}"
+                      for c in chunks[:n])
 
 
-def _ok_text(value: object, evidence: str, min_overlap: float, boiler: str = "") -> bool:
-    """Grounded prose: enough of its words occur in the evidence, no invented names or numbers, and it
-    neither copies the instructions (small models echo "in one sentence") nor loops."""
-    return (isinstance(value, str) and len(value.split()) >= 4 and not value.lower().startswith("fake")
-            and content_overlap(value, evidence) >= min_overlap and not unsupported_specifics(value, evidence)
-            and not _copied(value, boiler, 3) and not _repetitive(value))
+def _boiler(*prompts: str, fields: Sequence[Field] = ()) -> str:
+    """The fixed instruction text a model was given (a value that repeats it says nothing)."""
+    return "\n".join([literal(p) for p in prompts] + [f.prompt for f in fields])
 
 
-_END_WORDS = {"a", "an", "the", "of", "is", "for", "to", "and", "in", "on", "with", "about", "my", "this", "that"}
+def _evidence(person: str, shown: str, keywords: Sequence[str], members: Sequence[Chunk]) -> str:
+    return "\n".join([person, shown, " ".join(keywords), *(c.text for c in members)])
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[^\W_]+", text.casefold())
-
-
-def _copied(value: str, boiler: str, n: int) -> bool:
-    """Does `value` repeat any n words in a row from the instructions it was given?"""
-    if not boiler:
-        return False
-    b, v = _words(boiler), _words(value)
-    grams = {tuple(b[i:i + n]) for i in range(len(b) - n + 1)}
-    return any(tuple(v[i:i + n]) in grams for i in range(len(v) - n + 1))
-
-
-def _repetitive(value: str) -> bool:
-    v = _words(value)
-    grams = [tuple(v[i:i + 2]) for i in range(len(v) - 1)]
-    return len(grams) != len(set(grams))
-
-
-def _ok_label(value: object, keywords: Sequence[str], boiler: str, max_words: int) -> bool:
-    """A short label (topic name, role): a few words, no punctuation or digits, not ending mid-phrase,
-    sharing a stem with the cluster's keywords, and not copied from the instructions."""
-    if not isinstance(value, str) or value.lower().startswith("fake"):
-        return False
-    words = _words(value)
-    stems = {k.casefold()[:4] for k in keywords}
-    return (1 <= len(words) <= max_words and not re.search(r"[:;,\d()\[\]]", value)
-            and words[-1] not in _END_WORDS and words[0] not in {"this", "the", "these", "it"}
-            and any(w[:4] in stems for w in words if len(w) >= 4)
-            and not _copied(value, boiler, 2))
-
-
-def _fill(model: ChatModel | None, instructions: str, fields: list[Field], prose: bool) -> dict:
-    if model is None:
-        return {}
-    try:
-        return structured(model, instructions, fields, prefer_json=prose)
-    except StructuredOutputError:
-        return {}        # malformed output: the caller's deterministic fallback takes over
+def _checked(slots: Slots, kind: str, model: ChatModel | None, value: str, problem: str) -> bool:
+    """Count the slot; log why a teacher's value was not kept."""
+    if problem and model is not None:
+        log.debug("%s from %s not kept (%s): %r", kind, model.name, problem, value)
+    return slots.take(not problem, kind)
 
 
 def name_topic(model: ChatModel | None, person: str, keywords: Sequence[str], central: Sequence[Chunk],
-               slots: Slots, *, prose: bool = False) -> tuple[str, str]:
-    """(name, one-sentence summary) of a cluster, from the teacher if grounded, else from keywords/text."""
-    evidence = " ".join(c.text for c in central) + " " + " ".join(keywords)
-    instructions = render("topic", name=person, keywords=", ".join(keywords), samples=_samples(central))
-    fields = [Field("name", "Topic, in two to four words:", max_words=6),
-              Field("summary", "What the notes are about, in one sentence:", max_words=40, required=False)]
-    boiler = render("topic", name=person, keywords="", samples="") + " ".join(f.prompt for f in fields)
-    got = _fill(model, instructions, fields, prose)
-    name = got.get("name", "")
-    if not slots.take(_ok_label(name, keywords, boiler, 6)):
+               slots: Slots, *, prose: bool = False, members: Sequence[Chunk] = ()) -> tuple[str, str]:
+    """(name, one-sentence summary) of a cluster, from the teacher if grounded, else from keywords/text.
+    The teacher is shown the `central` chunks; what it writes is checked against all the topic's `members`."""
+    samples = _samples(central)
+    evidence = _evidence(person, samples, keywords, members or central)
+    fields = [Field("name", "Topic, in two to four words:", max_words=5),
+              Field("summary", "What the notes are about, in one sentence:", max_words=30, required=False)]
+    got = ask(model, render("layer1_system", name=person),
+              render("topic", name=person, keywords=", ".join(keywords), samples=samples), fields, as_json=prose)
+    boiler = _boiler("layer1_system", "topic", fields=fields)
+    name = got.get("name", "").strip().rstrip(".")
+    if not _checked(slots, "topic name", model, name,
+                    label_problem(name, evidence, person=person, max_words=5, boiler=boiler)):
         name = _upper_first(" & ".join(keywords[:2])) if keywords else "Miscellaneous"
-    summary = got.get("summary", "")
-    if not slots.take(_ok_text(summary, evidence, 0.6, boiler)):
+    else:
+        name = sentence_case(name, evidence)
+    summary = got.get("summary", "").strip()
+    if not _checked(slots, "topic summary", model, summary,
+                    text_problem(summary, evidence, min_overlap=0.6, boiler=boiler, max_words=40)):
         summary = best_sentence(central[0].text, keywords) if central else ""
-    return name.strip().rstrip("."), summary.strip()
+    return name, summary
 
 
 def describe_shade(model: ChatModel | None, person: str, topic: Topic, central: Sequence[Chunk],
-                   slots: Slots, *, prose: bool = False) -> tuple[str, str]:
-    """(role, description) of the person in a shade; role "" when nothing grounded was found."""
-    evidence = " ".join(c.text for c in central) + " " + topic.summary
-    instructions = render("shade", name=person, topic=topic.name, summary=topic.summary,
-                          keywords=", ".join(topic.keywords), samples=_samples(central))
-    fields = [Field("role", f"{person}'s role in this, in one to three words (for example: cellist, climber, "
-                            "data engineer, sister):", max_words=4, required=False),
-              Field("description", f"What this is for {person}, in one sentence:", max_words=40, required=False)]
-    boiler = render("shade", name=person, topic="", summary="", keywords="", samples="") + " ".join(
-        f.prompt for f in fields)
-    got = _fill(model, instructions, fields, prose)
+                   slots: Slots, *, prose: bool = False, members: Sequence[Chunk] = ()) -> tuple[str, str]:
+    """(role, description) of the person in a shade; role "" when nothing grounded was found.
+    The teacher is shown the `central` chunks; what it writes is checked against all the topic's `members`."""
+    samples = _samples(central)
+    evidence = _evidence(person, f"{topic.name}\n{topic.summary}\n{samples}", topic.keywords, members or central)
+    fields = [Field("role", f"{person}'s role in this, in one to three words:", max_words=4, required=False),
+              Field("description", f"What this is for {person}, in one sentence:", max_words=40,
+                    required=False)]
+    got = ask(model, render("layer1_system", name=person),
+              render("shade", name=person, topic=topic.name, summary=topic.summary,
+                     keywords=", ".join(topic.keywords), samples=samples), fields, as_json=prose)
+    boiler = _boiler("layer1_system", "shade", fields=fields)
     role = got.get("role", "").strip().rstrip(".")
-    # the examples in the prompt are allowed as answers only when the topic's own words support them
-    if not slots.take(_ok_label(role, topic.keywords, boiler.replace("cellist, climber, data engineer, sister", ""),
-                                3) and person.casefold() not in role.casefold()):
+    problem = label_problem(role, evidence, person=person, max_words=3, boiler=boiler)
+    if not problem and person.casefold() in role.casefold():
+        problem = "names the person"
+    if not _checked(slots, "shade role", model, role, problem):
         role = ""
-    desc = got.get("description", "")
-    if not slots.take(_ok_text(desc, evidence, 0.6, boiler)):
+    else:
+        role = sentence_case(role, evidence, first=False)
+    desc = got.get("description", "").strip()
+    problem = text_problem(desc, evidence, min_overlap=0.6, boiler=boiler, max_words=60)
+    if not problem and topic.summary and copied_share(desc, topic.summary, 6) > 0.8:
+        problem = "repeats the topic's summary"
+    if not _checked(slots, "shade description", model, desc, problem):
         span = f" from {topic.first_date} to {topic.last_date}" if topic.first_date else ""
         desc = f"{len(topic.chunks)} memories{span} about {', '.join(topic.keywords[:4])}. {topic.summary}".strip()
-    return role, desc.strip()
+    return role, desc
 
 
 def timeline(members: Sequence[Chunk], keywords: Sequence[str]) -> tuple[ShadeEvent, ...]:
@@ -244,41 +212,81 @@ def biography_template(person: str, facts: Sequence[Fact], shades: Sequence[Shad
     return " ".join(third), " ".join(second)
 
 
+def _voice(text: str, own_words: str, person: str) -> str:
+    """Why `text` is not the person's story told by someone else: mostly their own text word for word, or
+    (second) no "you" (`text_problem` already refused the first person)."""
+    if copied_share(text, own_words, 6) > 0.6:
+        return "mostly copies the person's own words"
+    if person == "second" and not re.search(r"\byour?\b", text, re.I):
+        return "not in the second person"
+    return ""
+
+
 def biography(model: ChatModel | None, person: str, facts: Sequence[Fact], shades: Sequence[Shade], about: str,
               as_of: str | None, slots: Slots, *, prose: bool = False) -> tuple[str, str]:
-    """(third person, second person). With `prose`, the teacher writes both from the template's content,
-    and its text is kept only if every name and number in it occurs in that content."""
+    """(third person, second person). With `prose`, the teacher writes the first from the template's content
+    (dated facts, shades, the person's own words), then rewrites it in the second person; each is kept only
+    if every name and number in it occurs in that content, else the template's text takes its place (both,
+    when the first is not kept)."""
     third, second = biography_template(person, facts, shades, about, as_of)
     if not (prose and model is not None):
+        slots.take(False, "biography")
+        slots.take(False, "biography to you")
         return third, second
-    mine = [f for f in facts if f.subject.casefold() == person.casefold()]
-    current = "\n".join(f"- {person} {verb_phrase(f, 0)}" for f in mine if _is_current(f, as_of)) or "- (none)"
-    earlier = "\n".join(f"- {person} {verb_phrase(f, 2)} until {f.valid_to}" for f in mine
-                        if not _is_current(f, as_of)) or "- (none)"
-    lines = "\n".join(f"- {s.name}" + (f": {s.role}" if s.role else "") + f" — {s.description}" for s in shades[:6])
-    about_block = f"\nIn {person}'s own words:\n{about.strip()}\n" if about.strip() else ""
-    prompt = render("biography", name=person, current=current, earlier=earlier, shades=lines or "- (none)",
-                    about=about_block)
-    evidence = prompt
-    # prose goes through the structured-output helper too (JSON for strong models, else one line)
-    text = _fill(model, prompt, [Field("biography", "Biography:", max_words=220)], True).get("biography", "")
-    if not slots.take(_ok_text(text, evidence, 0.7) and 15 <= len(text.split()) <= 250
-                      and not _copied(text, "Write a short biography of in the third person", 4)):
+    mine = sorted((f for f in facts if f.subject.casefold() == person.casefold()), key=_key)
+    current = "\n".join(f"- {person} {verb_phrase(f, 0)}" + (f" (since {human_date(f.valid_from)})" if f.valid_from else "")
+                        for f in mine if _is_current(f, as_of)) or "- (none)"
+    earlier = "\n".join(f"- {person} {verb_phrase(f, 2)}" + (f" until {human_date(f.valid_to)}" if f.valid_to else "")
+                        for f in mine if not _is_current(f, as_of)) or "- (none)"
+    lines = "\n".join(f"- {s.name}" + (f" ({person} as {s.role})" if s.role else "") + f": {s.description}"
+                      for s in shades[:6]) or "- (none)"
+    about_block = f"\nWhat {person} wrote about themselves, in the first person:\n{about.strip()}\n" if about.strip() else ""
+    evidence = f"{person}\n{current}\n{earlier}\n{lines}\n{about_block}"
+    system = render("layer1_system", name=person)
+    got = ask(model, system, render("biography", name=person, current=current, earlier=earlier, shades=lines,
+                                    about=about_block), [Field("biography", "Biography:", max_words=160)], as_json=True)
+    boiler = _boiler("layer1_system", "biography", "biography_second")
+    text = got.get("biography", "")
+    problem = text_problem(text, evidence, min_overlap=0.7, boiler=boiler, min_words=15, max_words=220)
+    if not problem and person.split()[0].casefold() not in text.casefold():
+        problem = "does not name the person"
+    problem = problem or _voice(text, about, "third")
+    if not _checked(slots, "biography", model, text, problem):
+        slots.take(False, "biography to you")
         return third, second
-    rewrite = _fill(model, render("biography_second", name=person, text=text),
-                    [Field("rewritten", "Rewritten:", max_words=250)], True).get("rewritten", "")
-    if not slots.take(_ok_text(rewrite, evidence + " " + text, 0.7) and re.search(r"\byou\b", rewrite, re.I)):
-        return third, second
-    return text, rewrite
+    third = text
+    rewrite = ask(model, system, render("biography_second", name=person, text=text),
+                  [Field("to_you", "Rewritten:", max_words=170)], as_json=True).get("to_you", "")
+    problem = text_problem(rewrite, evidence + "\n" + text, min_overlap=0.7, boiler=boiler, min_words=15,
+                           max_words=220)
+    problem = problem or _voice(rewrite, about, "second")
+    if _checked(slots, "biography to you", model, rewrite, problem):
+        second = rewrite
+    return third, second
 
 
 # -- status ---------------------------------------------------------------------------------------------------
 
-def status(person: str, facts: Sequence[Fact], shades: Sequence[Shade], topics: Sequence[Topic],
-           chunk_dates: dict[int, str], as_of: str | None) -> Status:
-    """What is going on recently (the last RECENT_DAYS before `as_of`) vs earlier, from dated memories."""
+@dataclass(frozen=True)
+class StatusParts:
+    """What the status is made of: facts that began, hold on, or ended around `as_of`, the topics with the
+    most recent (`hot`) or only earlier (`cold`) memories, and the shade events since `start`."""
+
+    as_of: str
+    start: str
+    began: tuple[Fact, ...]
+    ongoing: tuple[Fact, ...]
+    ended: tuple[Fact, ...]
+    hot: tuple[str, ...]
+    cold: tuple[str, ...]
+    events: tuple[ShadeEvent, ...]
+
+
+def status_parts(person: str, facts: Sequence[Fact], shades: Sequence[Shade], topics: Sequence[Topic],
+                 chunk_dates: dict[int, str], as_of: str | None) -> StatusParts | None:
+    """The parts of the status (the last RECENT_DAYS before `as_of` vs earlier); None without dated memories."""
     if as_of is None:
-        return Status(None, f"No dated memories yet, so nothing can be said about {person}'s recent life.", "")
+        return None
     start = (date.fromisoformat(as_of) - timedelta(days=RECENT_DAYS)).isoformat()
     mine = [f for f in facts if f.subject.casefold() == person.casefold() and f.predicate in PREDICATES]
     began = sorted((f for f in mine if f.valid_from and f.valid_from >= start and _is_current(f, as_of)), key=_key)
@@ -291,16 +299,64 @@ def status(person: str, facts: Sequence[Fact], shades: Sequence[Shade], topics: 
     hot = [t.name for t in sorted(topics, key=lambda t: -activity(t, True)) if activity(t, True) >= 2][:4]
     cold = [t.name for t in sorted(topics, key=lambda t: -activity(t, False))
             if activity(t, False) >= 2 and activity(t, True) == 0][:4]
-    recent = [f"Since {f.valid_from}, {person} {verb_phrase(f, 0)}." for f in began]
-    if ongoing:
-        recent.append(f"{person} still {and_list([verb_phrase(f, 0) for f in sorted(ongoing, key=_key)])}.")
-    if hot:
-        recent.append(f"Most of the recent memories (since {start}) are about {'; '.join(hot)}.")
-    events = sorted((e for s in shades for e in s.timeline if e.date >= start), key=lambda e: e.date)[-2:]
-    recent += [f"On {e.date}: {e.text}" for e in events]
+    events = sorted((e for s in shades for e in s.timeline if e.date >= start), key=lambda e: e.date)
+    return StatusParts(as_of, start, tuple(began), tuple(sorted(ongoing, key=_key)), tuple(ended), tuple(hot),
+                       tuple(cold), tuple(events))
+
+
+def status(person: str, facts: Sequence[Fact], shades: Sequence[Shade], topics: Sequence[Topic],
+           chunk_dates: dict[int, str], as_of: str | None) -> Status:
+    """What is going on recently (the last RECENT_DAYS before `as_of`) vs earlier, from dated memories."""
+    parts = status_parts(person, facts, shades, topics, chunk_dates, as_of)
+    if parts is None:
+        return Status(None, f"No dated memories yet, so nothing can be said about {person}'s recent life.", "")
+    recent = [f"Since {f.valid_from}, {person} {verb_phrase(f, 0)}." for f in parts.began]
+    if parts.ongoing:
+        recent.append(f"{person} still {and_list([verb_phrase(f, 0) for f in parts.ongoing])}.")
+    if parts.hot:
+        recent.append(f"Most of the recent memories (since {parts.start}) are about {'; '.join(parts.hot)}.")
+    recent += [f"On {e.date}: {e.text}" for e in parts.events[-2:]]
     earlier = [f"{person} {verb_phrase(f, 2)}" + (f" from {f.valid_from}" if f.valid_from else "")
-               + f" until {f.valid_to}." for f in ended]
-    if cold:
-        earlier.append(f"Earlier memories are about {'; '.join(cold)}.")
+               + f" until {f.valid_to}." for f in parts.ended]
+    if parts.cold:
+        earlier.append(f"Earlier memories are about {'; '.join(parts.cold)}.")
     return Status(as_of, " ".join(recent) or f"Nothing dated in the last {RECENT_DAYS} days.",
                   " ".join(earlier) or "Nothing earlier stands out.")
+
+
+def narrate_status(model: ChatModel | None, person: str, parts: StatusParts | None, template: Status,
+                   slots: Slots, *, prose: bool = False) -> Status:
+    """The status told by the teacher (with `prose`) from its `parts`, in words rather than the `template`'s
+    list; each of recent and earlier is kept only if every name and number in it occurs in the parts, and it
+    is more than the template's sentences copied, else the template's text stays."""
+    if not (prose and model is not None and parts is not None):
+        slots.take(False, "status recent")
+        slots.take(False, "status earlier")
+        return template
+
+    def since(f: Fact) -> str:
+        return f" (since {human_date(f.valid_from)})" if f.valid_from else ""
+
+    recent = [f"- started: {person} {verb_phrase(f, 0)}{since(f)}" for f in parts.began]
+    recent += [f"- still: {person} {verb_phrase(f, 0)}{since(f)}" for f in parts.ongoing]
+    recent += [f"- many notes about: {name}" for name in parts.hot]
+    recent += [f"- {human_date(e.date)}: {e.text}" for e in parts.events[-6:]]
+    earlier = [f"- ended: {person} {verb_phrase(f, 2)}" + (f" from {human_date(f.valid_from)}" if f.valid_from else "")
+               + f" until {human_date(f.valid_to or '')}" for f in parts.ended]
+    earlier += [f"- many notes about: {name}" for name in parts.cold]
+    listed = {"recent": "\n".join(recent) or "- (nothing)", "earlier": "\n".join(earlier) or "- (nothing)"}
+    got = ask(model, render("layer1_system", name=person),
+              render("status", name=person, as_of=human_date(parts.as_of), start=human_date(parts.start),
+                     **listed), [Field("recent", "Recently:", max_words=70), Field("earlier", "Earlier:", max_words=50)],
+              as_json=True)
+    boiler = _boiler("layer1_system", "status")
+    evidence = f"{person}\n{parts.as_of}\n{parts.start}\n{listed['recent']}\n{listed['earlier']}"
+    out = {"recent": template.recent, "earlier": template.earlier}
+    for name, kind in (("recent", "status recent"), ("earlier", "status earlier")):
+        value = got.get(name, "")
+        problem = text_problem(value, evidence, min_overlap=0.7, boiler=boiler, min_words=6, max_words=100)
+        if not problem and copied_share(value, listed[name], 8) > 0.8:
+            problem = "copies its list"
+        if _checked(slots, kind, model, value, problem):
+            out[name] = value
+    return Status(template.as_of, out["recent"], out["earlier"])
