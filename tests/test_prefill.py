@@ -311,6 +311,7 @@ def test_a_model_reads_a_value_written_in_prose_and_it_is_traced_to_its_memory(t
 @pytest.mark.parametrize("reply, why", [
     ('{"note": 1, "value": "sourdough"}', "not written in any memory"),          # invented
     ('{"note": 1, "value": "shed lock"}', "only repeats the field's label"),
+    ('{"note": 1, "value": "pumpernickel"}', "no number"),          # for "Secret code": a code has digits
     ('{"note": 0, "value": null}', "found no value"),
     ("I think it is pumpernickel.", "not valid JSON"),
 ])
@@ -318,7 +319,8 @@ def test_a_models_value_that_is_not_in_the_memory_is_rejected(tmp_path, reply, w
     from secondself.backends.chat import FakeChatModel
 
     rt = _shed(tmp_path)
-    got = prefill(rt, "Secret word for the shed lock", model=FakeChatModel([reply] * 2)).fields[0]
+    label = "Secret code for the shed lock" if why == "no number" else "Secret word for the shed lock"
+    got = prefill(rt, label, model=FakeChatModel([reply] * 2)).fields[0]
     assert got.value is None and why in got.reason
     rt.close()
 

@@ -47,6 +47,9 @@ _GENERIC = frozenset("name names number no nr num date time size code details de
                      "to from by as if than with without".split())
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
 _SAMPLING = Sampling(temperature=0.0, max_tokens=80)
+# a label that asks for one of these asks for digits ("Shoe size" is not "socks WITHOUT holes"), or a size letter
+_SHAPES = frozenset("size number no nr num code time height weight amount count".split())
+_SIZE_LETTERS = frozenset("XXS XS S M L XL XXL XXXL".split())
 # people a value may belong to instead of the person: "Landlord registration number", "my sister's phone"
 _THEIRS = frozenset("""landlord landlady manager supervisor boss partner spouse wife husband mother father mum dad
 parent sister brother daughter son child guardian referee colleague friend neighbour neighbor tenant emergency
@@ -212,6 +215,9 @@ def _read_once(model: ChatModel, person: str, f: FormField, shown: list[Window],
         return None, f"the model's value {str(value)[:40]!r} is not written in any memory it was shown", None
     if not {stem(w) for w in tokens(text)} - field_terms(f) - FILLER:
         return None, f"the model's value {text!r} only repeats the field's label", None
+    if (shape := _SHAPES & set(tokens(f.label or f.name))) and not re.search(r"\d", text) \
+            and text.upper() not in _SIZE_LETTERS:
+        return None, f"the model's value {text!r} has no number, so it is no {min(shape)}", None
     if len(text.split()) > MAX_VALUE_WORDS:
         return None, f"the model's value {text[:40]!r}… is a sentence, not a value", None
     words = field_terms(f).union(*_synonyms(key))
