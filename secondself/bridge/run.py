@@ -156,9 +156,12 @@ _LEAD = re.compile(r"^\s*(?:(?:here is|here's)\b[^\n:]*:|(?:rewritten request|re
 
 def _prose(text: str) -> str:
     """The model's text without what models wrap around it: a code fence, a "Here is the rewritten request:"
-    lead, surrounding quotes."""
+    lead, list markers ("1.", "-": small models list the points; the numbers are not theirs to add),
+    surrounding quotes."""
     text = re.sub(r"^\s*```\w*\s*|\s*```\s*$", "", text.strip())
     text = _LEAD.sub("", text).strip()
+    text = " ".join(re.sub(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+", "", line).strip() for line in text.splitlines()
+                    if line.strip())
     if len(text) > 1 and text[0] in "\"“" and text[-1] in "\"”" and text.count('"') <= 2:
         text = text[1:-1].strip()
     return text
