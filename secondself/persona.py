@@ -256,9 +256,16 @@ class Persona:
             while count(" ".join(words)) > self.config.passage_tokens and len(words) > 20:
                 words = words[: int(len(words) * 0.8)]
             kept.append(Passage(p.number, p.chunk, " ".join(words), p.cosine, p.coverage))
+        capable, all_kept, all_history = self.capable, list(kept), history
         while True:
-            msgs = self._render(question, kept, history, hints)
-            if sum(count(m.content) + 4 for m in msgs) <= budget or (not kept and not history):
+            msgs = self._render(question, kept, history, hints, capable=capable)
+            fits = sum(count(m.content) + 4 for m in msgs) <= budget
+            if not fits and capable and not kept and not history:
+                # a small context (a tiny or personal model outside the catalog) cannot hold the system
+                # prompt even without memories: the compact layout, with everything offered again
+                capable, kept, history = False, list(all_kept), all_history
+                continue
+            if fits or (not kept and not history):
                 return msgs, kept
             if history:
                 history = history[2:]
@@ -266,7 +273,7 @@ class Persona:
                 kept = kept[:-1]
 
     def _render(self, question: str, passages: list[Passage], history: list[Message],
-                hints: Sequence[str] = ()) -> list[Message]:
+                hints: Sequence[str] = (), *, capable: bool | None = None) -> list[Message]:
         """A system prompt, then the memories and the question, for a capable model. For one that is not, one
         compact user message: SmolLM2-135M looped on a long system prompt, and on an 8-question probe of the
         example person scored token F1 0.20 this way vs 0.16 with a short system prompt."""
@@ -275,7 +282,7 @@ class Persona:
         about = self.profile(question) if callable(self.profile) else self.profile
         role = render("persona_role", instructions=self.instructions) if self.instructions else ""
         question = question + "".join(f"\n({h})" for h in hints)
-        if self.capable:
+        if self.capable if capable is None else capable:
             system = render("persona_system", name=self.name, instructions=f"{role}\n" if role else "",
                             profile=f"What you know about yourself:\n{about}\n" if about else "")
             return [Message("system", system), *history,

@@ -79,6 +79,18 @@ def test_context_budget_drops_weakest_passages(searcher):
     assert sum(model.count_tokens(m.content) + 4 for m in msgs) <= model.context_window - p.config.max_tokens - 64
 
 
+def test_a_context_too_small_for_the_system_prompt_gets_the_compact_layout(searcher):
+    # a model outside the catalog counts as capable; a tiny (or personal) one with a 512-token window could
+    # not even hold the system prompt, and every ask was a context overflow
+    model, p = persona(searcher, ["I moved to Lisbon [1]."])
+    assert p.capable
+    passages = p.retrieve("When did I move to Lisbon?")
+    [system, *_] = p._render("When did I move to Lisbon?", [], [])
+    model.context_window = model.count_tokens(system.content) + p.config.max_tokens + 64  # no room left
+    msgs, kept = p.build_messages("When did I move to Lisbon?", passages)
+    assert [m.role for m in msgs] == ["user"] and "Notes from Maya's memories" in msgs[0].content
+
+
 def test_history_is_included(searcher):
     history = [Message("user", "Where did I move?"), Message("assistant", "To Lisbon [1].")]
     for name, roles in (("fake", ["system", "user", "assistant", "user"]), (SMALL, ["user", "assistant", "user"])):
