@@ -179,3 +179,11 @@ def test_facts_from_layer_one_count_as_support(searcher):
     bare = Persona(FakeChatModel(["I live in Lisbon, since 2025-07-01, and work at Tidewater Labs [1]."]), searcher,
                    name="Maya", config=PersonaConfig(min_cosine=0.2, min_coverage=0.5))
     assert bare.ask("Where do I live, Lisbon or Porto?").answer().abstained      # without layer 1: unsupported
+
+
+def test_contraction_pieces_are_no_query_terms():
+    from secondself.memory.search import query_terms
+
+    # "s" is in nearly every memory: it made any note about Tomás cover two thirds of this question (retrieval gate)
+    assert query_terms("When is Tomás's birthday?") == ["tomás", "birthday"]
+    assert query_terms("What's my diet? I don't know.") == ["diet", "know"]

@@ -34,9 +34,14 @@ COMMON_SHARE = 0.10
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
+# what \w+ splits off a contraction or a possessive ("what's", "Tomás's", "don't"): no term, and "s" is found in
+# nearly every memory (it made "When is Tomás's birthday?" look two-thirds covered by any note about Tomás)
+_FRAGMENTS = frozenset("s t d m ll re ve don didn doesn isn wasn aren weren haven hasn hadn wouldn couldn".split())
+
+
 def query_terms(query: str) -> list[str]:
     words = [w.lower() for w in _TOKEN.findall(query)]
-    content = [w for w in words if w not in QUERY_STOPWORDS]
+    content = [w for w in words if w not in QUERY_STOPWORDS and w not in _FRAGMENTS]
     return list(dict.fromkeys(content or words))
 
 
