@@ -159,8 +159,10 @@ def test_prose_biography_and_status_are_kept_only_when_grounded(maya):
             return json.dumps({"to_you": rewritten})
         if "Write Maya's biography" in asked:
             return json.dumps({"biography": bio})
-        if "Say what is going on in Maya's life" in asked:
-            return json.dumps(told)
+        if "what is going on in Maya's life now" in asked:
+            return json.dumps({"recent": told["recent"]})
+        if "what came before in Maya's life" in asked:
+            return json.dumps({"earlier": told["earlier"]})
         return answer_slot(messages)
 
     report = _build(maya, FakeChatModel(respond=writer), prose=True)

@@ -174,21 +174,24 @@ def test_the_status_is_told_from_its_parts_and_a_copied_list_is_no_telling():
     template = status("Maya", FACTS, SHADES, topics, dates, "2025-11-30")
     told = {"recent": "Maya has worked at Tidewater Labs since September 2025 and had her first rehearsal with "
                       "the new orchestra on 4 October 2025.",
-            "earlier": "Before July 2025 Maya lived in Porto."}
-    teacher = ConstrainedFake([json.dumps(told)])
+            "earlier": "Until June 2025 Maya lived in Porto."}
+    teacher = ConstrainedFake([json.dumps({"recent": told["recent"]}), json.dumps({"earlier": told["earlier"]})])
     slots = Slots()
     st = narrate_status(teacher, "Maya", parts, template, slots, prose=True)
     assert (st.as_of, st.recent, st.earlier) == ("2025-11-30", told["recent"], told["earlier"])
-    listed = teacher.calls[0][0][-1].content
-    assert "- started: Maya works at Tidewater Labs (since 8 September 2025)" in listed
-    assert "- ended: Maya lived in Porto until 30 June 2025" in listed
-    bad = {"recent": "Maya moved to Berlin in 2024 and works at Tidewater Labs now.",
-           "earlier": "- ended: Maya lived in Porto until 30 June 2025"}
-    st = narrate_status(ConstrainedFake([json.dumps(bad)]), "Maya", parts, template, slots, prose=True)
+    recent, earlier = (call[0][-1].content for call in teacher.calls)
+    assert "- started: Maya works at Tidewater Labs (since 8 September 2025)" in recent and "Porto" not in recent
+    assert "- ended: Maya lived in Porto until 30 June 2025" in earlier and "Tidewater" not in earlier
+    bad = [{"recent": "Maya moved to Berlin in 2024 and works at Tidewater Labs now."},
+           {"earlier": "- ended: Maya lived in Porto until 30 June 2025"}]
+    st = narrate_status(ConstrainedFake([json.dumps(b) for b in bad]), "Maya", parts, template, slots, prose=True)
     assert st == template
+    moved = [{"recent": "Maya lives in Porto and works at Tidewater Labs."}, {"earlier": told["earlier"]}]
+    st = narrate_status(ConstrainedFake([json.dumps(b) for b in moved]), "Maya", parts, template, slots, prose=True)
+    assert st.recent == template.recent                                  # an ended fact told as the present
     assert narrate_status(teacher, "Maya", parts, template, slots) == template      # no prose: no request
-    assert slots.report()["by_kind"] == {"status recent": {"teacher": 1, "fallback": 2},
-                                         "status earlier": {"teacher": 1, "fallback": 2}}
+    assert slots.report()["by_kind"] == {"status recent": {"teacher": 1, "fallback": 3},
+                                         "status earlier": {"teacher": 2, "fallback": 2}}
 
 
 # -- a real ladder model (slow) -------------------------------------------------------------------------------

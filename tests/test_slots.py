@@ -9,7 +9,7 @@ from secondself.memory import slots as slotlib
 from secondself.memory.slots import Slots, ask, label_problem, names_not_in, sentence_case, text_problem
 from secondself.structured import Field
 
-EVIDENCE = ("- (2025-08-03) Sprained my left wrist bouldering at Calhau Bloc. Sara Matos, the physio, says three "
+EVIDENCE = ("I'm 32, a cellist.\n- (2025-08-03) Sprained my left wrist bouldering at Calhau Bloc. Sara Matos, the physio, says three "
             "weeks in a splint.\n- (2025-09-20) Wrist rehab again: 15 minutes a day, no vibrato yet. Henrique "
             "is patient. Cello lessons start in October.")
 
@@ -62,6 +62,8 @@ def test_malformed_output_is_no_answer_and_an_unconstrained_model_gets_fields_ne
     ("Wrist Rehabilitation", ""),             # Title Case: "rehab" is written in the notes
     ("Wrist Renovation", "names or numbers not in its evidence: Renovation"),
     ("Wrist rehab in Quantumville", "names or numbers not in its evidence: Quantumville"),
+    ("splint in london", "only 1 of its 2 words"),            # a name in lower case is still no word of the notes
+    ("Wrist rehab with matos", "names written in lower case: matos"),
     ("Physio: wrist", "not a label"),
     ("Wrist rehab and the", "not a label (ends mid-phrase)"),
 ])
@@ -81,15 +83,28 @@ def test_an_invented_name_at_the_start_of_a_sentence_is_caught():
     ("Maya sprained her wrist in August 2025 and rests it.", ""),           # a date written out in words
     ("Maya sprained her wrist in Berlin and rests it now.", "names or numbers not in its evidence: Berlin"),
     ("Maya sprained her wrist 4 times and rests it now.", "names or numbers not in its evidence: 4"),
+    ("Maya, a 20-year-old cellist, spends 15 minutes a day on wrist rehab.", "names or numbers not in its evidence: 20-year-old"),
+    ("Maya wears a 3-week splint and does 15-minute wrist rehab.", ""),     # "three weeks", "15 minutes"
+    ("Maya is a 32-year-old cellist with a sprained wrist.", ""),           # "I'm 32," in her own words
     ("I sprained my left wrist bouldering at Calhau Bloc.", "in the first person"),
+    ("Maya sprained her wrist bouldering at calhau bloc.", "names written in lower case: bloc, calhau"),
     ("Sara Matos says the wrist needs the splint, the wrist needs the splint.", "repeats itself"),
     ("Maya sprained her wrist and spent three weeks in the", "cut off"),
     ("Maya enjoys quantum physics lectures about theoretical mathematics.", "only"),
     ("Wrist 腕 rehab for Maya is slow.", "a script its evidence is not written in"),
+    ('{"summary": "Maya sprained her wrist"}', "not prose"),
 ])
 def test_prose_is_grounded(text, problem):
     got = text_problem(text, EVIDENCE + "\nMaya\n2025-08-03", min_overlap=0.6, max_words=40)
     assert got.startswith(problem) if problem else got == ""
+
+
+def test_a_loop_is_cut_at_its_first_repeat():
+    looped = ("Maya plays the cello in an orchestra. She bakes bread. Maya plays the cello in an orchestra. "
+              "She bakes bread.")
+    assert slotlib.until_loop(looped) == "Maya plays the cello in an orchestra. She bakes bread."
+    model = ConstrainedFake([json.dumps({"name": "Cello", "summary": looped})])
+    assert ask(model, "", "u", FIELDS, as_json=True)["summary"] == "Maya plays the cello in an orchestra. She bakes bread."
 
 
 def test_helpers():

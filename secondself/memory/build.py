@@ -109,7 +109,8 @@ def _prompts_version() -> str:
     """Changes when the layer-1 prompts change, so text written from older prompts is written again."""
     from ..prompts import literal
 
-    return _hash([literal(p) for p in ("layer1_system", "topic", "shade", "biography", "status")])
+    return _hash([literal(p) for p in ("layer1_system", "topic", "shade", "biography", "biography_second",
+                                       "status_recent", "status_earlier")])
 
 
 class _Cache:

@@ -84,20 +84,20 @@ def name_topic(model: ChatModel | None, person: str, keywords: Sequence[str], ce
     The teacher is shown the `central` chunks; what it writes is checked against all the topic's `members`."""
     samples = _samples(central)
     evidence = _evidence(person, samples, keywords, members or central)
-    fields = [Field("name", "Topic, in two to four words:", max_words=5),
+    fields = [Field("name", "Topic, in two to four words:", max_words=6),
               Field("summary", "What the notes are about, in one sentence:", max_words=30, required=False)]
     got = ask(model, render("layer1_system", name=person),
               render("topic", name=person, keywords=", ".join(keywords), samples=samples), fields, as_json=prose)
     boiler = _boiler("layer1_system", "topic", fields=fields)
     name = got.get("name", "").strip().rstrip(".")
     if not _checked(slots, "topic name", model, name,
-                    label_problem(name, evidence, person=person, max_words=5, boiler=boiler)):
+                    label_problem(name, evidence, person=person, max_words=6, boiler=boiler)):
         name = _upper_first(" & ".join(keywords[:2])) if keywords else "Miscellaneous"
     else:
-        name = sentence_case(name, evidence)
+        name = _upper_first(sentence_case(name, evidence))
     summary = got.get("summary", "").strip()
     if not _checked(slots, "topic summary", model, summary,
-                    text_problem(summary, evidence, min_overlap=0.6, boiler=boiler, max_words=40)):
+                    text_problem(summary, evidence, min_overlap=0.5, boiler=boiler, max_words=40)):
         summary = best_sentence(central[0].text, keywords) if central else ""
     return name, summary
 
@@ -119,12 +119,14 @@ def describe_shade(model: ChatModel | None, person: str, topic: Topic, central: 
     problem = label_problem(role, evidence, person=person, max_words=3, boiler=boiler)
     if not problem and person.casefold() in role.casefold():
         problem = "names the person"
+    if not problem and set(role.casefold().split()) & set(topic.name.casefold().split()):
+        problem = "a word of the shade's name, not a role"     # 'Japan trip' -> 'trip'
     if not _checked(slots, "shade role", model, role, problem):
         role = ""
     else:
         role = sentence_case(role, evidence, first=False)
     desc = got.get("description", "").strip()
-    problem = text_problem(desc, evidence, min_overlap=0.6, boiler=boiler, max_words=60)
+    problem = text_problem(desc, evidence, min_overlap=0.5, boiler=boiler, max_words=60)
     if not problem and topic.summary and copied_share(desc, topic.summary, 6) > 0.8:
         problem = "repeats the topic's summary"
     if not _checked(slots, "shade description", model, desc, problem):
@@ -244,7 +246,7 @@ def biography(model: ChatModel | None, person: str, facts: Sequence[Fact], shade
     evidence = f"{person}\n{current}\n{earlier}\n{lines}\n{about_block}"
     system = render("layer1_system", name=person)
     got = ask(model, system, render("biography", name=person, current=current, earlier=earlier, shades=lines,
-                                    about=about_block), [Field("biography", "Biography:", max_words=160)], as_json=True)
+                                    about=about_block), [Field("biography", "Biography:", max_words=120)], as_json=True)
     boiler = _boiler("layer1_system", "biography", "biography_second")
     text = got.get("biography", "")
     problem = text_problem(text, evidence, min_overlap=0.7, boiler=boiler, min_words=15, max_words=220)
@@ -256,7 +258,7 @@ def biography(model: ChatModel | None, person: str, facts: Sequence[Fact], shade
         return third, second
     third = text
     rewrite = ask(model, system, render("biography_second", name=person, text=text),
-                  [Field("to_you", "Rewritten:", max_words=170)], as_json=True).get("to_you", "")
+                  [Field("to_you", "Rewritten:", max_words=130)], as_json=True).get("to_you", "")
     problem = text_problem(rewrite, evidence + "\n" + text, min_overlap=0.7, boiler=boiler, min_words=15,
                            max_words=220)
     problem = problem or _voice(rewrite, about, "second")
@@ -327,8 +329,9 @@ def status(person: str, facts: Sequence[Fact], shades: Sequence[Shade], topics: 
 def narrate_status(model: ChatModel | None, person: str, parts: StatusParts | None, template: Status,
                    slots: Slots, *, prose: bool = False) -> Status:
     """The status told by the teacher (with `prose`) from its `parts`, in words rather than the `template`'s
-    list; each of recent and earlier is kept only if every name and number in it occurs in the parts, and it
-    is more than the template's sentences copied, else the template's text stays."""
+    sentences: recent and earlier in one request each, from their own list only (shown both, a small model
+    moved ended facts into the present), and each kept only if every name and number in it occurs in its
+    list and it is more than the list copied, else the template's text stays."""
     if not (prose and model is not None and parts is not None):
         slots.take(False, "status recent")
         slots.take(False, "status earlier")
@@ -344,19 +347,19 @@ def narrate_status(model: ChatModel | None, person: str, parts: StatusParts | No
     earlier = [f"- ended: {person} {verb_phrase(f, 2)}" + (f" from {human_date(f.valid_from)}" if f.valid_from else "")
                + f" until {human_date(f.valid_to or '')}" for f in parts.ended]
     earlier += [f"- many notes about: {name}" for name in parts.cold]
-    listed = {"recent": "\n".join(recent) or "- (nothing)", "earlier": "\n".join(earlier) or "- (nothing)"}
-    got = ask(model, render("layer1_system", name=person),
-              render("status", name=person, as_of=human_date(parts.as_of), start=human_date(parts.start),
-                     **listed), [Field("recent", "Recently:", max_words=70), Field("earlier", "Earlier:", max_words=50)],
-              as_json=True)
-    boiler = _boiler("layer1_system", "status")
-    evidence = f"{person}\n{parts.as_of}\n{parts.start}\n{listed['recent']}\n{listed['earlier']}"
     out = {"recent": template.recent, "earlier": template.earlier}
-    for name, kind in (("recent", "status recent"), ("earlier", "status earlier")):
-        value = got.get(name, "")
-        problem = text_problem(value, evidence, min_overlap=0.7, boiler=boiler, min_words=6, max_words=100)
-        if not problem and copied_share(value, listed[name], 8) > 0.8:
+    system = render("layer1_system", name=person)
+    for name, listed, words in (("recent", recent, 70), ("earlier", earlier, 50)):
+        listing = "\n".join(listed)
+        prompt = f"status_{name}"
+        dates = {"as_of": human_date(parts.as_of)} if name == "recent" else {}
+        value = ask(model, system, render(prompt, name=person, start=human_date(parts.start), listed=listing, **dates),
+                    [Field(name, f"{name.capitalize()}:", max_words=words)], as_json=True).get(name, "") if listed else ""
+        evidence = f"{person}\n{parts.as_of}\n{parts.start}\n{listing}"
+        problem = text_problem(value, evidence, min_overlap=0.7, boiler=_boiler("layer1_system", prompt), min_words=6,
+                               max_words=100)
+        if not problem and copied_share(value, listing, 8) > 0.8:
             problem = "copies its list"
-        if _checked(slots, kind, model, value, problem):
+        if _checked(slots, f"status {name}", model, value, problem):
             out[name] = value
     return Status(template.as_of, out["recent"], out["earlier"])

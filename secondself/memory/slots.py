@@ -27,7 +27,7 @@ from ..text.phrasing import human_date
 from ..text.words import STOPWORDS
 
 __all__ = ["Slots", "ask", "label_problem", "text_problem", "names_not_in", "with_date_words", "sentence_case",
-           "copied", "copied_share", "repetitive", "first_person", "SLOT_KINDS"]
+           "copied", "copied_share", "repetitive", "until_loop", "first_person", "SLOT_KINDS"]
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,9 @@ def ask(model: ChatModel | None, system: str, user: str, fields: Sequence[Field]
                 if len(v) >= schema["properties"][k]["maxLength"]:   # the limit cut it off: whole sentences only
                     log.debug("slot %r from %s was cut off at its length limit: %r", k, model.name, v)
                     v = v[:max((v.rfind(p) for p in (". ", "! ", "? ")), default=-1) + 1]
-                if v.strip():
-                    out[k] = " ".join(v.split())
+                v = until_loop(" ".join(v.split()))
+                if v:
+                    out[k] = v
             return out
         except StructuredOutputError as e:
             log.debug("malformed slots from %s: %s", getattr(model, "name", "?"), e)
@@ -130,11 +131,25 @@ currently earlier later meanwhile besides outside finally first next last often 
 just even only apart beyond along alongside despite like unlike instead overall together""".split())
 
 
+_NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+                 "sixteen seventeen eighteen nineteen twenty").split()
+_MEASURE = re.compile(r"\b(\d+)-([a-z]+)(?:-[a-z]+)*\b", re.I)    # "20-year-old", "3-week", "60-day"
+
+
 def names_not_in(text: str, evidence: str) -> list[str]:
     """Names and numbers of `text` that `evidence` lacks: `grounding.unsupported_specifics`, plus capitalized
-    words at the start of a sentence (which it skips) unless they are ordinary sentence starters."""
+    words at the start of a sentence (which it skips) unless they are ordinary sentence starters, plus a
+    measure ("20-year-old") whose number and unit the evidence never writes together ("3 weeks" and "three
+    weeks" back "3-week", and so does the number on its own, "I'm 32,"): a number that the notes write only in
+    a date or with another unit ("20 minutes") is no support for an age."""
     missing = unsupported_specifics(text, evidence)
     ev = evidence.casefold()
+    for m in _MEASURE.finditer(text):
+        n, unit = int(m.group(1)), m.group(2).casefold()
+        number = f"(?:{n}|{_NUMBER_WORDS[n]})" if n < len(_NUMBER_WORDS) else str(n)
+        alone = rf"(?<![\w./:-]){n}(?![\w./:-])(?!\s*[\w%€$£])"     # "I'm 32," backs "32-year-old"
+        if not re.search(rf"\b{number}[\s-]+{re.escape(unit)}", ev) and not re.search(alone, ev):
+            missing.append(m.group(0))
     for m in re.finditer(r"(?:^|[.!?:;]\s+|\n\s*)[\"“(]?([A-ZÀ-Ý][\w'’-]*)", text):
         word = m.group(1)
         low = word.casefold()
@@ -142,6 +157,21 @@ def names_not_in(text: str, evidence: str) -> list[str]:
             continue
         missing.append(word)
     return list(dict.fromkeys(missing))
+
+
+def names_in_lower_case(text: str, evidence: str) -> list[str]:
+    """Words of `text` in lower case that the evidence writes only capitalized, and capitalized in mid-sentence
+    ("lisbon" for "in Lisbon"): text that lower-cases names hides them from the names check."""
+    low = {w for w in re.findall(r"\b[a-zà-ÿ][\w'’-]{2,}", text)}
+    if not low:
+        return []
+    written = set(re.findall(r"\b[\w'’-]{3,}", evidence))
+    named = set(re.findall(r"(?<=[\w,] )[A-ZÀ-Ý][\w'’-]{2,}", evidence))   # after a word or a comma: a name
+    return sorted(w for w in low if w not in written and _upper(w) in named)
+
+
+def _upper(word: str) -> str:
+    return word[:1].upper() + word[1:]
 
 
 def _words(text: str) -> list[str]:
@@ -168,6 +198,25 @@ def copied_share(value: str, source: str, n: int) -> float:
     return sum(covered) / len(v) if v else 0.0
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý\"“])")
+
+
+def until_loop(text: str) -> str:
+    """`text` up to the first sentence that repeats five words of an earlier one: greedy decoding that loops
+    says its piece first, then starts over ("Maya plays the cello … Maya plays the cello …")."""
+    kept: list[str] = []
+    seen: set[tuple[str, ...]] = set()
+    for sentence in _SENTENCE_END.split(text):
+        words = [w for w in _words(sentence) if not w.isdigit()]
+        grams = {tuple(words[i:i + 5]) for i in range(len(words) - 4)}
+        if kept and grams & seen:
+            log.debug("cut a loop from: %r", text)
+            break
+        kept.append(sentence)
+        seen |= grams
+    return " ".join(kept)
+
+
 def repetitive(value: str) -> bool:
     """A loop: the same three words twice in a short text, the same five twice in a long one (numbers left
     out: "until 31 August 2025" may rightly come twice)."""
@@ -189,11 +238,15 @@ def text_problem(value: object, evidence: str, *, min_overlap: float, boiler: st
         return f"{n} words (want {min_words}-{max_words})"
     if value.lower().startswith("fake"):
         return "a fake echo"
+    if re.search(r"[{}<>\[\]|\\]", value) or not re.match(r"[\"“'(]?\w", value):
+        return "not prose (markup or code)"
     if foreign := {ch for ch in value if ord(ch) >= 0x2E80 and ch not in evidence}:
         return f"a script its evidence is not written in ({''.join(sorted(foreign))[:5]})"
     evidence = with_date_words(evidence)
     if missing := names_not_in(value, evidence):
         return f"names or numbers not in its evidence: {', '.join(missing[:5])}"
+    if lowered := names_in_lower_case(value, evidence):
+        return f"names written in lower case: {', '.join(lowered[:5])}"
     if (overlap := content_overlap(value, evidence)) < min_overlap:
         return f"only {overlap:.0%} of its words are in its evidence"
     if copied(value, boiler, 4):
@@ -230,8 +283,8 @@ message messages text texts document documents information info details detail g
 def label_problem(value: object, evidence: str, *, person: str, max_words: int, boiler: str = "") -> str:
     """Why `value` is not an acceptable short label (topic name, role) — "" when it is: a few words, no
     sentence punctuation, not ending mid-phrase, every capitalized word (after the first) and number in the
-    evidence, at least half of its longer words in it (or a word of the same four-letter stem: "cellist" for
-    "cello"), something besides generic words and the person's name, and not copied from the instructions
+    evidence, its longer words in it too (or a word of the same four-letter stem: "cellist" for "cello"; one
+    may be missing from a label of three or more) and names in their case, something besides generic words and the person's name, and not copied from the instructions
     (two words in a row, as in an example there) unless the evidence backs every word."""
     if not isinstance(value, str) or not value.strip():
         return "empty"
@@ -265,8 +318,12 @@ def label_problem(value: object, evidence: str, *, person: str, max_words: int, 
     grounded = [w for w in longer if w in ev or stem(w) in ev or w[:4] in stems]   # "cellist" from "cello"
     if value[:1].isupper() and len(words[0]) >= 4 and words[0] not in grounded:    # a name, or nothing from here
         return f"names or numbers not in its evidence: {value.split()[0]}"
-    if longer and len(grounded) < len(longer) / 2:
+    # every longer word from the notes (one may be the label's own in three or more): a name written in lower
+    # case ("london flat") escapes the names check above, not this one
+    if len(grounded) < len(longer) - (len(longer) >= 3):
         return f"only {len(grounded)} of its {len(longer)} words are in its evidence"
+    if lowered := names_in_lower_case(value, evidence):
+        return f"names written in lower case: {', '.join(lowered)}"
     if len(grounded) < len(longer) and copied(value, boiler, 2):
         return "copied from the instructions"
     return ""
