@@ -272,6 +272,10 @@ def _plain(text: str, known: str) -> bool:
     return all(n in ("I", "I'm", "I’m", "I've", "I’ve", "I'd") or mentions(known, n) for n in names)
 
 
+# a sentence that hedges is a thought, not a detail about me: "I could live here, I think."
+_HEDGED = re.compile(r"\b(?:I think|I guess|I wonder|maybe|perhaps|probably|might|could|would|not sure)\b", re.I)
+
+
 def _specific(text: str, request: str) -> str:
     """The longest word of `text` that the request does not contain: what a reply would have to mention to
     reflect it ("" when the request already says everything the text says)."""
@@ -388,7 +392,7 @@ def select(store: Store, searcher: Any, embedder: Any, profile: Profile | None, 
                                     provenance(store, f.sources), f.id)])
     searched = [(c, clause(s, 0, len(s))) for c, s in mem.sentences(request, 30, "hybrid")] if terms else []
     known = " ".join([request] + [f.object for f in now])
-    searched = [(c, s, t) for c, s in searched if mem.usable(s) and _plain(s, known)
+    searched = [(c, s, t) for c, s in searched if mem.usable(s) and _plain(s, known) and not _HEDGED.search(s)
                 and (t := _shares(terms, s)) is not None]
     if searched:
         vectors = embedder.embed([request] + [s for _, s, _ in searched])

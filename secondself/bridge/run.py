@@ -247,7 +247,7 @@ def enhance(services: BridgeServices, request: str, policy: Policy | None = None
         details = "\n".join(f"- {i.text}" for i in sel.disclosed)
         trained = [Message("system", render("enhance_system", person=services.person)), Message("user", request)]
         draft = _write(writer, turn, trained, render("bridge_enhance_system", person=services.person),
-                       render("bridge_enhance", request=request, details=details))
+                       render("bridge_enhance", person=services.person, request=request, details=details))
         problem = check_rewrite(draft, request, sel, policy)
         if problem is None:
             out.text, out.model = draft, writer[1]
