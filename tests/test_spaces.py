@@ -516,8 +516,14 @@ def test_a_model_that_repeats_its_instructions_speaks_no_turn_of_them(local):
     spoken = [t for t in get_space(local.store, space.id).turns if t.round >= 1]
     assert len(spoken) == 5 and all(t.status == "ok" for t in spoken)
     assert not [t.content for t in spoken if _repeats_instructions(t.content, runs)]
-    summary = spoken[-1]
-    assert "repeats the instructions" in summary.meta["note"] and summary.content.startswith("We talked about")
+    assert "nobody said anything" in spoken[-1].meta["note"]
+    # the turns say something; the host's summary repeats its instructions
+    hosting = lambda messages: "the host of a discussion" in messages[0].content  # noqa: E731
+    local.use_model("fake", FakeChatModel(respond=lambda m: _echo(m) if hosting(m) else local_reply(m)))
+    again = run_space(local, space.id, restart=True)
+    summary = again.turns[-1]
+    assert not _repeats_instructions(summary.content, runs) and summary.content.startswith("We talked about")
+    assert "repeats the instructions" in summary.meta["note"]
 
 
 def test_a_turn_that_repeats_the_instructions_falls_back_and_one_that_does_not_stands(local):
@@ -534,6 +540,20 @@ def test_a_turn_that_repeats_the_instructions_falls_back_and_one_that_does_not_s
     assert echoed("I don't know — my memories don't say.") == ""
     assert echoed(SELF_REPLY) == "" and echoed(SUMMARY) == ""
     assert echoed("I help plan trips with me", extra=BUDDY) == "" and echoed("You plan trips with me.", extra=BUDDY)
+
+
+def test_when_nobody_said_anything_the_host_lists_the_turns_without_asking_its_model(local):
+    from secondself.persona import IDK
+
+    local.use_model("fake", FakeChatModel(respond=lambda messages: "We all love Kyoto and the budget is 900."))
+    space = create_space(local.store, TOPIC, ["self"], rounds=1)
+    local.model.calls.clear()
+    model = local.chat_model("fake")
+    model.enqueue("I don't know.")                             # the only turn abstains
+    done = run_space(local, space.id)
+    summary = done.turns[-1]
+    assert done.turns[1].content == IDK and len(model.calls) == 1      # the turn asked; the summary did not
+    assert "nobody said anything" in summary.meta["note"] and "Kyoto" not in summary.content
 
 
 def test_a_remote_second_self_that_answers_with_the_instructions_is_not_heard(local, remote):

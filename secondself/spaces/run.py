@@ -299,9 +299,24 @@ def _summary(services: SpaceServices, space: Space) -> Turn:
     host = space.host
     meta: dict[str, Any] = {"label": host.label(services.person) + " (host)"}
     lines, _ = _lines(space, None, None)
+    said = [t for t in space.turns if 0 < t.round <= space.rounds and t.status == "ok" and not t.meta.get("abstained")]
+    if said:
+        text = _model_summary(services, space, lines, meta)
+    else:              # a model asked to sum up nothing invents ("Maya and Inês are both musicians")
+        text, meta["note"] = "", "nobody said anything to sum up; this summary lists the turns"
+    if not text:
+        text = f"We talked about \"{space.topic}\". " + " ".join(_cut(line, 30) for line in lines[1:])
+    skipped = _not_heard(space)
+    if skipped:
+        text += "\n\nNot heard: " + "; ".join(skipped) + "."
+    return Turn(space.rounds + 1, host.name, text, "ok", None, meta)
+
+
+def _model_summary(services: SpaceServices, space: Space, lines: list[str], meta: dict[str, Any]) -> str:
+    """The host's model's summary of `lines`, or "" (and why in `meta["note"]`) when it cannot stand."""
+    host = space.host
     system = render("space_summary_system", topic=space.topic, speaker=host.label(services.person))
     prompt = render("space_summary", transcript=_fit(lines))
-    text = ""
     try:
         with services.lock:
             role = services.role(host.role) if host.kind == "role" else None
@@ -313,18 +328,14 @@ def _summary(services: SpaceServices, space: Space) -> Turn:
         messages = [Message("system", system), Message("user", prompt)] if follows_system_prompt(model.name) else \
             [Message("user", f"{system}\n\n{prompt}")]
         text = collapse_repeats(complete(model, messages, _SUMMARY).text().strip())
-        problem = summary_problem(text, " ".join([space.topic, services.person, *lines]))
-        if problem:
-            meta["note"] = f"the host's model wrote a summary that {problem}; this summary lists the turns instead"
-            text = ""
     except SecondSelfError as e:
         meta["note"] = f"the host's model failed ({e}); this summary lists the turns instead"
-    if not text:
-        text = f"We talked about \"{space.topic}\". " + " ".join(_cut(line, 30) for line in lines[1:])
-    skipped = _not_heard(space)
-    if skipped:
-        text += "\n\nNot heard: " + "; ".join(skipped) + "."
-    return Turn(space.rounds + 1, host.name, text, "ok", None, meta)
+        return ""
+    problem = summary_problem(text, " ".join([space.topic, services.person, *lines]))
+    if problem:
+        meta["note"] = f"the host's model wrote a summary that {problem}; this summary lists the turns instead"
+        return ""
+    return text
 
 
 def run_space(services: SpaceServices, space_id: int, *, restart: bool = False,
