@@ -15,7 +15,8 @@ prompt, for a model that follows one), and lists after it the participants who w
 What the models say is checked: a turn or a summary that repeats the instructions a space's models are given
 (five words in a row from the space's and the persona's prompts, or a role's own instructions) says nothing.
 Such a local turn is replaced by "I have nothing to add ..." (`meta.fallback`), a remote one is skipped with
-the reason, and such a summary (or one that loops or names what nobody said) becomes a list of the turns.
+the reason, and such a summary (or one that loops or names what nobody said) becomes a list of the turns;
+when no participant said anything, the host's model is not asked to sum it up.
 
 Disclosure. A local participant reads only what its scope allows (enforced in retrieval, roles.py) and sees the
 whole transcript: it stays on this machine (unless the role's own model is remote, which the runtime
