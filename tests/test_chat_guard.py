@@ -71,7 +71,8 @@ def test_an_answer_that_repeats_a_roles_instructions_is_withdrawn(searcher):
 def test_an_answer_that_repeats_a_spaces_instructions_is_withdrawn(searcher):
     context = render("space_context", topic="moving", transcript="Host: Welcome.", speaker="Maya")
     question = f"{context}\n\n{render('space_ask', topic='moving')}"
-    _, p = persona(searcher, ["I add one short contribution that moves it on: I moved to Rua dos Anjos [1]."])
+    instruction = context.split(". ")[1]  # a sentence of the prompt as it is now, not a copy that can drift
+    _, p = persona(searcher, [f"{instruction}: I moved to Rua dos Anjos [1]."])
     ans = p.ask(question, query="moving to Lisbon").answer()
     assert ans.abstained and "instructions" in ans.reason
 
