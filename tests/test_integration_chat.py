@@ -39,9 +39,9 @@ def test_answers_are_grounded_and_it_does_not_over_abstain(persona):
     print([(q.question, a.text[:80], [c["path"] for c in a.citations]) for q, a in answered])
     # The guard must not silence the model. Measured: 5/10 answered before layer 1 changed the date labels
     # of dated-by-file-name notes, 4/10 after — the flip was an answer inventing a manager "Liam", which the
-    # guard rightly withdrew. 3/10 since the prompt-echo and token-loop guards of issue 14 (findings 14-15)
-    # withdraw the 135M's echoed instructions and loops; fewer than 3 means over-abstaining. (The demo answers
-    # with the 1.5B; the 135M stays for fast tests.)
+    # guard rightly withdrew. 3/10 measured after the prompt-echo and token-loop guards of issue 14 and the
+    # search and persona changes of issue 12 (which of them costs the fourth is not isolated yet); fewer than 3
+    # means over-abstaining. (The demo answers with the 1.5B; the 135M stays for fast tests.)
     assert len(answered) >= 3
     for q, a in answered:
         shown = {p.chunk.id: p for p in a.passages}
