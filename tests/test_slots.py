@@ -63,7 +63,7 @@ def test_malformed_output_is_no_answer_and_an_unconstrained_model_gets_fields_ne
     ("Wrist Renovation", "names or numbers not in its evidence: Renovation"),
     ("Wrist rehab in Quantumville", "names or numbers not in its evidence: Quantumville"),
     ("splint in london", "only 1 of its 2 words"),            # a name in lower case is still no word of the notes
-    ("Wrist rehab with matos", "names written in lower case: matos"),
+    ("Wrist rehab at calhau bloc", "names written in lower case: bloc, calhau"),
     ("Physio: wrist", "not a label"),
     ("Wrist rehab and the", "not a label (ends mid-phrase)"),
 ])
@@ -90,6 +90,7 @@ def test_an_invented_name_at_the_start_of_a_sentence_is_caught():
     ("Maya sprained her wrist bouldering at calhau bloc.", "names written in lower case: bloc, calhau"),
     ("Sara Matos says the wrist needs the splint, the wrist needs the splint.", "repeats itself"),
     ("Maya sprained her wrist and spent three weeks in the", "cut off"),
+    ("Maya sprained her wrist and had a physio check-in.", ""),
     ("Maya enjoys quantum physics lectures about theoretical mathematics.", "only"),
     ("Wrist 腕 rehab for Maya is slow.", "a script its evidence is not written in"),
     ('{"summary": "Maya sprained her wrist"}', "not prose"),
@@ -100,11 +101,13 @@ def test_prose_is_grounded(text, problem):
 
 
 def test_a_loop_is_cut_at_its_first_repeat():
-    looped = ("Maya plays the cello in an orchestra. She bakes bread. Maya plays the cello in an orchestra. "
-              "She bakes bread.")
-    assert slotlib.until_loop(looped) == "Maya plays the cello in an orchestra. She bakes bread."
+    looped = ("Maya plays the cello in an amateur orchestra. She bakes bread. Maya plays the cello in an amateur "
+              "orchestra. She bakes bread.")
+    assert slotlib.until_loop(looped) == "Maya plays the cello in an amateur orchestra. She bakes bread."
+    told_twice = "Maya is a data engineer at Tidewater Labs. She likes being a data engineer at Tidewater Labs."
+    assert slotlib.until_loop(told_twice) == told_twice
     model = ConstrainedFake([json.dumps({"name": "Cello", "summary": looped})])
-    assert ask(model, "", "u", FIELDS, as_json=True)["summary"] == "Maya plays the cello in an orchestra. She bakes bread."
+    assert ask(model, "", "u", FIELDS, as_json=True)["summary"] == looped[:62]
 
 
 def test_helpers():

@@ -116,7 +116,7 @@ def describe_shade(model: ChatModel | None, person: str, topic: Topic, central: 
                      keywords=", ".join(topic.keywords), samples=samples), fields, as_json=prose)
     boiler = _boiler("layer1_system", "shade", fields=fields)
     role = got.get("role", "").strip().rstrip(".")
-    problem = label_problem(role, evidence, person=person, max_words=3, boiler=boiler)
+    problem = label_problem(role, evidence, person=person, max_words=4, boiler=boiler)  # "senior flood risk engineer"
     if not problem and person.casefold() in role.casefold():
         problem = "names the person"
     if not problem and set(role.casefold().split()) & set(topic.name.casefold().split()):
@@ -127,8 +127,6 @@ def describe_shade(model: ChatModel | None, person: str, topic: Topic, central: 
         role = sentence_case(role, evidence, first=False)
     desc = got.get("description", "").strip()
     problem = text_problem(desc, evidence, min_overlap=0.5, boiler=boiler, max_words=60)
-    if not problem and topic.summary and copied_share(desc, topic.summary, 6) > 0.8:
-        problem = "repeats the topic's summary"
     if not _checked(slots, "shade description", model, desc, problem):
         span = f" from {topic.first_date} to {topic.last_date}" if topic.first_date else ""
         desc = f"{len(topic.chunks)} memories{span} about {', '.join(topic.keywords[:4])}. {topic.summary}".strip()
