@@ -172,8 +172,9 @@ class Persona:
     def retrieve(self, question: str, filters: SearchFilters | None = None) -> list[Passage]:
         return self._retrieve(question, filters)[0]
 
-    def _retrieve(self, question: str, filters: SearchFilters | None) -> tuple[list[Passage], list[str]]:
-        """The passages, and what the sub-questions found out ('"the job I had before X" is Y'), for the model."""
+    def _retrieve(self, question: str, filters: SearchFilters | None
+                  ) -> tuple[list[Passage], list[tuple[str, str]]]:
+        """The passages, and what the sub-questions named: ("the job I had before X", "Y"), ("my brother", "Z")."""
         hits, hints = self._search(question, filters)
         if not hits:
             return [], []
@@ -187,7 +188,7 @@ class Persona:
             out.append(Passage(i, h.chunk, _resolved(h.chunk), float(v @ qvec), cov))
         return out, hints
 
-    def _search(self, question: str, filters: SearchFilters | None) -> tuple[list[Hit], list[str]]:
+    def _search(self, question: str, filters: SearchFilters | None) -> tuple[list[Hit], list[tuple[str, str]]]:
         """The question's hits, merged with those of its sub-questions when it has some (memory/hops.py), and
         what the sub-questions named."""
         k = self.config.k
@@ -197,7 +198,7 @@ class Persona:
             return hits, []
         search = lambda q, n=k: self.searcher.search(q, k=n, filters=filters)  # noqa: E731
         lists: list[list[Hit]] = []
-        hints: list[str] = []
+        hints: list[tuple[str, str]] = []
         if plan.hop:
             inner = search(plan.hop.phrase)
             name = self._bridge(plan.hop, inner) if self.capable else ""
@@ -206,7 +207,7 @@ class Persona:
             named = sorted(inner, key=lambda h: norm(name) not in norm(h.chunk.text)) if name else inner
             lists = [search(plan.hop.resolved(name)), named, hits] if name else \
                 [hits, inner, search(plan.hop.resolved(plan.hop.noun))]
-            hints = [f'"{plan.hop.phrase}" is {name}'] if name else []
+            hints = [(plan.hop.phrase, name)] if name else []
         elif plan.relation:
             about = search(plan.relation_phrase, 2 * k)
             names = hops.names_for_relation([h.chunk for h in about], self.name, plan.relation)
@@ -214,7 +215,7 @@ class Persona:
             named = [h for h in about if names and names[0].split()[0] in h.chunk.text]
             lists = [search(question.replace(plan.relation_phrase, names[0], 1)), named, hits] if names else \
                 [hits, about]
-            hints = [f"{plan.relation_phrase} is {names[0]}"] if names else []
+            hints = [(plan.relation_phrase, names[0])] if names else []
         else:
             lists = [hits, *(search(q) for q in plan.per_name)]
         return hops.merge(lists, k), hints
@@ -244,9 +245,9 @@ class Persona:
         return None
 
     def build_messages(self, question: str, passages: Sequence[Passage], history: Sequence[Message] = (),
-                       hints: Sequence[str] = ()) -> tuple[list[Message], list[Passage]]:
+                       hints: Sequence[tuple[str, str]] = ()) -> tuple[list[Message], list[Passage]]:
         """Messages that fit the model's context window, and the passages actually included. `hints`: what
-        retrieval found out about the question's parts, shown after it."""
+        retrieval found the question's parts name, (phrase, name): the model is asked about the name."""
         budget = self.model.context_window - self.config.max_tokens - 64
         count = self.model.count_tokens
         history = list(history)[-2 * self.config.history_turns:]
@@ -273,7 +274,7 @@ class Persona:
                 kept = kept[:-1]
 
     def _render(self, question: str, passages: list[Passage], history: list[Message],
-                hints: Sequence[str] = (), *, capable: bool | None = None) -> list[Message]:
+                hints: Sequence[tuple[str, str]] = (), *, capable: bool | None = None) -> list[Message]:
         """A system prompt, then the memories and the question, for a capable model. For one that is not, one
         compact user message: SmolLM2-135M looped on a long system prompt, and on an 8-question probe of the
         example person scored token F1 0.20 this way vs 0.16 with a short system prompt."""
@@ -281,7 +282,11 @@ class Persona:
         memories = "\n".join(f"[{p.number}] ({_label(p.chunk)}) {p.text}" for p in ordered) or "(none)"
         about = self.profile(question) if callable(self.profile) else self.profile
         role = render("persona_role", instructions=self.instructions) if self.instructions else ""
-        question = question + "".join(f"\n({h})" for h in hints)
+        # asked about what a sub-question named: a small model answers "Who conducts X?" better than "Who conducts
+        # the orchestra I joined after moving?", even with X among the memories (and a line '"the orchestra ..."
+        # is X' after the question was copied into the answer by the 1.5B)
+        for phrase, name in hints:
+            question = question.replace(phrase, name, 1)
         if self.capable if capable is None else capable:
             system = render("persona_system", name=self.name, instructions=f"{role}\n" if role else "",
                             profile=f"What you know about yourself:\n{about}\n" if about else "")

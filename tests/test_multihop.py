@@ -102,8 +102,7 @@ def test_a_capable_model_names_the_hop_and_both_memories_are_shown(searcher):
     assert {"2023-03-14.md", "2024-01-08.md"} <= shown, shown     # the answer's memory and the bridge's
     final = model.calls[1][0][-1].content
     assert "Peter Gibbons" in final
-    assert final.endswith('Question: Who was my manager at the job I had before Globex?\n'
-                          '("the job I had before Globex" is Initech Freight)')   # the hop, spelled out
+    assert final.endswith("Question: Who was my manager at Initech Freight?")   # asked about what the hop named
     assert not ans.abstained and ans.citations
 
 
@@ -135,7 +134,7 @@ def test_a_relation_is_replaced_by_the_name_the_memories_give(searcher):
     ans = p.ask("What did my brother suggest I try?").answer()
     shown = {pa.chunk.path for pa in ans.passages}
     assert {"2024-04-20.md", "2024-04-11.md"} <= shown, shown     # what he suggested, and that he is my brother
-    assert model.calls[0][0][-1].content.endswith("Question: What did my brother suggest I try?\n(my brother is Duarte)")
+    assert model.calls[0][0][-1].content.endswith("Question: What did Duarte suggest I try?")
     assert not ans.abstained and "2024-04-20.md" in {c["path"] for c in ans.citations}
 
 

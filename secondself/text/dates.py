@@ -392,8 +392,11 @@ def _resolve(form: str, m: re.Match[str], day: date, future: bool) -> tuple[date
             return None
         n = int(g["n"]) if g["n"].isdigit() else _COUNT[g["n"]]
         sign = -1 if form == "ago" else 1
-        if g["unit"] in ("day", "week"):
-            return _one_day(day + timedelta(days=sign * n * (7 if g["unit"] == "week" else 1)))
+        if g["unit"] == "day":
+            return _one_day(day + timedelta(days=sign * n))
+        if g["unit"] == "week":  # "three weeks ago" is rarely exactly 21 days: the day, said to be approximate
+            d, _, precision, label = _one_day(day + timedelta(weeks=sign * n))
+            return d, d, precision, f"about {label}"
         if g["unit"] == "month":
             y, mo = divmod(day.year * 12 + day.month - 1 + sign * n, 12)
             return _month(y, mo + 1)
