@@ -135,6 +135,7 @@ class Field:
     choices: tuple[str, ...] = ()
     max_words: int = 30
     required: bool = True
+    starts: str = ""                  # a JSON value's first word where the engine constrains output ("Maya")
 
 
 def _coerce(field: Field, raw: str) -> Any:

@@ -131,3 +131,12 @@ def test_common_terms_are_pruned_only_on_large_memories(mem, monkeypatch):
     assert mem.common_terms("river Porto") == {"river"}
     assert mem.search("river Porto", mode="keyword")[0].chunk.path == "porto.md"
     assert mem.common_terms("river") == frozenset()  # never drop every term
+
+
+def test_words_about_the_memories_themselves_are_no_query_terms():
+    from secondself.memory.search import query_terms
+
+    # a space asks each second self this; "memories" and "say" halved the coverage of a note on the move
+    assert query_terms('What do your memories say about "Move to Lisbon"?') == ["move", "lisbon"]
+    assert query_terms("Do you remember the kiln?") == ["kiln"]
+    assert query_terms("memories") == ["memories"]          # a question of nothing else keeps its words

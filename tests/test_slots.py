@@ -123,3 +123,25 @@ def test_helpers():
     assert slots.report() == {"teacher": 2, "fallback": 1, "total": 3, "teacher_share": 0.667,
                               "by_kind": {"topic name": {"teacher": 1, "fallback": 1},
                                           "biography": {"teacher": 1, "fallback": 0}}}
+
+
+def test_a_value_that_must_start_with_the_name_is_a_pattern_the_engine_enforces():
+    import re
+
+    field = Field("summary", "Summary:", max_words=10, starts="Anne-Marie")
+    model = ConstrainedFake([json.dumps({"summary": "Anne-Marie bakes bread on Sundays."})])
+    assert ask(model, "", "Sum it up.", [field], as_json=False) == {"summary": "Anne-Marie bakes bread on Sundays."}
+    prop = model.calls[0][1].json_schema["properties"]["summary"]
+    assert re.fullmatch(prop["pattern"], "Anne-Marie’s oven broke.")
+    assert not re.fullmatch(prop["pattern"], "Baked my first loaf.")            # a copied note in the first person
+    assert not re.fullmatch(prop["pattern"], "Anne-Marie " + "x" * 80)           # past the length limit
+    assert not re.fullmatch(prop["pattern"], 'Anne-Marie says "hi"\nbye')
+    copied = ConstrainedFake([json.dumps({"summary": "Baked my first loaf."})])     # an engine would not write it
+    assert ask(copied, "", "Sum it up.", [field], as_json=False) == {}
+
+
+def test_another_form_of_a_word_in_the_notes_grounds_a_label():
+    evidence = "Baked my first sourdough loaf. Second bake went better."
+    assert label_problem("Sourdough Baking", evidence, person="Maya", max_words=4) == ""
+    assert label_problem("sourdough baker", evidence, person="Maya", max_words=4) == ""
+    assert label_problem("Sourdough Brewing", evidence, person="Maya", max_words=4) != ""

@@ -85,7 +85,8 @@ def name_topic(model: ChatModel | None, person: str, keywords: Sequence[str], ce
     samples = _samples(central)
     evidence = _evidence(person, samples, keywords, members or central)
     fields = [Field("name", "Topic, in two to four words:", max_words=6),
-              Field("summary", "What the notes are about, in one sentence:", max_words=30, required=False)]
+              Field("summary", "What the notes are about, in one sentence:", max_words=30, required=False,
+                    starts=person)]
     got = ask(model, render("layer1_system", name=person),
               render("topic", name=person, keywords=", ".join(keywords), samples=samples), fields, as_json=prose)
     boiler = _boiler("layer1_system", "topic", fields=fields)
@@ -110,7 +111,7 @@ def describe_shade(model: ChatModel | None, person: str, topic: Topic, central: 
     evidence = _evidence(person, f"{topic.name}\n{topic.summary}\n{samples}", topic.keywords, members or central)
     fields = [Field("role", f"{person}'s role in this, in one to three words:", max_words=4, required=False),
               Field("description", f"What this is for {person}, in one sentence:", max_words=40,
-                    required=False)]
+                    required=False, starts=person)]
     got = ask(model, render("layer1_system", name=person),
               render("shade", name=person, topic=topic.name, summary=topic.summary,
                      keywords=", ".join(topic.keywords), samples=samples), fields, as_json=prose)
@@ -119,8 +120,8 @@ def describe_shade(model: ChatModel | None, person: str, topic: Topic, central: 
     problem = label_problem(role, evidence, person=person, max_words=4, boiler=boiler)  # "senior flood risk engineer"
     if not problem and person.casefold() in role.casefold():
         problem = "names the person"
-    if not problem and set(role.casefold().split()) & set(topic.name.casefold().split()):
-        problem = "a word of the shade's name, not a role"     # 'Japan trip' -> 'trip'
+    if not problem and role and set(role.casefold().split()) <= set(topic.name.casefold().split()):
+        problem = "words of the shade's name, not a role"     # 'Japan trip' -> 'trip'; 'sourdough baker' is one
     if not _checked(slots, "shade role", model, role, problem):
         role = ""
     else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..backends.chat import ChatModel, Message, Sampling
 from ..errors import StructuredOutputError
 from ..structured import Field, constrains_output, fill_fields, generate_json
-from ..text.grounding import content_overlap, stem, unsupported_specifics
+from ..text.grounding import content_overlap, root, stem, unsupported_specifics
 from ..text.phrasing import human_date
 from ..text.words import STOPWORDS
 
@@ -67,6 +67,10 @@ class Slots:
 def _schema(fields: Sequence[Field]) -> dict:
     # maxLength bounds what a constrained engine can write: a label cannot ramble into a paragraph
     props = {f.name: {"type": "string", "maxLength": 8 * f.max_words} for f in fields}
+    for f in fields:
+        if f.starts:   # a small model told to write about Maya in the third person copies "I baked ..." otherwise
+            rest = 8 * f.max_words - len(f.starts) - 1
+            props[f.name]["pattern"] = f"^{re.escape(f.starts)}[ ’'][^\"\\\\\\n]{{1,{rest}}}$"
     return {"type": "object", "properties": props, "required": [f.name for f in fields],
             "additionalProperties": False}
 
@@ -312,12 +316,15 @@ def label_problem(value: object, evidence: str, *, person: str, max_words: int, 
         # Title Case carries no sign of what is a name ("Wrist Recovery"): there, a word that begins with the
         # first five letters of a word of the evidence ("Breakup" after "break") is taken for an ordinary word
         starts = {w[:5] for w in _words(evidence) if len(w) >= 5}
-        missing = [w for w in missing if len(w) < 5 or w.casefold()[:5] not in starts]
+        roots = {root(w) for w in _words(evidence)}
+        missing = [w for w in missing if (len(w) < 5 or w.casefold()[:5] not in starts) and root(w) not in roots]
     if missing:
         return f"names or numbers not in its evidence: {', '.join(missing)}"
     longer = [w for w in words if len(w) >= 4]
     stems = {w[:4] for w in _words(evidence) if len(w) >= 4}
-    grounded = [w for w in longer if w in ev or stem(w) in ev or w[:4] in stems]   # "cellist" from "cello"
+    roots = {root(w) for w in _words(evidence)}
+    grounded = [w for w in longer if w in ev or stem(w) in ev or w[:4] in stems    # "cellist" from "cello"
+                or root(w) in roots]                                               # "baking" from "baked"
     if value[:1].isupper() and len(words[0]) >= 4 and words[0] not in grounded:    # a name, or nothing from here
         return f"names or numbers not in its evidence: {value.split()[0]}"
     # every longer word from the notes (one may be the label's own in three or more): a name written in lower

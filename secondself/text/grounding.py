@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["unsupported_specifics", "content_overlap", "stem", "echoed_instructions"]
+__all__ = ["unsupported_specifics", "content_overlap", "stem", "root", "echoed_instructions"]
 
 _SPECIFIC = re.compile(r"\b(\d[\d.,:/-]*\d|\d)\b|(?<![.!?]\s)(?<!^)\b([A-ZÀ-Ý][\w'’-]+)")
 _ALLOWED_CAPS = {"I", "I'm", "I've", "I'd", "I'll", "My", "The", "A", "An", "It", "Yes", "No", "And", "But",
@@ -26,6 +26,17 @@ def stem(word: str) -> str:
     ("notes", not "boss"): the form in which a word of an answer is looked up in its evidence."""
     w = _POSSESSIVE.sub("", word.lower())
     return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+
+
+_SUFFIX = re.compile(r"(?:ings?|ers?|ery|ed|ies|es|s|e|y)$")
+
+
+def root(word: str) -> str:
+    """`word` lower-cased without one common English ending ("baking", "baked", "baker", "bakery" -> "bak"),
+    at least three letters left: two forms of one word share their root, where `stem` keeps them apart."""
+    w = _POSSESSIVE.sub("", word.lower())
+    cut = _SUFFIX.sub("", w)
+    return cut if len(cut) >= 3 else w
 
 
 def unsupported_specifics(answer: str, evidence: str) -> list[str]:

@@ -4,7 +4,8 @@ One base set, `STOPWORDS`: the function words of English (pronouns, determiners,
 prepositions, conjunctions, question words), lowercase, as `str.casefold()` or `str.lower()` gives them.
 Each use that needs more (or less) gets a named variant built from it here, never its own copy:
 
-- `QUERY_STOPWORDS` (search terms, `memory/search.query_terms`): the base alone. Time and order words stay
+- `QUERY_STOPWORDS` (search terms, `memory/search.query_terms`): the base plus the words of a question about
+  the memories themselves ("what do your memories say about", "do you remember"). Time and order words stay
   query terms, since "my first job" or "last week" is what the question is about.
 - `NAME_STOPWORDS` (trimming names and alias candidates, `memory/observe`, `memory/entities`): the base plus
   the words that start sentences and headers but never name a person, place or organization on their own —
@@ -58,7 +59,11 @@ let like little long lot lots made make many more most much need never nice once
 right said same says see still sure take thing things think told want way well went yet
 """)
 
-QUERY_STOPWORDS = STOPWORDS
+# the words of a question about the memories themselves ("What do your memories say about X?", "Do you
+# remember X?"): a memory rarely holds them, so as terms they only lower a question's coverage
+_ABOUT_MEMORY = _words("memories memory remember recall say says tell know notes")
+
+QUERY_STOPWORDS = STOPWORDS | _ABOUT_MEMORY
 NAME_STOPWORDS = (STOPWORDS - {"will"}) | _TIME | _COUNTING | _GREETINGS | _CALENDAR | _TITLES | _HEADERS
 TOPIC_STOPWORDS = STOPWORDS | _TIME | _COUNTING | _GREETINGS | _EVERYDAY
 
