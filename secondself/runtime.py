@@ -144,9 +144,27 @@ class Runtime:
                                    **({"epochs": epochs} if epochs else {}))
             base_dir, base_name = self.train_base(base_spec)
         judge = self.judge()
-        return run_training(self.store, self.settings.person_dir, self.person, base_dir, base_name, options,
+        info = run_training(self.store, self.settings.person_dir, self.person, base_dir, base_name, options,
                             resume=resume, make_model=self.adapter_models(base_dir), judge=judge,
                             on_progress=on_progress)
+        return self._gguf_ready(info, base_spec or (None if resume else "embedded"))
+
+    def _gguf_ready(self, info, base_spec: str | None):
+        """Record the base's GGUF with a new adapter (when its spec names one) and convert the adapter for
+        llama.cpp now; a resumed run without a spec finds its base's GGUF from the checkpoint's record."""
+        from .backends.registry import parse_spec
+        from .errors import SecondSelfError
+        from .train import adapters as registry
+
+        gguf = None
+        if base_spec is not None:
+            try:
+                parsed = parse_spec(base_spec)
+                if parsed.source in ("catalog", "ollama", "gguf"):
+                    gguf = parsed.local_path(self.settings.models_dir)  # verified by train_base already
+            except SecondSelfError:
+                gguf = None
+        return registry.prepare_gguf(info, self.settings.models_dir, gguf)
 
     # -- models -------------------------------------------------------------------------------------
     def chat_model(self, spec: str, purpose: str = "persona") -> ChatModel:
@@ -167,8 +185,9 @@ class Runtime:
         self._models[spec] = model
 
     def personal_model(self):
-        """The base model with the selected adapter (`secondself model use`); reloaded when that changes."""
-        from .backends.local import LocalChatModel
+        """The base model with the selected adapter (`secondself model use`); rebuilt when that changes (the
+        previous one is closed). llama.cpp on the base's GGUF with the adapter applied per request where the
+        base has a GGUF, else transformers + peft (train/adapters.py:personal_chat_model)."""
         from .errors import TrainingError
         from .train import adapters as registry
 
@@ -177,9 +196,11 @@ class Runtime:
             raise TrainingError("no personal model yet: run `secondself train` (or choose one with `model use`)")
         key = f"personal:{info.path}"
         if key not in self._models:
-            self._models = {k: v for k, v in self._models.items() if not k.startswith("personal:")}
-            self._models[key] = LocalChatModel(Path(info.metadata["base_dir"]), cache_dir=self.settings.models_dir,
-                                               adapter=info.path)
+            for old in [k for k in self._models if k.startswith("personal:")]:
+                close = getattr(self._models.pop(old, None), "close", None)
+                if close is not None:  # a llama.cpp engine holds its memory until closed
+                    close()
+            self._models[key] = registry.personal_chat_model(info, self.settings.models_dir)
         return self._models[key]
 
     def layer1(self, scope=None):

@@ -30,6 +30,7 @@ class GGUFInfo:
     head_count_kv: int | None = None
     adapter_type: str | None = None            # "lora" for LoRA adapters
     alpha: float | None = None                 # adapter.lora.alpha
+    chat_template: str | None = None           # tokenizer.chat_template (models)
     tensors: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)  # name -> ne (ggml order)
     types: dict[str, str] = field(default_factory=dict, repr=False)                # name -> "Q4_1", "F32", ...
 
@@ -59,6 +60,7 @@ def read_gguf(path: str | Path) -> GGUFInfo:
                     context_length=number("context_length"), head_count=number("attention.head_count"),
                     head_count_kv=number("attention.head_count_kv"),
                     adapter_type=fields.get("adapter.type"), alpha=float(alpha) if alpha is not None else None,
+                    chat_template=fields.get("tokenizer.chat_template"),
                     tensors={name: shape for name, (shape, _) in tensors.items()},
                     types={name: kind for name, (_, kind) in tensors.items()})
 

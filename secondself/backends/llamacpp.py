@@ -17,7 +17,8 @@ JSON-schema constraints (`Sampling.json_schema`) and LoRA adapters are llama.cpp
 - LoRA adapters per request: registered GGUF adapters are loaded once, unapplied, and EVERY request
   sends the full adapter list with scale 0 for those it does not use (`lora_init_without_apply` alone
   still applied an adapter to requests that named none);
-- typed errors naming the file for a missing or corrupt GGUF and for an adapter made for another base;
+- typed errors naming the file for a missing or corrupt GGUF and for an adapter made for another base,
+  from the files' headers before anything is loaded;
 - fast prompt processing: a GGUF whose matrices are Q4_1/Q5_1 (the embedded SmolLM2 is Q4_1) has no fast
   CPU matrix-matrix kernel in llama.cpp, so its prompts took ~1.6x as long as with Q8_0 and longer than
   the transformers path; such a file is re-encoded once as Q8_0 into the models cache (same values to
@@ -123,9 +124,20 @@ class _Engine:
         train = self.inspect().context_length or DEFAULT_N_CTX
         return min(self.n_ctx or DEFAULT_N_CTX, train)
 
+    def check_files(self) -> None:
+        """The model is a GGUF model and every adapter a GGUF LoRA made for it; else a typed error naming
+        the file (AdapterMismatchError for an adapter of another base)."""
+        info = self.inspect()
+        if info.kind != "model":
+            raise ModelFileError(self.gguf, f"this GGUF is a {info.kind}, not a model",
+                                 "Give the base model's .gguf file (adapters are passed separately).")
+        for path in self.adapters.values():
+            check_adapter(path, info, self.gguf)
+
     def load(self) -> Any:
         if self.server is not None:
             return self.server
+        self.check_files()  # headers only: a wrong file is named even where real models are off
         if not real_models_allowed():
             raise ModelNotAvailableError("real models are disabled in this test (SECONDSELF_REAL_MODELS=deny)")
         with self._lock:
@@ -139,12 +151,6 @@ class _Engine:
         except ImportError as e:
             raise ModelNotAvailableError("GGUF models run on llama.cpp through the xllamacpp package: run "
                                          "`pip install -e .` (or `pip install xllamacpp`)") from e
-        info = self.inspect()
-        if info.kind != "model":
-            raise ModelFileError(self.gguf, f"this GGUF is a {info.kind}, not a model",
-                                 "Give the base model's .gguf file (adapters are passed separately).")
-        for path in self.adapters.values():
-            check_adapter(path, info, self.gguf)
         threads = self.threads or pick_threads()
         self.loaded_path = self.gguf
         if self.cache_dir is not None:

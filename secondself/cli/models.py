@@ -54,6 +54,19 @@ def _catalog_rows(obj: Context) -> list[dict]:
     return rows
 
 
+def _personal(obj: Context) -> tuple[str, str] | None:
+    """(adapter version, where it runs) for the selected personal model; None before one is trained."""
+    from ..train import adapters as registry
+
+    if not obj.settings.db_path.is_file():
+        return None
+    info = registry.current(obj.store, obj.settings.person_dir)
+    if info is None:
+        return None
+    engine, why = registry.personal_engine(info, obj.settings.models_dir)
+    return info.version, f"{info.base} + adapter {info.version} ({engine}: {why}) — in-process, this machine"
+
+
 def _ollama() -> dict:
     from ..backends import ollama_store
 
@@ -80,6 +93,8 @@ def models(ctx: click.Context, as_json: bool) -> None:
         "teacher": (s.teacher_model, parse_spec(s.teacher_model).describe()),
         "embedding": (s.embedder, f"{embedder_name(s.embedder)} — in-process, this machine"),
     }
+    if (personal := _personal(obj)) is not None:
+        configured["personal"] = personal
     rows, ollama = _catalog_rows(obj), _ollama()
     if as_json:
         _emit_json({**{k: {"spec": v[0], "where": v[1]} for k, v in configured.items()},

@@ -128,20 +128,34 @@ def model_rollback(obj: Context) -> None:
 
 
 @model.command("export")
-@click.option("--format", "fmt", type=click.Choice(["merged", "ollama"]), default="merged", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["merged", "ollama", "gguf"]), default="merged",
+              show_default=True, help="merged: HF safetensors; ollama: those + a Modelfile; gguf: the base's GGUF "
+              "with the adapter merged in, quantized, + a Modelfile (FROM ./model.gguf).")
+@click.option("--quant", type=click.Choice(["q8_0", "q4_0"], case_sensitive=False), default="q8_0",
+              show_default=True, help="Weight type of --format gguf.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder to write.")
 @click.option("--version", help="Adapter version (default: the current one).")
 @click.pass_obj
-def model_export(obj: Context, fmt: str, out_dir: str, version: str | None) -> None:
-    """Write the personal model for use elsewhere: merged safetensors, or an Ollama Modelfile + weights."""
+def model_export(obj: Context, fmt: str, quant: str, out_dir: str, version: str | None) -> None:
+    """Write the personal model for use elsewhere: merged safetensors, an Ollama Modelfile + weights, or a
+    merged quantized GGUF + Modelfile."""
     from ..errors import TrainingError
     from ..train import adapters as registry
-    from ..train.export import export_merged, export_ollama
+    from ..train.export import export_gguf, export_merged, export_ollama
 
     info = registry.get(obj.settings.person_dir, version) if version else registry.current(obj.store,
                                                                                             obj.settings.person_dir)
     if info is None:
         raise TrainingError("no adapter is selected: run `secondself train` first")
+    if fmt == "gguf":
+        base = registry.base_gguf(info, obj.settings.models_dir)
+        if base is None:
+            raise TrainingError(f"the base model of {info.version} ({info.base}) has no GGUF file here: export it "
+                                "with --format merged or --format ollama")
+        target = export_gguf(base, info.path, Path(out_dir), quant.upper())
+        out(f"wrote {info.version} merged into {base.name} as {quant.upper()}: {target / 'model.gguf'}")
+        out(f"import it into Ollama with: cd {target} && ollama create <name> -f Modelfile")
+        return
     base_dir = Path(info.metadata["base_dir"])
     target = (export_merged if fmt == "merged" else export_ollama)(base_dir, info.path, Path(out_dir))
     out(f"wrote {fmt} export of {info.version} to {target}")

@@ -9,13 +9,20 @@ Each finished training run becomes one directory under `<person dir>/adapters/`:
                                   why, training figures, eval scores, created_at
 
 A version directory appears only complete (it is renamed into place) and is never modified afterwards,
-except that evaluation scores may be added to its metadata. Which version chat uses is recorded in the
-person's database (meta `adapter_current`, with the history of selections for `rollback`).
+except that evaluation scores may be added to its metadata and its GGUF form (`adapter_model.gguf`,
+train/gguf_lora.py) is written beside the weights once, when it is first served. Which version chat uses is
+recorded in the person's database (meta `adapter_current`, with the history of selections for `rollback`).
+
+Serving (`personal_chat_model`): when the base model has a GGUF — the file recorded at training
+(`base_gguf` in the metadata), else the catalog model its checkpoint was converted from — the personal model
+is the llama.cpp engine on that GGUF with the adapter applied per request; otherwise transformers with peft's
+adapter merged in. `personal_engine` says which, without loading or hashing anything.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -26,7 +33,9 @@ from ..errors import TrainingError
 from ..store import Store, now_iso
 
 __all__ = ["AdapterInfo", "adapters_dir", "list_adapters", "register", "get", "current", "use", "rollback",
-           "update_metadata"]
+           "update_metadata", "base_gguf", "prepare_gguf", "personal_chat_model", "personal_engine"]
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^v(\d{3,})$")
 META = "secondself.json"
@@ -127,3 +136,99 @@ def rollback(store: Store, person_dir: Path) -> AdapterInfo:
         store.set_meta("adapter_history", json.dumps(history))
         store.set_meta("adapter_current", previous)
     return get(person_dir, previous)
+
+
+# -- serving ------------------------------------------------------------------------------------------
+
+def base_gguf(info: AdapterInfo, models_dir: Path, *, prepare: bool = True) -> Path | None:
+    """The GGUF of the adapter's base model, None when it has none that can be found: the file recorded at
+    training (metadata `base_gguf`), else the catalog model whose GGUF the base checkpoint was converted from
+    (the conversion records the file's name and size). `prepare=False` hashes and assembles nothing (for
+    listings): a catalog file is then returned where it is or will be."""
+    recorded = info.metadata.get("base_gguf")
+    if recorded and Path(recorded).is_file():
+        return Path(recorded)
+    from ..backends import catalog
+    from ..backends.local import _converted_from  # the conversion's record of its source GGUF
+
+    source = _converted_from(Path(info.metadata.get("base_dir") or "/nonexistent"))
+    if not source:
+        return None
+    for entry in catalog.CATALOG:
+        if (entry.filename, entry.size) == (source.get("file"), source.get("size")):
+            st = catalog.status(entry, models_dir)
+            if not (st.installed or st.assembled):
+                return None
+            return catalog.ensure(entry, models_dir) if prepare else st.path
+    return None
+
+
+def prepare_gguf(info: AdapterInfo, models_dir: Path, gguf: Path | None = None) -> AdapterInfo:
+    """After training: record the base's GGUF `gguf` (when the base came from one) and convert the adapter for
+    it now, so the first answer does not wait. Never raises: serving converts (or falls back) on first use."""
+    from ..errors import SecondSelfError
+
+    try:
+        if gguf is not None and info.metadata.get("base_gguf") != str(gguf):
+            info = update_metadata(info, base_gguf=str(gguf))
+        found = base_gguf(info, models_dir)
+        if found is not None:
+            from .gguf_lora import ensure_gguf_adapter
+
+            ensure_gguf_adapter(info.path, found)
+    except (SecondSelfError, OSError) as e:
+        log.warning("adapter %s was not converted to GGUF now (%s); it will be when first served", info.version, e)
+    return info
+
+
+def personal_engine(info: AdapterInfo, models_dir: Path) -> tuple[str, str]:
+    """("llama.cpp" or "transformers", why) for the personal model of `info`; loads and hashes nothing."""
+    gguf = base_gguf(info, models_dir, prepare=False)
+    if gguf is None:
+        return "transformers", f"no GGUF of its base {info.base or '?'} is known, so peft's adapter is merged in"
+    try:
+        from ..backends.gguf_files import read_gguf
+        from .gguf_lora import CONVERTIBLE
+
+        arch = read_gguf(gguf).arch if gguf.is_file() else None
+    except Exception as e:  # a listing never fails on a bad file: using it will say what is wrong
+        return "transformers", f"the base GGUF {gguf} cannot be read ({e})"
+    if arch is not None and arch not in CONVERTIBLE:
+        return "transformers", f"adapters of {arch!r} models are not converted to GGUF yet"
+    return "llama.cpp", f"{gguf.name} with the adapter as a GGUF LoRA, applied per request"
+
+
+def personal_chat_model(info: AdapterInfo, models_dir: Path) -> Any:
+    """The personal model of adapter `info` (built, not loaded): llama.cpp on the base's GGUF with the adapter
+    converted once to a GGUF LoRA, when the base has a GGUF; else transformers + peft. An adapter that does not
+    fit the base's GGUF raises AdapterMismatchError naming both files; an adapter the converter cannot handle
+    (or a GGUF that cannot be prepared) falls back to transformers, with a warning saying why."""
+    from ..errors import AdapterMismatchError, ModelNotAvailableError
+
+    lora = gguf = None
+    try:
+        gguf = base_gguf(info, models_dir)
+        if gguf is not None:
+            from .gguf_lora import ensure_gguf_adapter
+
+            lora = ensure_gguf_adapter(info.path, gguf)
+    except AdapterMismatchError:
+        raise
+    except (TrainingError, ModelNotAvailableError, ImportError) as e:
+        log.warning("personal model %s: serving it with transformers + peft instead of llama.cpp: %s",
+                    info.version, e)
+        lora = None
+    if gguf is not None and lora is not None:
+        try:
+            from ..backends.llamacpp import LlamaCppChatModel
+        except ImportError as e:
+            log.warning("personal model %s: the llama.cpp backend is unavailable (%s); using transformers",
+                        info.version, e)
+        else:
+            log.info("personal model %s: llama.cpp on %s with %s applied per request", info.version, gguf, lora)
+            model = LlamaCppChatModel(gguf, name=info.base or None, adapters={info.version: lora})
+            return model.with_adapter(info.version)
+    from ..backends.local import LocalChatModel
+
+    log.info("personal model %s: transformers + peft on %s", info.version, info.metadata.get("base_dir"))
+    return LocalChatModel(Path(info.metadata["base_dir"]), cache_dir=models_dir, adapter=info.path)

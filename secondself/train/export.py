@@ -1,6 +1,12 @@
-"""Export the personal model for other runtimes: a merged checkpoint, and an Ollama Modelfile.
+"""Export the personal model for other runtimes: a merged checkpoint, an Ollama Modelfile, or a merged
+quantized GGUF with a Modelfile beside it.
 
-Both write into a temp dir beside the target and rename it into place, so a target exists only complete.
+Each writes into a temp dir beside the target and renames it into place, so a target exists only complete
+(a temp dir left by a killed export is removed by the next export to the same target).
+
+GGUF (`export_gguf`): the base model's own GGUF with the adapter merged in, written directly with the `gguf`
+package (train/gguf_lora.py:merge_lora_gguf) as Q8_0 or Q4_0 — no transformers, no llama.cpp tools; its
+metadata (tokenizer, chat template) is the base's. The Modelfile is `FROM ./model.gguf`.
 
 Ollama: its `ollama create` imports a safetensors directory of a Llama-architecture model directly
 (`FROM /path/to/dir`, ollama docs/import.md). `ADAPTER` would need the exact base model under an Ollama
@@ -12,6 +18,7 @@ token, so the answer does not depend on that guess.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,8 +26,9 @@ from pathlib import Path
 
 from ..errors import TrainingError
 from .checkpoint import swap_in
+from .gguf_lora import _alive
 
-__all__ = ["export_merged", "export_ollama"]
+__all__ = ["export_merged", "export_ollama", "export_gguf"]
 
 _CHATML_TEMPLATE = '''{{- if .System }}<|im_start|>system
 {{ .System }}<|im_end|>
@@ -33,7 +41,11 @@ _CHATML_TEMPLATE = '''{{- if .System }}<|im_start|>system
 def _atomic_dir(out_dir: Path, write: Callable[[Path], None]) -> Path:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 2)[-2] if stale.name.count("-") >= 2 else ""
+        if pid.isdigit() and not _alive(int(pid)):  # left by an export that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     try:
         write(tmp)
         swap_in(tmp, out_dir)
@@ -62,6 +74,33 @@ def export_merged(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
     return _atomic_dir(Path(out_dir), lambda tmp: _write_merged(Path(base_dir), Path(adapter_dir), tmp))
 
 
+def _modelfile(source: str, template: str, what: str) -> str:
+    lines = [f"# Made by `secondself`: {what}.", "# Import with: ollama create <name> -f Modelfile", f"FROM {source}"]
+    if "<|im_start|>" in template:
+        lines += [f'TEMPLATE """{_CHATML_TEMPLATE}"""', 'PARAMETER stop "<|im_end|>"']
+    return "\n".join(lines) + "\n"
+
+
+def export_gguf(base_gguf: str | Path, adapter_dir: str | Path, out_dir: str | Path, qtype: str = "Q8_0") -> Path:
+    """`out_dir/model.gguf` (the base GGUF with the adapter merged in, as `qtype`) and `out_dir/Modelfile`
+    (`FROM ./model.gguf`); then `cd out_dir && ollama create <name> -f Modelfile`. The adapter is converted to
+    a GGUF LoRA first if it has not been (beside its weights, once)."""
+    from ..backends.gguf_files import read_gguf
+    from .gguf_lora import ensure_gguf_adapter, merge_lora_gguf
+
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise TrainingError(f"{adapter_dir} holds no adapter (adapter_config.json is missing): train one first")
+    lora = ensure_gguf_adapter(adapter_dir, base_gguf)
+
+    def write(tmp: Path) -> None:
+        merge_lora_gguf(base_gguf, lora, tmp / "model.gguf", qtype)
+        what = f"{Path(base_gguf).name} with the personal adapter {Path(adapter_dir).name} merged in, {qtype}"
+        template = read_gguf(base_gguf).chat_template or ""
+        (tmp / "Modelfile").write_text(_modelfile("./model.gguf", template, what), encoding="utf-8")
+
+    return _atomic_dir(Path(out_dir), write)
+
+
 def export_ollama(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:
     """`out_dir/merged/` (the merged checkpoint) and `out_dir/Modelfile`; then
     `cd out_dir && ollama create <name> -f Modelfile`."""
@@ -71,10 +110,7 @@ def export_ollama(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
         from .sft import _load_tokenizer
 
         template = getattr(_load_tokenizer(Path(base_dir)), "chat_template", None) or ""
-        lines = ["# Made by `secondself`: the base model with the personal adapter merged in.",
-                 "# Import with: ollama create <name> -f Modelfile", "FROM ./merged"]
-        if "<|im_start|>" in template:
-            lines += [f'TEMPLATE """{_CHATML_TEMPLATE}"""', 'PARAMETER stop "<|im_end|>"']
-        (tmp / "Modelfile").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (tmp / "Modelfile").write_text(_modelfile("./merged", template, "the base model with the personal "
+                                                  "adapter merged in"), encoding="utf-8")
 
     return _atomic_dir(Path(out_dir), write)

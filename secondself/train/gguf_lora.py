@@ -9,23 +9,35 @@ lora_A / lora_B. llama.cpp adds scale * alpha / r * B @ A to W, where `scale` is
 The one trap (found in issue 12): llama.cpp's converter permutes the rows of the q and k projections of
 "llama"-architecture models (it reorders each head's rotary halves), so an adapter's lora_B rows of q/k
 must be permuted the same way; lora_A (the input side) is unchanged. Without it the logits are off.
+
+Files appear only complete: each is written to a temp file beside it (named with the writer's pid) and
+renamed into place; a temp file left by a killed writer is removed by the next write of the same file.
+`ensure_gguf_adapter` converts an adapter version once (idempotent); `merge_lora_gguf` writes a base GGUF
+with an adapter merged in and requantized (for `model export --format gguf`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
-import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import AdapterMismatchError, TrainingError
 
-__all__ = ["write_lora_gguf", "peft_to_gguf", "permute_qk_rows"]
+__all__ = ["write_lora_gguf", "peft_to_gguf", "permute_qk_rows", "ensure_gguf_adapter", "merge_lora_gguf",
+           "atomic_file", "GGUF_ADAPTER", "MERGE_TYPES", "CONVERTIBLE"]
+
+log = logging.getLogger(__name__)
+
+GGUF_ADAPTER = "adapter_model.gguf"   # the converted adapter, beside peft's adapter_model.safetensors
 
 # peft module name (HF) -> GGUF tensor name; {n} is the layer number
 _HF_TO_GGUF = {
@@ -43,6 +55,7 @@ _PEFT_KEY = re.compile(r"(?:.*\.)?layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?
 # rather than converted wrongly.
 _PERMUTES_QK = {"llama"}
 _NO_PERMUTE = {"qwen2", "qwen3"}
+CONVERTIBLE = _PERMUTES_QK | _NO_PERMUTE
 
 
 def write_lora_gguf(path: str | Path, *, arch: str, alpha: float,
@@ -53,11 +66,8 @@ def write_lora_gguf(path: str | Path, *, arch: str, alpha: float,
     path = Path(path)
     if not tensors:
         raise ValueError("an adapter needs at least one tensor pair")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp, arch)
+    with atomic_file(path) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), arch)
         writer.add_string("general.type", "adapter")
         writer.add_string("general.name", name)
         writer.add_string("adapter.type", "lora")
@@ -72,11 +82,35 @@ def write_lora_gguf(path: str | Path, *, arch: str, alpha: float,
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+    return path
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it to `path`, else remove it. Temp files of the
+    same target left by a writer that was killed (its pid is gone) are removed first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by an interrupted write", stale)
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def permute_qk_rows(w: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
@@ -95,8 +129,8 @@ def peft_to_gguf(adapter_dir: str | Path, base_gguf: str | Path, out: str | Path
     base = read_gguf(base_gguf)
     config = _peft_config(adapter_dir)
     if base.arch not in _PERMUTES_QK | _NO_PERMUTE:
-        raise AdapterMismatchError(adapter_dir, base_gguf, f"converting adapters for {base.arch!r} models is "
-                                   "not supported yet (only llama, qwen2, qwen3)")
+        raise TrainingError(f"{adapter_dir}: converting adapters for {base.arch!r} models ({base_gguf}) to "
+                            f"GGUF is not supported yet (only {', '.join(sorted(CONVERTIBLE))})")
     from safetensors.numpy import load_file
 
     weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
@@ -143,3 +177,90 @@ def _peft_config(adapter_dir: Path) -> dict:
     if config.get("fan_in_fan_out"):
         raise TrainingError(f"{adapter_dir}: fan_in_fan_out adapters (GPT-2 style) are not supported")
     return config
+
+
+def ensure_gguf_adapter(adapter_dir: str | Path, base_gguf: str | Path) -> Path:
+    """`adapter_dir/adapter_model.gguf`: the peft adapter converted for `base_gguf`, once. A file already there
+    is kept when it fits the base and is not older than the peft weights; otherwise it is written again."""
+    from ..backends.gguf_files import check_adapter, read_gguf
+    from ..errors import ModelFileError
+
+    adapter_dir = Path(adapter_dir)
+    target, weights = adapter_dir / GGUF_ADAPTER, adapter_dir / "adapter_model.safetensors"
+    if target.is_file() and weights.is_file() and target.stat().st_mtime_ns >= weights.stat().st_mtime_ns:
+        try:
+            check_adapter(target, read_gguf(base_gguf), base_gguf)
+            return target
+        except (AdapterMismatchError, ModelFileError) as e:
+            log.info("converting %s again: %s", adapter_dir, e)
+    log.info("converting the adapter %s to a GGUF LoRA for %s", adapter_dir, Path(base_gguf).name)
+    return peft_to_gguf(adapter_dir, base_gguf, target)
+
+
+# Output types of a merged export. Q4_0 keeps the token embeddings and output head at Q8_0, as llama.cpp's
+# own 4-bit mixes keep them higher (the 135M ties them: one 4-bit matrix would be both its input and output).
+MERGE_TYPES = ("Q8_0", "Q4_0")
+_KEEP_HIGH = ("token_embd.weight", "output.weight")
+_FILE_TYPE = {"Q8_0": 7, "Q4_0": 2}  # llama_ftype MOSTLY_Q8_0, MOSTLY_Q4_0 (general.file_type)
+
+
+def merge_lora_gguf(base_gguf: str | Path, adapter_gguf: str | Path, out: str | Path, qtype: str = "Q8_0") -> Path:
+    """Write `out`: the base GGUF with the GGUF LoRA adapter merged in (W + alpha/r * B @ A, in the base's own
+    q/k row order, which the adapter already has), every matrix as `qtype`, every other tensor and all
+    metadata copied. Streams one tensor at a time; written atomically."""
+    import gguf
+    from gguf.quants import dequantize, quantize
+
+    from ..backends.gguf_files import check_adapter, read_gguf
+
+    if qtype not in MERGE_TYPES:
+        raise TrainingError(f"cannot write {qtype!r}: choose one of {', '.join(MERGE_TYPES)}")
+    base_gguf, out = Path(base_gguf), Path(out)
+    info = check_adapter(adapter_gguf, read_gguf(base_gguf), base_gguf)
+    lora = {t.name: np.array(t.data, dtype=np.float32) for t in gguf.GGUFReader(str(adapter_gguf)).tensors}
+    deltas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in lora:
+        if name.endswith(".lora_a"):
+            target = name[:-len(".lora_a")]
+            if target.startswith("token_embd"):
+                raise TrainingError(f"{adapter_gguf}: merging an adapter on the token embeddings is not supported")
+            a, b = lora[name], lora[f"{target}.lora_b"]
+            deltas[target] = (a * (float(info.alpha or a.shape[0]) / a.shape[0]), b)
+    reader = gguf.GGUFReader(str(base_gguf), "r")
+    plan = []  # (tensor, output type) in file order
+    for t in reader.tensors:
+        want = t.tensor_type
+        if len(t.shape) >= 2:
+            want = gguf.GGMLQuantizationType[qtype if t.name not in _KEEP_HIGH else "Q8_0"]
+            if int(t.shape[0]) % gguf.GGML_QUANT_SIZES[want][0]:
+                want = t.tensor_type if t.name not in deltas else gguf.GGMLQuantizationType.F32
+        plan.append((t, want))
+    with atomic_file(out) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), str(reader.fields["general.architecture"].contents()))
+        for f in reader.fields.values():
+            if f.name == "general.architecture" or f.name.startswith("GGUF."):
+                continue  # the writer adds these itself
+            if f.name == "general.file_type":
+                writer.add_uint32(f.name, _FILE_TYPE[qtype])
+                continue
+            sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(f.name, f.contents(), f.types[0], sub_type=sub)
+        for t, want in plan:
+            shape = tuple(int(n) for n in reversed(t.shape))     # numpy order (rows, columns)
+            block, size = gguf.GGML_QUANT_SIZES[want]
+            writer.add_tensor_info(t.name, shape, np.dtype(np.float32), math.prod(shape) // block * size,
+                                   raw_dtype=want)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for t, want in plan:
+            if t.name not in deltas and want == t.tensor_type:
+                writer.write_tensor_data(t.data)                 # untouched and already the wanted type
+                continue
+            w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(tuple(int(n) for n in reversed(t.shape)))
+            if t.name in deltas:
+                a, b = deltas.pop(t.name)
+                w = w + b @ a
+            writer.write_tensor_data(quantize(w, want))
+        writer.close()
+    return out

@@ -1,0 +1,304 @@
+"""The personal model served by llama.cpp and exported as a merged GGUF (issue 13, item 4).
+
+Fast tests use tiny GGUF files and peft adapter directories written here; slow ones train a short real
+adapter on the embedded SmolLM2-135M and compare llama.cpp with transformers + peft.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from secondself.backends.chat import Sampling
+from secondself.backends.gguf_files import read_gguf
+from secondself.backends.llamacpp import LlamaCppChatModel
+from secondself.errors import AdapterMismatchError
+from secondself.train import adapters as registry
+from secondself.train.gguf_lora import (
+    GGUF_ADAPTER,
+    ensure_gguf_adapter,
+    merge_lora_gguf,
+    peft_to_gguf,
+    permute_qk_rows,
+    write_lora_gguf,
+)
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def write_base(path: Path, *, arch: str = "llama", n_in: int = 64, qtype: str = "Q4_1") -> Path:
+    """A tiny GGUF 'model' (2 q heads of 32 rows, 1 kv head): quantized q/k/token_embd, an F32 norm, and
+    metadata with a string, an array and a chat template."""
+    import gguf
+    from gguf.quants import quantize
+
+    rng = np.random.default_rng(1)
+    q = gguf.GGMLQuantizationType[qtype]
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_context_length(256)
+    w.add_head_count(2)
+    w.add_head_count_kv(1)
+    w.add_file_type(3)
+    w.add_chat_template(CHATML)
+    w.add_array("tokenizer.ggml.tokens", ["<|im_start|>", "<|im_end|>", "a", "b"])
+    for name, rows in (("token_embd.weight", 16), ("blk.0.attn_q.weight", 64), ("blk.0.attn_k.weight", 32),
+                       ("blk.0.attn_v.weight", 32)):
+        w.add_tensor(name, quantize(rng.normal(size=(rows, n_in)).astype(np.float32), q), raw_dtype=q)
+    w.add_tensor("blk.0.attn_norm.weight", np.linspace(0.5, 1.5, n_in).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def write_peft(folder: Path, *, n_in: int = 64, rank: int = 4, alpha: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """A peft LoRA adapter directory on layer 0's q and k projections; returns its weights."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {}
+    for proj, out in (("q_proj", 64), ("k_proj", 32)):
+        key = f"base_model.model.model.layers.0.self_attn.{proj}"
+        weights[f"{key}.lora_A.weight"] = rng.normal(0, 0.3, (rank, n_in)).astype(np.float32)
+        weights[f"{key}.lora_B.weight"] = rng.normal(0, 0.3, (out, rank)).astype(np.float32)
+    save_file(weights, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank, "lora_alpha": alpha}))
+    return weights
+
+
+def tensors(path: Path) -> dict[str, np.ndarray]:
+    import gguf
+    from gguf.quants import dequantize
+
+    return {t.name: dequantize(t.data, t.tensor_type).reshape(tuple(int(n) for n in reversed(t.shape)))
+            for t in gguf.GGUFReader(str(path)).tensors}
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+# -- the engine refuses an adapter of another base, from the headers --------------------------------------
+
+def test_the_engine_refuses_an_adapter_for_another_base_naming_the_file_and_the_fix(tmp_path):
+    base = write_base(tmp_path / "base.gguf")
+    wide = write_base(tmp_path / "wide.gguf", n_in=128)
+    other = write_lora_gguf(tmp_path / "for-wide.gguf", arch="llama", alpha=2.0, tensors={
+        "blk.0.attn_q.weight": (np.zeros((2, 128)), np.zeros((64, 2)))})
+    assert read_gguf(wide).tensors["blk.0.attn_q.weight"] == (128, 64)
+    model = LlamaCppChatModel(base, adapters={"x": other}, requantize=False)
+    with pytest.raises(AdapterMismatchError) as e:  # real models are off here: refused before any loading
+        model.with_adapter("x").count_tokens("hi")
+    message = str(e.value)
+    assert "for-wide.gguf" in message and "base.gguf" in message and "attn_q" in message
+    assert "Train (or convert) the adapter on this base model" in message
+
+
+# -- conversion once, and kill-safety ----------------------------------------------------------------------
+
+def test_an_adapter_is_converted_once_beside_its_weights(tmp_path):
+    base = write_base(tmp_path / "base.gguf")
+    write_peft(tmp_path / "v001")
+    out = ensure_gguf_adapter(tmp_path / "v001", base)
+    assert out == tmp_path / "v001" / GGUF_ADAPTER and read_gguf(out).kind == "adapter"
+    stamp = out.stat().st_mtime_ns
+    assert ensure_gguf_adapter(tmp_path / "v001", base) == out and out.stat().st_mtime_ns == stamp  # idempotent
+    write_peft(tmp_path / "v001", seed=1)          # newer weights: converted again
+    os.utime(out, ns=(stamp - 10**9, stamp - 10**9))
+    ensure_gguf_adapter(tmp_path / "v001", base)
+    assert out.stat().st_mtime_ns != stamp - 10**9
+
+
+def test_a_killed_conversion_leaves_no_file_and_a_rerun_finishes(tmp_path, monkeypatch):
+    import gguf
+
+    base = write_base(tmp_path / "base.gguf")
+    write_peft(tmp_path / "v001")
+    leftover = tmp_path / "v001" / f".{GGUF_ADAPTER}.{dead_pid()}-1.tmp"  # what SIGKILL mid-write leaves
+    leftover.write_bytes(b"GGUF half")
+
+    def killed(self, *a, **k):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(gguf.GGUFWriter, "write_tensors_to_file", killed)
+        with pytest.raises(KeyboardInterrupt):
+            ensure_gguf_adapter(tmp_path / "v001", base)
+    assert sorted(p.name for p in (tmp_path / "v001").iterdir()) == ["adapter_config.json",
+                                                                      "adapter_model.safetensors"]
+    assert ensure_gguf_adapter(tmp_path / "v001", base).is_file()  # the rerun finishes
+    assert not list((tmp_path / "v001").glob(".*.tmp"))
+
+
+def test_a_temp_file_of_a_live_writer_is_left_alone(tmp_path):
+    base = write_base(tmp_path / "base.gguf")
+    write_peft(tmp_path / "v001")
+    busy = tmp_path / "v001" / f".{GGUF_ADAPTER}.{os.getppid()}-7.tmp"
+    busy.write_bytes(b"being written")
+    ensure_gguf_adapter(tmp_path / "v001", base)
+    assert busy.exists()
+
+
+# -- merged GGUF export --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+def test_merged_gguf_is_base_plus_the_permuted_delta_with_all_metadata(tmp_path, qtype):
+    import gguf
+
+    base = write_base(tmp_path / "base.gguf")
+    peft = write_peft(tmp_path / "v001", rank=4, alpha=8)
+    lora = peft_to_gguf(tmp_path / "v001", base, tmp_path / "lora.gguf")
+    out = merge_lora_gguf(base, lora, tmp_path / "merged.gguf", qtype)
+    before, after = tensors(base), tensors(out)
+    key = "base_model.model.model.layers.0.self_attn"
+    expected = {  # peft's delta alpha/r * B @ A, its rows in llama.cpp's q/k order (2 q heads, 1 kv head)
+        "blk.0.attn_q.weight": permute_qk_rows(peft[f"{key}.q_proj.lora_B.weight"], 2) @ peft[f"{key}.q_proj.lora_A.weight"] * 2,
+        "blk.0.attn_k.weight": permute_qk_rows(peft[f"{key}.k_proj.lora_B.weight"], 2, 1) @ peft[f"{key}.k_proj.lora_A.weight"] * 2,
+        "blk.0.attn_v.weight": 0.0,
+    }
+    step = 1 / 127 if qtype == "Q8_0" else 1 / 7  # quantization error relative to each block's largest value
+    for name, delta in expected.items():
+        want = before[name] + delta
+        assert np.abs(after[name] - want).max() <= step * np.abs(want).max(), name
+        assert np.abs(after[name] - before[name]).max() > 0.5 or name.endswith("attn_v.weight")
+    assert np.array_equal(after["blk.0.attn_norm.weight"], before["blk.0.attn_norm.weight"])
+    info = read_gguf(out)
+    assert info.types == {"token_embd.weight": "Q8_0", "blk.0.attn_q.weight": qtype, "blk.0.attn_k.weight": qtype,
+                          "blk.0.attn_v.weight": qtype, "blk.0.attn_norm.weight": "F32"}
+    fields = {f.name: f.contents() for f in gguf.GGUFReader(str(out)).fields.values()}
+    original = {f.name: f.contents() for f in gguf.GGUFReader(str(base)).fields.values()}
+    assert fields.pop("general.file_type") == {"Q8_0": 7, "Q4_0": 2}[qtype] and original.pop("general.file_type") == 3
+    assert fields == original  # tokenizer arrays, chat template, head counts: all the base's
+
+
+def test_export_gguf_writes_the_model_and_a_modelfile_pointing_at_it(tmp_path):
+    from secondself.train.export import export_gguf
+
+    base = write_base(tmp_path / "base.gguf")
+    write_peft(tmp_path / "v001")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("replaced whole")
+    stale = tmp_path / f".out.tmp-{dead_pid()}-abc"
+    stale.mkdir()
+    target = export_gguf(base, tmp_path / "v001", tmp_path / "out", "Q4_0")
+    assert sorted(p.name for p in target.iterdir()) == ["Modelfile", "model.gguf"]
+    modelfile = (target / "Modelfile").read_text()
+    assert "FROM ./model.gguf" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert "<|im_start|>assistant" in modelfile and "Q4_0" in modelfile
+    assert read_gguf(target / "model.gguf").types["blk.0.attn_q.weight"] == "Q4_0"
+    assert (tmp_path / "v001" / GGUF_ADAPTER).is_file()  # converted on the way, beside the weights
+    assert not stale.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+# -- which engine serves the personal model ---------------------------------------------------------------
+
+def _adapter(person: Path, base_gguf: Path | None, base_dir: Path | None = None) -> registry.AdapterInfo:
+    trained = person / "trained"
+    write_peft(trained)
+    if base_dir is None:  # a plain checkpoint that records no GGUF (a model directory)
+        base_dir = person / "checkpoint"
+        base_dir.mkdir(parents=True, exist_ok=True)
+        (base_dir / "config.json").write_text("{}")
+    meta = {"base": "tiny", "base_dir": str(base_dir)}
+    if base_gguf is not None:
+        meta["base_gguf"] = str(base_gguf)
+    return registry.register(person, trained, meta)
+
+
+def test_the_personal_model_is_llama_cpp_with_the_adapter_where_the_base_has_a_gguf(tmp_path):
+    info = _adapter(tmp_path / "person", write_base(tmp_path / "base.gguf"))
+    assert registry.personal_engine(info, tmp_path / "models")[0] == "llama.cpp"
+    model = registry.personal_chat_model(info, tmp_path / "models")
+    assert isinstance(model, LlamaCppChatModel) and model.name == "tiny+v001" and model.adapter == "v001"
+    assert model._request([], Sampling())["lora"] == [{"id": 0, "scale": 1.0}]
+    assert (info.path / GGUF_ADAPTER).is_file()
+
+
+def test_without_a_gguf_of_the_base_the_personal_model_is_transformers_and_peft(tmp_path):
+    from secondself.backends.local import LocalChatModel
+
+    info = _adapter(tmp_path / "person", None)
+    engine, why = registry.personal_engine(info, tmp_path / "models")
+    assert engine == "transformers" and "no GGUF" in why
+    model = registry.personal_chat_model(info, tmp_path / "models")
+    assert isinstance(model, LocalChatModel) and model.name.endswith("+v001")
+
+
+def test_an_architecture_the_converter_does_not_handle_falls_back_with_a_warning(tmp_path, caplog):
+    from secondself.backends.local import LocalChatModel
+
+    info = _adapter(tmp_path / "person", write_base(tmp_path / "gpt2.gguf", arch="gpt2"))
+    assert registry.personal_engine(info, tmp_path / "models")[0] == "transformers"
+    with caplog.at_level("WARNING"):
+        model = registry.personal_chat_model(info, tmp_path / "models")
+    assert isinstance(model, LocalChatModel) and "gpt2" in caplog.text and "transformers" in caplog.text
+
+
+def test_an_adapter_that_does_not_fit_the_bases_gguf_is_refused(tmp_path):
+    info = _adapter(tmp_path / "person", write_base(tmp_path / "wide.gguf", n_in=128))
+    with pytest.raises(AdapterMismatchError, match="wide.gguf"):
+        registry.personal_chat_model(info, tmp_path / "models")
+
+
+def test_a_catalog_base_is_found_from_its_checkpoints_record(tmp_path, monkeypatch):
+    """An adapter trained on the embedded model's conversion serves on the embedded GGUF (no metadata needed)."""
+    from secondself.backends import catalog
+
+    entry = catalog.get("embedded")
+    checkpoint = tmp_path / "models" / "SmolLM2-135M-Instruct"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "secondself-source.json").write_text(json.dumps({"file": entry.filename, "size": entry.size}))
+    info = _adapter(tmp_path / "person", None, base_dir=checkpoint)
+    found = registry.base_gguf(info, tmp_path / "models", prepare=False)
+    assert found is not None and found.name == entry.filename
+    (checkpoint / "secondself-source.json").write_text(json.dumps({"file": entry.filename, "size": 1}))
+    assert registry.base_gguf(info, tmp_path / "models", prepare=False) is None
+
+
+def test_the_runtime_serves_the_selected_adapter_and_closes_the_previous_one(tmp_path):
+    from secondself.runtime import Runtime
+
+    rt = Runtime.from_options(str(tmp_path / "home"))
+    base = write_base(tmp_path / "base.gguf")
+    first = _adapter(rt.settings.person_dir, base)
+    registry.use(rt.store, rt.settings.person_dir, first.version)
+    model = rt.chat_model("personal")
+    assert isinstance(model, LlamaCppChatModel) and model.adapter == "v001" and rt.chat_model("personal") is model
+    closed = []
+    model._engine.close = lambda: closed.append(True)
+    second = _adapter(rt.settings.person_dir, base)
+    registry.use(rt.store, rt.settings.person_dir, second.version)
+    assert rt.chat_model("personal").adapter == "v002" and closed == [True]
+    rt.close()
+
+
+def test_cli_lists_where_the_personal_model_runs_and_exports_it_as_gguf(tmp_path, capsys):
+    from secondself.runtime import Runtime
+
+    from .test_cli import run
+
+    rt = Runtime.from_options(str(tmp_path / "home"))  # the home of the autouse fixture
+    info = _adapter(rt.settings.person_dir, write_base(tmp_path / "base.gguf"))
+    registry.use(rt.store, rt.settings.person_dir, info.version)
+    rt.close()
+    code, out, err = run(capsys, "models")
+    assert code == 0, err
+    line = next(row for row in out.splitlines() if row.startswith("personal"))
+    assert "v001" in line and "llama.cpp" in line and "base.gguf" in line
+    code, out, err = run(capsys, "model", "export", "--format", "gguf", "--quant", "q4_0", "--out",
+                         str(tmp_path / "export"))
+    assert code == 0, err
+    assert "ollama create" in out and read_gguf(tmp_path / "export" / "model.gguf").types["blk.0.attn_q.weight"] == "Q4_0"
+    (rt.settings.person_dir / "adapters" / "v001" / registry.META).write_text(json.dumps({"base": "tiny",
+                                                                                       "base_dir": str(tmp_path)}))
+    code, out, err = run(capsys, "model", "export", "--format", "gguf", "--out", str(tmp_path / "export2"))
+    assert code == 2 and "has no GGUF file here" in err and "--format merged" in err
