@@ -28,6 +28,7 @@ cannot leak the person's real ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -231,7 +232,9 @@ def _pairs_for(source: str, ex: TrainingExample, drafts: Drafts, n: int, chunks:
         if got is None:
             return
         rewrite, unneeded = got
-        for f in unneeded[:1]:
+        # one detail the request does not need, a different one from request to request (ended facts first)
+        at = int(hashlib.sha1(_user(ex).encode()).hexdigest(), 16) % len(unneeded) if unneeded else 0
+        for f in unneeded[at:at + 1]:
             leak = f"{ex.completion.rstrip()} {_statement(f)}"
             if (why := rewrite(leak, Policy(never_share=(f.object,)))) is not None:
                 constructed.append((leak, why))
