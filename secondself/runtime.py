@@ -126,21 +126,23 @@ class Runtime:
         return report, options, teacher
 
     def train_model(self, base_spec: str | None = None, *, steps: int | None = None, epochs: float | None = None,
-                    rank: int | None = None, resume: bool = False, on_progress: OnProgress | None = None):
+                    rank: int | None = None, resume: bool = False, dpo: bool = False,
+                    on_progress: OnProgress | None = None):
         """Train (or resume) the personal model the one way `secondself train` and the train job do; returns
-        the registered, selected adapter (AdapterInfo). `on_progress` as in `run_training`."""
+        the registered, selected adapter (AdapterInfo). `dpo`: add the DPO stage. `on_progress` as in
+        `run_training`."""
         from .train.pipeline import TrainOptions, resume_settings, run_training
 
         if resume:  # the run's own recorded settings and base, never today's defaults
             recorded = resume_settings(self.settings.person_dir, base=base_spec, rank=rank, steps=steps,
-                                       epochs=epochs)
+                                       epochs=epochs, dpo=dpo or None)
             options = recorded.options
             if recorded.base_dir is not None and recorded.base_dir.is_dir():
                 base_dir, base_name = recorded.base_dir, recorded.base_name or options.base
             else:
                 base_dir, base_name = self.train_base(options.base)
         else:
-            options = TrainOptions(base=base_spec or "embedded", rank=rank, steps=steps,
+            options = TrainOptions(base=base_spec or "embedded", rank=rank, steps=steps, dpo=dpo,
                                    **({"epochs": epochs} if epochs else {}))
             base_dir, base_name = self.train_base(base_spec)
         judge = self.judge()

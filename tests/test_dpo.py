@@ -109,3 +109,75 @@ def test_the_base_reference_and_bad_input(sft_adapter, tmp_path):
         dpo.train(base, tmp_path, PAIRS, tmp_path / "o", CONFIG, run_dir=tmp_path / "r")
     with pytest.raises(TrainingError, match="reference"):
         dpo.DPOConfig(reference="judge")
+
+
+# -- the "dpo" step of `secondself train` ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def maya_tiny(tmp_path_factory):
+    from secondself.backends.chat import FakeChatModel
+    from secondself.backends.embedders import HashingEmbedder
+    from secondself.ingest.pipeline import ingest
+    from secondself.memory.build import BuildOptions, build
+    from secondself.store import Store
+
+    from .conftest import EXAMPLES
+
+    root = tmp_path_factory.mktemp("train-dpo")
+    with Store(root / "memory.sqlite3") as s:
+        ingest(s, HashingEmbedder(128), [EXAMPLES / "maya" / "corpus"], source_name="maya", person_name="Maya")
+        build(s, "hashing-128", FakeChatModel(), "Maya", BuildOptions(slots=False))
+    return root, make_tiny_model(root / "tiny")
+
+
+@pytest.fixture
+def person(maya_tiny, tmp_path, monkeypatch):
+    import shutil
+
+    from secondself.store import Store
+
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")        # the tiny model is built in code, not real
+    torch.set_num_threads(1)
+    root, tiny = maya_tiny
+    shutil.copy(root / "memory.sqlite3", tmp_path / "memory.sqlite3")
+    store = Store(tmp_path / "memory.sqlite3")
+    yield store, tmp_path, tiny
+    store.close()
+
+
+def _models(tiny):
+    from secondself.backends.local import LocalChatModel
+
+    cache = {}
+    return lambda adapter: cache.setdefault(str(adapter), LocalChatModel(tiny, adapter=adapter))
+
+
+def test_train_with_dpo_cancelled_during_dpo_resumes_and_registers(person):
+    from secondself.errors import TrainingCancelled
+    from secondself.train import adapters as registry
+    from secondself.train.pairs import load_pairs
+    from secondself.train.pipeline import TrainOptions, latest_run, run_training
+
+    store, person_dir, tiny = person
+    options = TrainOptions(steps=3, dpo=True, dpo_prompts=2, eval_questions=4, retention_prompts=1)
+
+    def cancel_in_dpo(p):
+        if p.stage == "dpo" and p.done == 2:
+            (latest_run(person_dir) / "CANCEL").write_text("now")
+
+    with pytest.raises(TrainingCancelled, match="DPO stopped at step 2"):
+        run_training(store, person_dir, "Maya", tiny, "tiny", options, make_model=_models(tiny),
+                     on_progress=cancel_in_dpo)
+    run = latest_run(person_dir)
+    pairs = load_pairs(run / "pairs.jsonl")
+    assert pairs and {p.source for p in pairs} >= {"refusal", "disclosure", "critique"}
+    assert (run / "dpo" / "checkpoint").is_dir() and not (run / "adapter-sft").exists()
+    info = run_training(store, person_dir, "Maya", tiny, "tiny", resume=True, make_model=_models(tiny))
+    d = info.metadata["dpo"]
+    assert d["resumed_from_step"] == 2 and d["pairs"] == len(pairs) and d["steps"] > 2
+    assert sum(v["draft"] + v["constructed"] for v in d["sources"].values()) == len(pairs)
+    assert registry.current(store, person_dir).version == info.version
+    assert (info.path / dpo.METADATA).is_file() and (run / "adapter-sft" / "adapter_config.json").is_file()
+    assert load_pairs(run / "pairs.jsonl") == pairs                   # drafted once, not again on resume
+    a, b = _weights(info.path), _weights(run / "adapter-sft")
+    assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -1,4 +1,4 @@
-"""Layer-2 commands: train (synthesize → fine-tune → evaluate), model (list, use, rollback, export), eval.
+"""Layer-2 commands: train (synthesize → fine-tune → [DPO] → evaluate), model (list, use, rollback, export), eval.
 
 Training runs in the foreground with one progress bar per stage (rate, ETA; loss and tokens/s while training).
 `train --cancel` (from another terminal) or Ctrl-C stops at the next step with a checkpoint; `train --resume`
@@ -16,6 +16,7 @@ from . import Context, _emit_json, cli, out
 from .progress import Bars
 
 _STAGES = {"retention": ("base model answering generic prompts", "prompt"), "train": ("train", "step"),
+           "pairs": ("base model drafting rejected answers (DPO)", "prompt"), "dpo": ("DPO", "step"),
            "evaluate": ("evaluate", "answer")}
 
 
@@ -44,10 +45,12 @@ class _TrainProgress(Bars):
 @click.option("--resume", is_flag=True, help="Continue the latest unfinished run from its last checkpoint, with the "
               "base model and settings it was started with.")
 @click.option("--cancel", is_flag=True, help="Ask the running training to stop at its next step.")
+@click.option("--dpo", is_flag=True, help="After fine-tuning, a DPO stage on preference pairs built from the "
+              "project's own checks (grounded vs invented answers, refusals, disclosure, critique); no judge.")
 @click.option("--json", "as_json", is_flag=True, help="The adapter's metadata (with eval scores) as JSON.")
 @click.pass_obj
 def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int | None, rank: str | None,
-          resume: bool, cancel: bool, as_json: bool) -> None:
+          resume: bool, cancel: bool, dpo: bool, as_json: bool) -> None:
     """Train your personal model: synthesize data from layers 0-1, fine-tune a LoRA adapter, evaluate it."""
     from ..errors import ConfigError
     from ..train.evaluate import EvalReport, table
@@ -62,7 +65,8 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
     bars = _TrainProgress(as_json)
     try:
         info = obj.train_model(base_spec, steps=steps, epochs=epochs,
-                               rank=int(rank) if rank and rank.isdigit() else None, resume=resume, on_progress=bars)
+                               rank=int(rank) if rank and rank.isdigit() else None, resume=resume, dpo=dpo,
+                               on_progress=bars)
     finally:
         bars.close()
     if as_json:
@@ -72,6 +76,11 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
     out(f"adapter {info.version} saved and selected ({info.path})")
     out(t.get("rank_reason") or f"rank {t.get('rank')}")
     out(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s")
+    if d := info.metadata.get("dpo"):
+        made = ", ".join(f"{k} {v.get('draft', 0) + v.get('constructed', 0)}" for k, v in d.get("sources", {}).items())
+        out(f"DPO: {d['skipped']} ({made})" if d.get("skipped") else
+            f"DPO: {d['steps']} steps on {d['pairs']} pairs ({made}), final loss {d['final_loss']:.3f} (0.693 at "
+            f"the start), preference accuracy {d['accuracy']:.2f}, {d['seconds']} s")
     ev = info.metadata.get("eval", {})
     if ev.get("scores"):
         for row in table(EvalReport(scores=ev["scores"], summary=ev.get("summary", {}))):

@@ -89,7 +89,7 @@ class DPOResult:
     resumed_from_step: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "losses"}
+        return {k: v for k, v in asdict(self).items() if k not in ("losses", "adapter_dir")}
 
 
 Seq = tuple[list[int], list[int]]          # (ids, labels with IGNORE where nothing is scored)

@@ -2,11 +2,14 @@
 
 A run lives in `<person dir>/runs/<id>/`:
 
-    state.json        step (synthesize | train | evaluate | register | done), status, error, figures
+    state.json        step (synthesize | train | dpo | evaluate | register | done), status, error, figures
     dataset.jsonl     the synthesized examples (train and held-out), written once, atomically
     retention.jsonl   the base model's own answers to generic prompts (mixed into training)
     sft/              the trainer's checkpoints (see train/sft.py)
     adapter/          the saved adapter, until it is registered as adapters/vNNN
+    pairs.jsonl       with --dpo: the preference pairs (train/pairs.py), written once, atomically
+    dpo/              with --dpo: the DPO stage's checkpoints (train/dpo.py)
+    adapter-sft/      with --dpo: the fine-tuned adapter, once the DPO adapter has taken its place in adapter/
     CANCEL            present = stop at the next step boundary (written by `train --cancel`)
 
 Each step writes its output before the state moves on, so `train --resume` continues the latest
@@ -51,6 +54,9 @@ class TrainOptions:
                                                                   "round-robin across kinds)"})
     retention_prompts: int = field(default=24, metadata={"help": "generic prompts answered by the base model "
                                                                  "and mixed into training"})
+    dpo: bool = field(default=False, metadata={"help": "a second stage: DPO on judge-free preference pairs"})
+    dpo_prompts: int = field(default=24, metadata={"help": "training items per pair source given base-model "
+                                                           "drafts (DPO)"})
 
 
 def runs_dir(person_dir: Path) -> Path:
@@ -229,11 +235,13 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                                      learning_rate=opts.learning_rate, seed=opts.seed)
             result = sft.train(base_dir, examples, run.path / "adapter", config, run_dir=run.path / "sft",
                                on_progress=progress, should_stop=run.cancelled)
-            run.move("evaluate", train={"steps": result.steps, "final_loss": result.final_loss,
+            run.move("dpo" if opts.dpo else "evaluate", train={"steps": result.steps, "final_loss": result.final_loss,
                                         "tokens": result.tokens_trained, "seconds": round(result.seconds, 1),
                                         "rank": result.rank, "rank_reason": result.rank_reason,
                                         "resumed_from_step": result.resumed_from_step,
                                         "config": asdict(replace(config, rank=result.rank))})
+        if run.state["step"] == "dpo":
+            run.move("evaluate", dpo=_dpo_step(run, store, person, base_dir, examples, make_model, progress))
         if run.state["step"] == "evaluate":
             heldout = [e for e in examples if e.split == "heldout"]
             base_model, personal = make_model(None), make_model(run.path / "adapter")
@@ -261,6 +269,7 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                 "profile_version": run.state.get("profile_version"), "samples": counts,
                 "retention_samples": run.state.get("retention", 0), "dropped": run.state.get("dropped", {}),
                 "train": run.state.get("train", {}), "eval": run.state.get("eval", {}),
+                **({"dpo": run.state["dpo"]} if run.state.get("dpo") else {}),
                 "options": asdict(opts)})
             registry.use(store, person_dir, info.version)
             run.move("done", adapter=info.version)
@@ -280,3 +289,40 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
     except Exception as e:                       # an unexpected error: recorded, then re-raised as it is
         run.fail("failed", f"{type(e).__name__}: {e}")
         raise
+
+
+def _dpo_step(run: _Run, store: Store, person: str, base_dir: Path, examples: list[TrainingExample],
+              make_model: Callable[[Path | None], Any], progress: OnProgress) -> dict[str, Any]:
+    """The second stage: preference pairs from the project's checks (rejected answers drafted by the base
+    model), then DPO on the fine-tuned adapter, whose result takes its place in `adapter/` (the fine-tuned
+    one is kept as `adapter-sft/`). Resumable at every point: the pairs are written once, DPO checkpoints,
+    and the two renames are redone from whatever a kill left. Returns the figures for the run's state."""
+    from ..memory.versions import load_version
+    from . import dpo
+    from .pairs import build_pairs, load_pairs, sample_drafts, save_pairs
+
+    adapter, sft_dir, out = run.path / "adapter", run.path / "adapter-sft", run.path / "adapter-dpo"
+    pairs_file = run.path / "pairs.jsonl"
+    opts = run.options
+    if not out.exists() and not sft_dir.exists():
+        if not pairs_file.is_file():
+            base_model = make_model(None)
+            if base_model is None:
+                raise TrainingError("DPO needs the base model to draft the answers it learns to avoid")
+            report = build_pairs(examples, sample_drafts(base_model, seed=opts.seed),
+                                 chunks={c.id: c for c in store.all_chunks()}, profile=load_version(store),
+                                 person=person, prompts_per_source=opts.dpo_prompts, on_progress=progress)
+            save_pairs(pairs_file, report.pairs)
+            run.state["pairs"] = report.counts
+            run.save()
+        pairs = load_pairs(pairs_file)
+        if not pairs:
+            return {"sources": run.state.get("pairs", {}), "skipped": "every draft passed its check: no pairs"}
+        dpo.train(base_dir, adapter, pairs, out, dpo.DPOConfig(seed=opts.seed), run_dir=run.path / "dpo",
+                  on_progress=progress, should_stop=run.cancelled)
+    if out.exists():
+        if adapter.exists() and not sft_dir.exists():
+            os.replace(adapter, sft_dir)
+        os.replace(out, adapter)
+    figures = json.loads((adapter / dpo.METADATA).read_text())
+    return {**figures["result"], "sources": run.state.get("pairs", {}), "config": figures["config"]}
