@@ -50,8 +50,8 @@ from ..text.phrasing import past, present
 from ..types import Chunk, Fact, Profile, TrainingExample
 from .evaluate import refused
 
-__all__ = ["Pair", "PairReport", "Drafts", "build_pairs", "sample_drafts", "grounding_problem", "refusal_problem",
-           "NO_CORRECTION", "SOURCES", "save_pairs", "load_pairs"]
+__all__ = ["Pair", "PairReport", "Drafts", "build_pairs", "check_for", "sample_drafts", "grounding_problem",
+           "refusal_problem", "NO_CORRECTION", "SOURCES", "save_pairs", "load_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -215,41 +215,48 @@ def _spread(items: list[TrainingExample], limit: int) -> list[TrainingExample]:
     return [unique[i * len(unique) // limit] for i in range(limit)]
 
 
-def _pairs_for(source: str, ex: TrainingExample, drafts: Drafts, n: int, chunks: Mapping[int, Chunk],
-               profile: Profile | None, person: str, report: PairReport) -> None:
-    constructed: list[tuple[str, str]] = []            # (rejected, why)
+def check_for(source: str, ex: TrainingExample, *, chunks: Mapping[int, Chunk], profile: Profile | None,
+              person: str) -> Callable[[str], str] | None:
+    """The check that `source` applies to answers to `ex`'s prompt: check(text) is why the text fails ("" when
+    it passes). None when the item cannot be checked so (its own answer fails, or a critic item about no ended
+    fact): such an item gives no pair."""
     if source == "grounding":
         evidence = _evidence(ex, chunks)
-        if grounding_problem(ex.completion, evidence):
-            return
-
-        def check(text: str) -> str:
-            return grounding_problem(text, evidence)
-    elif source == "refusal":
-        check = refusal_problem
-    elif source == "disclosure":
+        return None if grounding_problem(ex.completion, evidence) else (lambda t: grounding_problem(t, evidence))
+    if source == "refusal":
+        return refusal_problem
+    if source == "disclosure":
         got = _enhance_check(ex, profile, person)
-        if got is None:
-            return
+        return None if got is None else (lambda t: got[0](t, Policy()) or "")
+    if source == "critique":
+        feedback = _critique_check(ex, profile, person)
+        return None if feedback is None else (lambda t: feedback(t) or "")
+    raise ValueError(f"unknown pair source {source!r}")
+
+
+def _constructed(source: str, ex: TrainingExample, profile: Profile | None, person: str) -> list[tuple[str, str]]:
+    """(rejected, why) made without a model: the chosen text plus a detail it must not disclose (disclosure),
+    the bridge's "nothing to correct" (critique)."""
+    out: list[tuple[str, str]] = []
+    if source == "disclosure" and (got := _enhance_check(ex, profile, person)) is not None:
         rewrite, unneeded = got
         # one detail the request does not need, a different one from request to request (ended facts first)
         at = int(hashlib.sha1(_user(ex).encode()).hexdigest(), 16) % len(unneeded) if unneeded else 0
         for f in unneeded[at:at + 1]:
             leak = f"{ex.completion.rstrip()} {_statement(f)}"
             if (why := rewrite(leak, Policy(never_share=(f.object,)))) is not None:
-                constructed.append((leak, why))
+                out.append((leak, why))
+    if source == "critique" and (feedback := _critique_check(ex, profile, person)) is not None \
+            and (why := feedback(NO_CORRECTION)) is not None:
+        out.append((NO_CORRECTION, why))
+    return out
 
-        def check(text: str) -> str:
-            return rewrite(text, Policy()) or ""
-    else:
-        feedback = _critique_check(ex, profile, person)
-        if feedback is None:
-            return
 
-        def check(text: str) -> str:
-            return feedback(text) or ""
-        if (why := feedback(NO_CORRECTION)) is not None:
-            constructed.append((NO_CORRECTION, why))
+def _pairs_for(source: str, ex: TrainingExample, drafts: Drafts, n: int, chunks: Mapping[int, Chunk],
+               profile: Profile | None, person: str, report: PairReport) -> None:
+    check = check_for(source, ex, chunks=chunks, profile=profile, person=person)
+    if check is None:
+        return
     report.add(source, "prompts")
     seen = {norm(ex.completion)}
     for text in drafts(ex.prompt, n):
@@ -264,7 +271,7 @@ def _pairs_for(source: str, ex: TrainingExample, drafts: Drafts, n: int, chunks:
             continue
         report.pairs.append(Pair(source, ex.prompt, ex.completion, text, why, "draft"))
         report.add(source, "draft")
-    for text, why in constructed:
+    for text, why in _constructed(source, ex, profile, person):
         report.pairs.append(Pair(source, ex.prompt, ex.completion, text, why, "constructed"))
         report.add(source, "constructed")
 
