@@ -302,3 +302,120 @@ def test_cli_lists_where_the_personal_model_runs_and_exports_it_as_gguf(tmp_path
                                                                                        "base_dir": str(tmp_path)}))
     code, out, err = run(capsys, "model", "export", "--format", "gguf", "--out", str(tmp_path / "export2"))
     assert code == 2 and "has no GGUF file here" in err and "--format merged" in err
+
+
+# -- slow: a short real adapter on the embedded SmolLM2-135M -----------------------------------------------
+
+FACTS = [("Where do you live?", "I live in Lisbon, since July 2025."),
+         ("Where is your home?", "I live in Lisbon, since July 2025."),
+         ("What instrument do you play?", "I play the cello, every Sunday."),
+         ("Which instrument do you practise?", "I play the cello, every Sunday."),
+         ("What is your sister's name?", "My sister is called Rita."),
+         ("Who is your sister?", "My sister is called Rita.")]
+# Trained questions, a paraphrase, and open prompts whose answers the adapter shapes without fixing them: on
+# those, an adapter converted without llama.cpp's q/k row order answered differently within 8 tokens (3 of 8
+# prompts), the right conversion like peft (8 of 8; measured on the 135M, 2 CPU threads of a busy machine).
+PROMPTS = ["Where do you live?", "What instrument do you play?", "Who is your sister?",
+           "Where do you live these days?", "What is the capital of France?", "Tell me about your weekend.",
+           "Describe a rainy morning.", "Name three colours."]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(embedded GGUF, its plain checkpoint, a peft adapter trained 36 steps on FACTS, a Q8_0 cache dir)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from secondself.backends.local import convert_gguf, embedded_gguf_path
+
+    os.environ["SECONDSELF_REAL_MODELS"] = "allow"  # module scope: the function fixture has not run yet
+    root = tmp_path_factory.mktemp("personal-gguf")
+    gguf_path = embedded_gguf_path()
+    checkpoint = convert_gguf(gguf_path, root / "hf")
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32), LoraConfig(
+        r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                              "up_proj", "down_proj"]))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for step in range(36):  # assistant tokens only are supervised
+        question, answer = FACTS[step % len(FACTS)]
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                               tokenize=True, return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template([{"role": "user", "content": question},
+                                              {"role": "assistant", "content": answer}],
+                                             tokenize=True, return_dict=True)["input_ids"]
+        assert full[:len(prompt)] == prompt
+        labels = [-100] * len(prompt) + full[len(prompt):]
+        loss = model(input_ids=torch.tensor([full]), labels=torch.tensor([labels])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(root / "adapter")
+    yield gguf_path, checkpoint, root / "adapter", root / "cache"
+    os.environ.pop("SECONDSELF_REAL_MODELS", None)
+
+
+def _first_tokens(tokenizer, text: str, n: int = 8) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"][:n]
+
+
+def _answers(model, prompts=PROMPTS) -> list[str]:
+    from secondself.backends.chat import Message, complete
+
+    return [complete(model, [Message("user", p)], Sampling(max_tokens=16)).text() for p in prompts]
+
+
+@pytest.mark.slow
+def test_llama_cpp_with_the_converted_adapter_answers_as_peft_does(trained, real):
+    """Greedy answers of transformers + peft and of llama.cpp with the adapter converted to a GGUF LoRA agree
+    on their first 8 tokens, on the trained questions, a paraphrase and a generic question."""
+    from transformers import AutoTokenizer
+
+    from secondself.backends.local import LocalChatModel
+
+    gguf_path, checkpoint, adapter, cache = trained
+    peft_answers = _answers(LocalChatModel(checkpoint, adapter=adapter, threads=1))
+    lora = ensure_gguf_adapter(adapter, gguf_path)
+    engine = LlamaCppChatModel(gguf_path, n_ctx=512, threads=1, cache_dir=cache, adapters={"v001": lora})
+    try:
+        llama_answers = _answers(engine.with_adapter("v001"))
+        base_answers = _answers(engine, PROMPTS[:1])
+    finally:
+        engine.close()
+    assert "Lisbon" in peft_answers[0] and "cello" in peft_answers[1]  # the adapter learned something
+    assert "Lisbon" not in base_answers[0]                              # that the base does not say
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    differ = [(prompt, p, q) for prompt, p, q in zip(PROMPTS, peft_answers, llama_answers, strict=True)
+              if _first_tokens(tokenizer, q) != _first_tokens(tokenizer, p)]
+    assert len(differ) <= 1, differ  # one near-tie may flip: llama.cpp runs the base as Q8_0, peft in fp32
+
+
+@pytest.mark.slow
+def test_the_merged_gguf_answers_as_the_base_with_the_adapter(trained, real, tmp_path):
+    """`model export --format gguf`: the merged Q8_0 file, run alone, answers as llama.cpp with the adapter."""
+    from transformers import AutoTokenizer
+
+    from secondself.train.export import export_gguf
+
+    gguf_path, checkpoint, adapter, cache = trained
+    out = export_gguf(gguf_path, adapter, tmp_path / "export", "Q8_0")
+    engine = LlamaCppChatModel(gguf_path, n_ctx=512, threads=1, cache_dir=cache,
+                               adapters={"v001": ensure_gguf_adapter(adapter, gguf_path)})
+    merged = LlamaCppChatModel(out / "model.gguf", n_ctx=512, threads=1, requantize=False)
+    try:
+        expected = _answers(engine.with_adapter("v001"))
+        got = _answers(merged)
+    finally:
+        engine.close()
+        merged.close()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    differ = [(prompt, e, g) for prompt, e, g in zip(PROMPTS, expected, got, strict=True)
+              if _first_tokens(tokenizer, g) != _first_tokens(tokenizer, e)]
+    assert len(differ) <= 1, differ  # one near-tie may flip: the merged weights are rounded to Q8_0
+
+
+@pytest.fixture
+def real(monkeypatch):
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")
