@@ -419,3 +419,16 @@ def test_the_merged_gguf_answers_as_the_base_with_the_adapter(trained, real, tmp
 @pytest.fixture
 def real(monkeypatch):
     monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")
+
+
+def test_a_killed_q8_0_copy_leaves_no_file_and_the_next_start_finishes_it(tmp_path):
+    from secondself.backends.gguf_files import requantized_copy
+
+    src = write_base(tmp_path / "q41.gguf")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / f"q41.{src.stat().st_size}.q8_0.gguf"
+    leftover = cache / f".{target.name}.{dead_pid()}.tmp"   # the name a killed copy left before this change
+    leftover.write_bytes(b"GGUF half")
+    assert requantized_copy(src, cache) == target and not leftover.exists()
+    assert read_gguf(target).types["blk.0.attn_q.weight"] == "Q8_0"

@@ -5,17 +5,23 @@ with a message that names the file, before llama.cpp would fail with a bare "cou
 
 from __future__ import annotations
 
+import logging
 import math
 import mmap
 import os
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import AdapterMismatchError, ModelFileError
 
-__all__ = ["GGUFInfo", "read_gguf", "check_adapter"]
+__all__ = ["GGUFInfo", "read_gguf", "check_adapter", "atomic_file", "pid_alive"]
+
+log = logging.getLogger(__name__)
 
 _REDOWNLOAD = "The file is damaged or not a GGUF: download, assemble or convert it again."
 
@@ -176,6 +182,35 @@ def check_adapter(path: str | Path, base: GGUFInfo, base_path: str | Path | None
     return info
 
 
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it to `path`, else remove it. Temp files of the
+    same target left by a writer that was killed (its pid is gone) are removed first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2:-len(".tmp")].split("-", 1)[0]  # "<pid>-<thread>" or "<pid>"
+        if pid.isdigit() and not pid_alive(int(pid)):
+            log.info("removing %s, left by an interrupted write", stale)
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # Weight types llama.cpp's CPU backend multiplies without a fast matrix-matrix kernel (no llamafile sgemm
 # and no repacking on x86): prompt processing then runs row by row, ~1.6x slower than with Q8_0 on the
 # 135M (bench/engine.py). Generation speed is the same; Q8_0 holds these values almost exactly.
@@ -185,7 +220,8 @@ _SLOW_PREFILL = ("Q4_1", "Q5_1")
 def requantized_copy(src: str | Path, cache_dir: str | Path) -> Path:
     """`src` itself, or (once, cached under `cache_dir`) a copy whose Q4_1/Q5_1 matrices are Q8_0.
 
-    The copy is named by the source's name and size, written to a temp file and renamed into place.
+    The copy is named by the source's name and size, written to a temp file and renamed into place
+    (`atomic_file`: a temp file left by a killed copy is removed by the next).
     """
     import gguf
     import numpy as np
@@ -197,11 +233,9 @@ def requantized_copy(src: str | Path, cache_dir: str | Path) -> Path:
     target = Path(cache_dir) / f"{src.stem}.{src.stat().st_size}.q8_0.gguf"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     q8 = gguf.GGMLQuantizationType.Q8_0
     reader = gguf.GGUFReader(str(src), "r")
-    try:
+    with atomic_file(target) as tmp:
         writer = gguf.GGUFWriter(str(tmp), str(reader.fields["general.architecture"].contents()))
         for f in reader.fields.values():
             if f.name == "general.architecture" or f.name.startswith("GGUF."):
@@ -218,7 +252,4 @@ def requantized_copy(src: str | Path, cache_dir: str | Path) -> Path:
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target

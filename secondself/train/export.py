@@ -24,9 +24,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..backends.gguf_files import pid_alive
 from ..errors import TrainingError
 from .checkpoint import swap_in
-from .gguf_lora import _alive
 
 __all__ = ["export_merged", "export_ollama", "export_gguf"]
 
@@ -43,7 +43,7 @@ def _atomic_dir(out_dir: Path, write: Callable[[Path], None]) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
         pid = stale.name.rsplit("-", 2)[-2] if stale.name.count("-") >= 2 else ""
-        if pid.isdigit() and not _alive(int(pid)):  # left by an export that was killed
+        if pid.isdigit() and not pid_alive(int(pid)):  # left by an export that was killed
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     try:

@@ -21,19 +21,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..backends.gguf_files import atomic_file
 from ..errors import AdapterMismatchError, TrainingError
 
 __all__ = ["write_lora_gguf", "peft_to_gguf", "permute_qk_rows", "ensure_gguf_adapter", "merge_lora_gguf",
-           "atomic_file", "GGUF_ADAPTER", "MERGE_TYPES", "CONVERTIBLE"]
+           "GGUF_ADAPTER", "MERGE_TYPES", "CONVERTIBLE"]
 
 log = logging.getLogger(__name__)
 
@@ -85,31 +83,6 @@ def write_lora_gguf(path: str | Path, *, arch: str, alpha: float,
     return path
 
 
-@contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success rename it to `path`, else remove it. Temp files of the
-    same target left by a writer that was killed (its pid is gone) are removed first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = stale.name[len(path.name) + 2:].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            log.info("removing %s, left by an interrupted write", stale)
-            stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
