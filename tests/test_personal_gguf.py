@@ -27,6 +27,7 @@ from secondself.train.gguf_lora import (
     permute_qk_rows,
     write_lora_gguf,
 )
+from secondself.train.tiny import CHAT_TEMPLATE
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -72,6 +73,78 @@ def write_peft(folder: Path, *, n_in: int = 64, rank: int = 4, alpha: int = 8, s
     save_file(weights, str(folder / "adapter_model.safetensors"))
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": rank, "lora_alpha": alpha}))
     return weights
+
+
+def tiny_gguf(folder: Path, out: Path) -> Path:
+    """The tiny in-code Llama (train/tiny.py) as an F32 GGUF llama.cpp loads: llama's metadata, its
+    byte-level BPE vocabulary and merges, its chat template, and q/k rows in llama.cpp's order."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((folder / "config.json").read_text())
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    weights = load_file(str(folder / "model.safetensors"))
+    tokens = [t for t, _ in sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])]
+    special = {a["content"] for a in tok.get("added_tokens", [])}
+    n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    rope = cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta") or 10000.0
+    w = gguf.GGUFWriter(str(out), "llama")
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(float(rope))
+    w.add_rope_dimension_count(cfg["hidden_size"] // n_head)
+    w.add_file_type(0)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t in special else 1 for t in tokens])  # 3: control
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    w.add_bos_token_id(cfg["bos_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_chat_template(CHAT_TEMPLATE)
+    w.add_tensor("token_embd.weight", weights["model.embed_tokens.weight"])  # tied: no output.weight
+    w.add_tensor("output_norm.weight", weights["model.norm.weight"])
+    names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    for i in range(cfg["num_hidden_layers"]):
+        for hf, name in names.items():
+            t = weights[f"model.layers.{i}.{hf}.weight"]
+            if name in ("attn_q", "attn_k"):
+                t = permute_qk_rows(t, n_head, n_kv if name == "attn_k" else None)
+            w.add_tensor(f"blk.{i}.{name}.weight", np.ascontiguousarray(t))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+@pytest.fixture
+def tiny_lora(tmp_path, monkeypatch):
+    """(tiny checkpoint, its GGUF, a peft adapter with a strong random effect on every projection)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from secondself.train.tiny import make_tiny_model
+
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")  # the tiny model is built here, nothing is fetched
+    folder = make_tiny_model(tmp_path / "tiny")
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero
+                param.normal_(0, 0.5)
+    model.save_pretrained(tmp_path / "adapter")
+    return folder, tiny_gguf(folder, tmp_path / "tiny.gguf"), tmp_path / "adapter"
 
 
 def tensors(path: Path) -> dict[str, np.ndarray]:
@@ -432,3 +505,94 @@ def test_a_killed_q8_0_copy_leaves_no_file_and_the_next_start_finishes_it(tmp_pa
     leftover.write_bytes(b"GGUF half")
     assert requantized_copy(src, cache) == target and not leftover.exists()
     assert read_gguf(target).types["blk.0.attn_q.weight"] == "Q8_0"
+
+
+# -- the tiny in-code model through llama.cpp (fast: real llama.cpp, a model of 50k parameters) -------------
+
+def _next_token_logprobs(gguf_path: Path, lora: Path | None, ids: list[int], sock: Path) -> dict[int, float]:
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf_path)
+    params.n_ctx, params.verbosity = 128, -1
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
+    params.hostnames = [str(sock)]
+    if lora is not None:
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(lora), 1.0)]
+    reply = xllamacpp.Server(params).handle_completions({"prompt": ids, "max_tokens": 1, "n_probs": 10,
+                                                          "temperature": 0})
+    return {t["id"]: t["logprob"] for t in reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]}
+
+
+def test_a_converted_adapter_gives_llama_cpp_peft_logits_on_the_tiny_model(tiny_lora, tmp_path, monkeypatch):
+    """The GGUF LoRA writer round-trips: llama.cpp's next-token log-probabilities with the converted adapter
+    equal transformers + peft's (all F32 here, so to ~1e-4); converted without the q/k permutation they do not."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import secondself.train.gguf_lora as gguf_lora
+
+    folder, base, adapter = tiny_lora
+    ids = AutoTokenizer.from_pretrained(folder).apply_chat_template(
+        [{"role": "user", "content": "Where do you live?"}], add_generation_prompt=True, tokenize=True,
+        return_dict=True)["input_ids"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), str(adapter))
+    with torch.no_grad():
+        expected = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, -1], -1)
+
+    def error(lora: Path) -> float:
+        got = _next_token_logprobs(base, lora, ids, tmp_path / f"{lora.stem}.sock")
+        return max(abs(lp - float(expected[i])) for i, lp in got.items())
+
+    plain = _next_token_logprobs(base, None, ids, tmp_path / "plain.sock")
+    assert max(abs(lp - float(expected[i])) for i, lp in plain.items()) > 0.1  # the adapter matters
+    assert error(peft_to_gguf(adapter, base, tmp_path / "right.gguf")) < 2e-3
+    monkeypatch.setattr(gguf_lora, "_PERMUTES_QK", set())
+    monkeypatch.setattr(gguf_lora, "_NO_PERMUTE", {"llama"})
+    assert error(peft_to_gguf(adapter, base, tmp_path / "unpermuted.gguf")) > 2e-2
+
+
+def test_the_tiny_models_greedy_answers_match_in_peft_and_llama_cpp(tiny_lora):
+    """Through the chat path (each engine's own chat template): transformers + peft and llama.cpp with the
+    adapter applied per request give the same first 8 tokens of greedy answers; the base alone does not."""
+    from transformers import AutoTokenizer
+
+    from secondself.backends.local import LocalChatModel
+
+    folder, base, adapter = tiny_lora
+    prompts = ["Where do you live?", "What do you do on weekends?", "Who is Rita?"]
+    peft_answers = _answers(LocalChatModel(folder, adapter=adapter, threads=1), prompts)
+    engine = LlamaCppChatModel(base, n_ctx=128, threads=1, requantize=False,
+                               adapters={"v001": ensure_gguf_adapter(adapter, base)})
+    try:
+        llama_answers = _answers(engine.with_adapter("v001"), prompts)
+        base_answers = _answers(engine, prompts)
+    finally:
+        engine.close()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    first = [_first_tokens(tokenizer, a) for a in peft_answers]
+    assert [_first_tokens(tokenizer, a) for a in llama_answers] == first
+    assert [_first_tokens(tokenizer, a) for a in base_answers] != first
+
+
+@pytest.mark.parametrize("qtype,tolerance", [("F32", 1e-4), ("Q8_0", 0.2), ("Q4_0", 0.6)])  # measured: 5e-7, 0.10, 0.25
+def test_the_merged_gguf_has_the_next_token_distribution_of_base_plus_adapter(tiny_lora, tmp_path, qtype, tolerance):
+    """The merged export round-trips on the tiny model: llama.cpp on the merged file alone gives the
+    log-probabilities of llama.cpp on the base with the adapter: exactly in F32, to within the rounding of
+    Q8_0/Q4_0 (large on a model this small, with an adapter this strong)."""
+    from transformers import AutoTokenizer
+
+    from secondself.train.export import export_gguf
+
+    folder, base, adapter = tiny_lora
+    ids = AutoTokenizer.from_pretrained(folder).apply_chat_template(
+        [{"role": "user", "content": "Where do you live?"}], add_generation_prompt=True, tokenize=True,
+        return_dict=True)["input_ids"]
+    merged = export_gguf(base, adapter, tmp_path / "export", qtype) / "model.gguf"
+    expected = _next_token_logprobs(base, ensure_gguf_adapter(adapter, base), ids, tmp_path / "a.sock")
+    plain = _next_token_logprobs(base, None, ids, tmp_path / "b.sock")
+    got = _next_token_logprobs(merged, None, ids, tmp_path / "m.sock")
+    shared = set(got) & set(expected)
+    assert len(shared) >= 8 and max(abs(got[i] - expected[i]) for i in shared) < tolerance
+    assert set(plain) != set(expected) or max(abs(plain[i] - expected[i]) for i in plain) > 2 * tolerance

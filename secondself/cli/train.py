@@ -140,8 +140,8 @@ def model_rollback(obj: Context) -> None:
 @click.option("--format", "fmt", type=click.Choice(["merged", "ollama", "gguf"]), default="merged",
               show_default=True, help="merged: HF safetensors; ollama: those + a Modelfile; gguf: the base's GGUF "
               "with the adapter merged in, quantized, + a Modelfile (FROM ./model.gguf).")
-@click.option("--quant", type=click.Choice(["q8_0", "q4_0"], case_sensitive=False), default="q8_0",
-              show_default=True, help="Weight type of --format gguf.")
+@click.option("--quant", type=click.Choice(["q8_0", "q4_0", "f16"], case_sensitive=False), default="q8_0",
+              show_default=True, help="Weight type of --format gguf (f16: unrounded, to quantize further).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder to write.")
 @click.option("--version", help="Adapter version (default: the current one).")
 @click.pass_obj

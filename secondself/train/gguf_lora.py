@@ -170,11 +170,12 @@ def ensure_gguf_adapter(adapter_dir: str | Path, base_gguf: str | Path) -> Path:
     return peft_to_gguf(adapter_dir, base_gguf, target)
 
 
-# Output types of a merged export. Q4_0 keeps the token embeddings and output head at Q8_0, as llama.cpp's
-# own 4-bit mixes keep them higher (the 135M ties them: one 4-bit matrix would be both its input and output).
-MERGE_TYPES = ("Q8_0", "Q4_0")
+# Output types of a merged export (F16/F32: unrounded, e.g. to quantize further with llama.cpp's tools). Q4_0
+# keeps the token embeddings and output head at Q8_0, as llama.cpp's own 4-bit mixes keep them higher (the
+# 135M ties them: one 4-bit matrix would be both its input and its output).
+MERGE_TYPES = ("Q8_0", "Q4_0", "F16", "F32")
 _KEEP_HIGH = ("token_embd.weight", "output.weight")
-_FILE_TYPE = {"Q8_0": 7, "Q4_0": 2}  # llama_ftype MOSTLY_Q8_0, MOSTLY_Q4_0 (general.file_type)
+_FILE_TYPE = {"Q8_0": 7, "Q4_0": 2, "F16": 1, "F32": 0}  # llama_ftype (general.file_type)
 
 
 def merge_lora_gguf(base_gguf: str | Path, adapter_gguf: str | Path, out: str | Path, qtype: str = "Q8_0") -> Path:
@@ -204,7 +205,7 @@ def merge_lora_gguf(base_gguf: str | Path, adapter_gguf: str | Path, out: str | 
     for t in reader.tensors:
         want = t.tensor_type
         if len(t.shape) >= 2:
-            want = gguf.GGMLQuantizationType[qtype if t.name not in _KEEP_HIGH else "Q8_0"]
+            want = gguf.GGMLQuantizationType["Q8_0" if qtype == "Q4_0" and t.name in _KEEP_HIGH else qtype]
             if int(t.shape[0]) % gguf.GGML_QUANT_SIZES[want][0]:
                 want = t.tensor_type if t.name not in deltas else gguf.GGMLQuantizationType.F32
         plan.append((t, want))
