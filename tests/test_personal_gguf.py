@@ -596,3 +596,33 @@ def test_the_merged_gguf_has_the_next_token_distribution_of_base_plus_adapter(ti
     shared = set(got) & set(expected)
     assert len(shared) >= 8 and max(abs(got[i] - expected[i]) for i in shared) < tolerance
     assert set(plain) != set(expected) or max(abs(plain[i] - expected[i]) for i in plain) > 2 * tolerance
+
+
+def test_a_base_from_ollamas_store_gets_its_own_template_system_and_parameters(tmp_path):
+    import hashlib
+
+    from secondself.train.export import export_gguf, ollama_settings
+
+    store = tmp_path / "ollama"
+    (store / "blobs").mkdir(parents=True)
+
+    def blob(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (store / "blobs" / f"sha256-{digest}").write_bytes(data)
+        return f"sha256:{digest}"
+    model = write_base(tmp_path / "m.gguf")
+    layers = [{"mediaType": "application/vnd.ollama.image.model", "digest": blob(model.read_bytes())},
+              {"mediaType": "application/vnd.ollama.image.template", "digest": blob(b"{{ .Prompt }}<eot>")},
+              {"mediaType": "application/vnd.ollama.image.system", "digest": blob(b"Be brief.")},
+              {"mediaType": "application/vnd.ollama.image.params",
+               "digest": blob(json.dumps({"stop": ["<eot>", "<end>"], "temperature": 0.6}).encode())}]
+    manifest = store / "manifests" / "registry.ollama.ai" / "library" / "tiny" / "latest"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"layers": layers}))
+    base = store / "blobs" / layers[0]["digest"].replace(":", "-")
+    assert ollama_settings(model) is None and ollama_settings(base)["system"] == "Be brief."
+    write_peft(tmp_path / "v001")
+    modelfile = (export_gguf(base, tmp_path / "v001", tmp_path / "out") / "Modelfile").read_text()
+    assert 'TEMPLATE """{{ .Prompt }}<eot>"""' in modelfile and 'SYSTEM """Be brief."""' in modelfile
+    assert 'PARAMETER stop "<eot>"\nPARAMETER stop "<end>"\nPARAMETER temperature 0.6' in modelfile
+    assert "<|im_start|>" not in modelfile  # the base's own template, not our ChatML guess
