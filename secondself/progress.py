@@ -5,7 +5,9 @@ Every long step accepts `on_progress: OnProgress | None` and calls it after each
     ingest            scan, ingest (files), embed (chunks; also `ensure_embeddings` after a model switch)
     build (layer 1)   topics, facts (chunks), shades
     train (layer 2)   synthesize (once, info: counts, dropped), retention (prompts), train (optimizer steps,
-                      info: loss, tokens, tokens_per_s, elapsed_s, eta_s, lr, ...), evaluate (answers)
+                      info: loss, tokens, tokens_per_s, elapsed_s, eta_s, lr, ...), with --dpo pairs (items
+                      drafted, info: pairs) and dpo (optimizer steps, info: loss, accuracy, margin, lr,
+                      elapsed_s, eta_s), evaluate (answers)
     model catalog     assemble (bytes of a model's GGUF written and hashed)
 
 The caller decides what a report means: the CLI draws one bar per stage (`cli/progress.py`), a server job
