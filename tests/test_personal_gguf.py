@@ -251,6 +251,14 @@ def test_merged_gguf_is_base_plus_the_permuted_delta_with_all_metadata(tmp_path,
     original = {f.name: f.contents() for f in gguf.GGUFReader(str(base)).fields.values()}
     assert fields.pop("general.file_type") == {"Q8_0": 7, "Q4_0": 2}[qtype] and original.pop("general.file_type") == 3
     assert fields == original  # tokenizer arrays, chat template, head counts: all the base's
+    import secondself.train.gguf_lora as gguf_lora
+
+    gguf_lora._ROWS, rows = 16, gguf_lora._ROWS  # big matrices go through in slices of rows: same bytes
+    try:
+        sliced = merge_lora_gguf(base, lora, tmp_path / "sliced.gguf", qtype)
+    finally:
+        gguf_lora._ROWS = rows
+    assert sliced.read_bytes() == out.read_bytes()
 
 
 def test_export_gguf_writes_the_model_and_a_modelfile_pointing_at_it(tmp_path):

@@ -175,6 +175,7 @@ def ensure_gguf_adapter(adapter_dir: str | Path, base_gguf: str | Path) -> Path:
 # 135M ties them: one 4-bit matrix would be both its input and its output).
 MERGE_TYPES = ("Q8_0", "Q4_0", "F16", "F32")
 _KEEP_HIGH = ("token_embd.weight", "output.weight")
+_ROWS = 8192  # rows of a matrix dequantized at once: 0.5 GB of float32 at most for a 16k-wide one
 _FILE_TYPE = {"Q8_0": 7, "Q4_0": 2, "F16": 1, "F32": 0}  # llama_ftype (general.file_type)
 
 
@@ -231,10 +232,14 @@ def merge_lora_gguf(base_gguf: str | Path, adapter_gguf: str | Path, out: str | 
             if t.name not in deltas and want == t.tensor_type:
                 writer.write_tensor_data(t.data)                 # untouched and already the wanted type
                 continue
-            w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(tuple(int(n) for n in reversed(t.shape)))
-            if t.name in deltas:
-                a, b = deltas.pop(t.name)
-                w = w + b @ a
-            writer.write_tensor_data(quantize(w, want))
+            delta = deltas.pop(t.name, None)
+            shape = tuple(int(n) for n in reversed(t.shape))
+            parts = []
+            for i in range(0, shape[0], _ROWS if len(shape) == 2 else shape[0]):  # bounded memory on big vocabularies
+                w = dequantize(t.data[i:i + _ROWS] if len(shape) == 2 else t.data, t.tensor_type).astype(np.float32)
+                if delta is not None:
+                    w = w + delta[1][i:i + _ROWS] @ delta[0]
+                parts.append(quantize(w.reshape((-1, *shape[1:])), want))
+            writer.write_tensor_data(np.concatenate(parts) if len(parts) > 1 else parts[0])
         writer.close()
     return out
