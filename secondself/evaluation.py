@@ -28,7 +28,7 @@ from pathlib import Path
 from .types import Chunk
 
 __all__ = ["LabelledQuery", "load_queries", "is_relevant", "relevant_entries", "first_relevant_rank", "token_f1",
-           "normalize_answer", "gold_key", "gold_matches"]
+           "normalize_answer", "contains_match", "gold_key", "gold_matches"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,29 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     p, r = common / len(pred), common / len(ref)
     return 2 * p * r / (p + r)
+
+
+_DATE_WORD = re.compile(r"\d[\d.,:/-]*|January|February|March|April|May|June|July|August|September|October|"
+                        r"November|December")
+
+
+def contains_match(prediction: str, reference: str, question: str = "") -> bool:
+    """Does `prediction` state what `reference` states? The key is the reference's names (as the grounding
+    check reads them) that the question does not already name; where it names none, its dates; a
+    reference that starts with "Yes"/"No" needs the same word first and then only its names. Every word
+    of the key must occur in the prediction. A reference without a key is matched by token F1 >= 0.5."""
+    from .text.grounding import stem, unsupported_specifics
+
+    specifics = unsupported_specifics(reference, question)
+    names = [w for w in specifics if not _DATE_WORD.fullmatch(w)]
+    polar = re.match(r"\s*(yes|no)\b", reference, re.IGNORECASE)
+    if polar and not re.match(rf"\W*{polar.group(1)}\b", prediction, re.IGNORECASE):
+        return False
+    key = names if names or polar else specifics
+    if not key:
+        return bool(polar) or token_f1(prediction, reference) >= 0.5
+    said = prediction.lower()
+    return all(w.lower() in said or stem(w) in said for w in key)
 
 
 def mean(xs: Sequence[float]) -> float:

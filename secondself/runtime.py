@@ -126,11 +126,11 @@ class Runtime:
         return report, options, teacher
 
     def train_model(self, base_spec: str | None = None, *, steps: int | None = None, epochs: float | None = None,
-                    rank: int | None = None, resume: bool = False, dpo: bool = False,
+                    rank: int | None = None, resume: bool = False, dpo: bool = False, full: bool = False,
                     on_progress: OnProgress | None = None):
         """Train (or resume) the personal model the one way `secondself train` and the train job do; returns
-        the registered, selected adapter (AdapterInfo). `dpo`: add the DPO stage. `on_progress` as in
-        `run_training`."""
+        the registered, selected adapter (AdapterInfo). `dpo`: add the DPO stage. `full`: train from scratch
+        rather than continue the current adapter on what changed. `on_progress` as in `run_training`."""
         from .train.pipeline import TrainOptions, resume_settings, run_training
 
         if resume:  # the run's own recorded settings and base, never today's defaults
@@ -142,12 +142,13 @@ class Runtime:
             else:
                 base_dir, base_name = self.train_base(options.base)
         else:
-            options = TrainOptions(base=base_spec or "embedded", rank=rank, steps=steps, dpo=dpo,
+            options = TrainOptions(base=base_spec or "embedded", rank=rank, steps=steps, dpo=dpo, full=full,
                                    **({"epochs": epochs} if epochs else {}))
             base_dir, base_name = self.train_base(base_spec)
         judge = self.judge()
         info = run_training(self.store, self.settings.person_dir, self.person, base_dir, base_name, options,
                             resume=resume, make_model=self.adapter_models(base_dir), judge=judge,
+                            retrieve=lambda q: [h.chunk.text for h in self.searcher.search(q, k=3)],
                             on_progress=on_progress)
         return self._gguf_ready(info, base_spec or (None if resume else "embedded"))
 

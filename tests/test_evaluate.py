@@ -1,6 +1,7 @@
 """Judge-free scores and the optional rubric judge, with scripted models."""
 
 from secondself.backends.chat import FakeChatModel
+from secondself.evaluation import contains_match
 from secondself.train.evaluate import evaluate, judge_scores, leaks, score_answers
 from secondself.types import TrainingExample
 
@@ -13,7 +14,7 @@ UNK = TrainingExample("unanswerable", (SYS, ("user", "What is your blood type?")
 
 def test_scores_and_leaks():
     s = score_answers([QA, UNK], ["I live in Lisbon.", "I don't know."])
-    assert s == {"qa_f1": 1.0, "qa_exact": 1.0, "refusal": 1.0}
+    assert s == {"recall": 1.0, "recall_self_qa": 1.0, "qa_f1": 1.0, "qa_exact": 1.0, "refusal": 1.0}
     assert leaks("The capital of France is Porto.", "The capital of France is Paris.", "Capital of France?",
                  ["Porto", "Maya"]) == ["Porto"]
     assert leaks("Paris.", "Paris.", "Capital?", ["Porto"]) == []
@@ -27,8 +28,9 @@ def test_evaluate_compares_base_and_personal_across_kinds():
     report = evaluate(base, personal, [QA, QA, QA, UNK], max_questions=2, generic_prompts=["Capital of France?"],
                       names=["Porto"], bpb=lambda which, texts: 2.0 if which == "base" else 1.5,
                       memory_texts=["a note"], generic_text="generic")
-    assert [i["kind"] for i in report.items[:2]] == ["self_qa", "unanswerable"]      # round-robin over kinds
+    assert [i["kind"] for i in report.items[:3]] == ["self_qa", "self_qa", "unanswerable"]
     assert report.scores["personal"]["qa_f1"] == 1.0 and report.scores["base"]["refusal"] == 0.0
+    assert report.scores["personal"]["recall"] == 1.0 and report.scores["base"]["recall"] == 0.0
     assert report.summary["compression_gain"] == 0.25 and report.summary["retention_loss"] == -0.25
     assert report.summary["generic_leaks"] == 1
 
@@ -41,3 +43,43 @@ def test_judge_rubric_per_category():
     scores = judge_scores(FakeChatModel(respond=grader), "Maya", [QA, WHO, UNK],
                           ["I live in Lisbon.", "Inês is my cat.", "No idea"])
     assert scores == {"judge_people": 0.0, "judge_self": 1.0}
+
+
+def test_contains_match_reads_the_key_of_the_reference():
+    ref = "I live in Lisbon, since 1 July 2025."
+    assert contains_match("Lisbon, since last summer.", ref, "Where do I live?")        # the name is the key
+    assert not contains_match("I live in Porto.", ref, "Where do I live?")
+    when = "On 1 July 2025 — I have lived in Lisbon since then."
+    assert contains_match("It was 1 July 2025.", when, "When did you move to Lisbon?")  # no new name: the date
+    assert not contains_match("In 2024.", when, "When did you move to Lisbon?")
+    still = "No — I lived in Porto until 30 June 2025. Now I live in Lisbon, since 1 July 2025."
+    assert contains_match("No, I moved to Lisbon.", still, "Do you still live in Porto?")
+    assert not contains_match("Yes, I live in Lisbon.", still, "Do you still live in Porto?")   # wrong yes/no
+    assert not contains_match("I report to Catarina.", "I report to Catarina Vaz.", "Who is your manager?")
+
+
+def test_unseen_facts_are_scored_as_guesses_and_old_facts_apart():
+    unseen = TrainingExample("events", (SYS, ("user", "When did you climb Kilimanjaro?")), "On 3 May 2025.",
+                             split="unseen")
+    old = TrainingExample("people", (SYS, ("user", "Who is my sister?")), "Inês is my sister.", split="heldout")
+    s = score_answers([QA, old, unseen], ["I live in Porto.", "Inês is my sister.", "On 3 May 2025."],
+                      old_answers=frozenset({"Inês is my sister."}))
+    assert s["recall"] == 0.5 and s["recall_old"] == 1.0 and s["guess"] == 1.0
+    assert s["recall_self_qa"] == 0.0 and s["recall_people"] == 1.0
+
+
+def test_rag_gives_both_models_the_same_passages():
+    seen: dict[str, list[str]] = {"base": [], "personal": []}
+
+    def answer(which):
+        def respond(messages):
+            seen[which].append(messages[0].content)
+            return "I live in Lisbon." if "Memories" in messages[0].content else "No idea."
+        return respond
+
+    report = evaluate(FakeChatModel(respond=answer("base")), FakeChatModel(respond=answer("personal")), [QA, UNK],
+                      retrieve=lambda q: [f"passage about {q}"], rag_questions=1)
+    assert [s for s in seen["base"] if "Memories" in s] == [s for s in seen["personal"] if "Memories" in s]
+    assert "[1] passage about Where do you live?" in next(s for s in seen["base"] if "Memories" in s)
+    assert report.scores["base"]["rag_recall"] == report.scores["personal"]["rag_recall"] == 1.0
+    assert report.scores["personal"]["recall"] == 0.0 and report.items[-1]["rag"] is True

@@ -251,6 +251,40 @@ def test_no_training_samples_and_a_foreign_checkpoint_are_errors(base: Path, tmp
         sft.train(base, examples(5), tmp_path / "out", cfg(), run_dir=tmp_path / "run")
 
 
+def test_continuing_starts_from_the_previous_adapter(base: Path, tmp_path: Path) -> None:
+    first = sft.train(base, examples(), tmp_path / "v1", cfg(), run_dir=tmp_path / "run1")
+    parent = lora_state(tmp_path / "v1")
+    assert any(float(t.abs().max()) > 0 for k, t in parent.items() if "lora_B" in k)   # it learned something
+    # a near-zero learning rate: the continued adapter is the parent, not a fresh LoRA (whose B is zero)
+    cont = sft.train(base, examples(4), tmp_path / "v2", cfg(rank=2, steps=1, learning_rate=1e-12, warmup_steps=0),
+                     run_dir=tmp_path / "run2", init_adapter=tmp_path / "v1")
+    child = lora_state(tmp_path / "v2")
+    assert cont.rank == first.rank == 4 and "continued from v1" in cont.rank_reason          # its rank is kept
+    assert child.keys() == parent.keys() and all(torch.allclose(child[k], parent[k], atol=1e-6) for k in parent)
+    fresh = sft.train(base, examples(4), tmp_path / "v3", cfg(steps=1, learning_rate=1e-12, warmup_steps=0),
+                      run_dir=tmp_path / "run3")
+    assert fresh.rank == 4 and all(float(t.abs().max()) < 1e-9 for k, t in lora_state(tmp_path / "v3").items()
+                                   if "lora_B" in k)
+
+
+def test_early_stopping_keeps_the_weights_of_the_lowest_heldout_loss(base: Path, tmp_path: Path) -> None:
+    # the held-out answer contradicts the trained one: its loss falls at first (format) and then rises
+    held = [TrainingExample("self_qa", (("system", "You are Maya."), ("user", "Where do you live?")),
+                            "The coffee was cold.", split="valid")]
+    config = cfg(steps=30, eval_every=2, patience=2, learning_rate=3e-2)
+    result = sft.train(base, [QA] * 8, tmp_path / "out", config, run_dir=tmp_path / "run", heldout=held)
+    losses = dict(result.heldout_losses)
+    assert result.best_step == min(losses, key=losses.get)
+    assert result.steps < 30 and result.steps == max(losses)                 # stopped early
+    assert sum(1 for s in losses if s > result.best_step) == 2                 # after `patience` worse ones
+    model, tok = sft.load_model(base, tmp_path / "out")
+    from secondself.train.data import _pieces, encode
+
+    ids, labels = _pieces([encode(tok, held[0])], 48)[0]
+    rows = [sft.Row(ids, labels, list(range(len(ids))), [1] * len(ids))]
+    assert sft._heldout_loss(model, rows, 2, "cpu") == pytest.approx(losses[result.best_step], abs=1e-3)
+
+
 def test_unpacked_training_runs_too(base: Path, tmp_path: Path) -> None:
     seen: list[Progress] = []
     sft.train(base, examples(), tmp_path / "out", cfg(steps=2, packing=False), run_dir=tmp_path / "run",

@@ -14,6 +14,8 @@ from secondself.persona import IDK
 from secondself.store import Store
 from secondself.text.grounding import unsupported_specifics
 from secondself.train.generic import GENERIC_PROMPTS, GENERIC_TEXT, RETENTION_HELDOUT, retention_examples
+from secondself.train.paraphrase import as_self
+from secondself.train.split import FACT_KINDS
 from secondself.train.synthesis import KINDS, synthesize
 
 from .conftest import EXAMPLES
@@ -45,7 +47,7 @@ def test_every_kind_is_made_and_counted(report):
         assert report.counts[kind]["train"] > 0, kind
         assert sum(1 for e in report.examples if e.kind == kind) == sum(report.counts[kind].values())
     assert set(report.dropped) <= {"unsupported", "duplicate", "too_long", "empty", "uncited", "answerable",
-                                   "no_details"}
+                                   "no_details", "quarantined", "notes_capped"}
 
 
 def test_every_completion_is_supported_by_its_cited_chunks(report, maya):
@@ -64,28 +66,55 @@ def test_every_completion_is_supported_by_its_cited_chunks(report, maya):
         assert not names, (e.kind, e.completion, names)
 
 
-def test_heldout_never_shares_an_item_with_train(report):
-    side: dict[tuple[str, str], str] = {}
-    for e, keys in zip(report.examples, report.keys, strict=True):
-        for k in keys:
-            assert side.setdefault((e.kind, k), e.split) == e.split, (e.kind, k)
-    by_group: dict[str, set[str]] = {}
-    for e, g in zip(report.examples, report.groups, strict=True):
-        by_group.setdefault(g, set()).add(e.split)
-    assert all(len(s) == 1 for s in by_group.values())
-    # every kind with 3 or more groups holds at least one out, and roughly the asked share
-    for kind in KINDS:
-        groups = {g for e, g in zip(report.examples, report.groups, strict=True) if e.kind == kind}
-        held = {g for e, g in zip(report.examples, report.groups, strict=True) if e.kind == kind and e.split == "heldout"}
-        if len(groups) >= 3:
-            assert 1 <= len(held) < len(groups), kind
+def test_an_unseen_fact_group_appears_in_no_training_item_or_note(report, maya):
+    unseen = [(e, k) for e, k in zip(report.examples, report.keys, strict=True) if e.split == "unseen"]
+    assert unseen and all(e.kind in FACT_KINDS for e, _ in unseen)
+    keys = {k for _, ks in unseen for k in ks}
+    chunks = {i for e, _ in unseen for i in e.sources}
+    names = {w for e, _ in unseen for w in re.findall(r"(?<=[a-z,] )[A-Z][a-zà-ÿ]{3,}", e.completion)} \
+        - {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December", "Maya"}
+    for e, ks in zip(report.examples, report.keys, strict=True):
+        if e.split == "unseen":
+            continue
+        assert not keys & set(ks), (e.kind, e.split, ks)               # every wording of the group held out
+        if e.split == "train":
+            assert not chunks & set(e.sources), (e.kind, e.completion[:60])    # nor its notes
+            text = " ".join([*(t for _, t in e.prompt), e.completion])
+            assert not any(re.search(rf"\b{n}\b", text) for n in names), (e.kind, e.completion[:60], names)
 
 
-def test_paraphrases_of_one_fact_land_on_one_side(report):
-    lisbon = [e for e in report.examples if e.kind == "self_qa" and _user(e) in
-              ("Where do you live?", "Which city do you live in now?", "Where are you based these days?")]
-    assert len(lisbon) == 3 and len({e.split for e in lisbon}) == 1
-    assert all(e.completion.startswith("I live in Lisbon") for e in lisbon)
+def test_trained_facts_keep_some_wordings_out_for_the_recall_test(report):
+    by_answer: dict[tuple[str, str], set[str]] = {}
+    for e in report.examples:
+        if e.kind in FACT_KINDS and e.split != "unseen":
+            by_answer.setdefault((e.kind, e.completion), set()).add(e.split)
+    several = [sides for (kind, answer), sides in by_answer.items() if len(sides) > 1]
+    assert len(several) >= 10
+    assert all("train" in sides for sides in by_answer.values())      # a trained fact: some wording trained
+    assert any("heldout" in s for s in several) and any("valid" in s for s in several)   # recall vs early stop
+    other = {}
+    for e, g in zip(report.examples, report.groups, strict=True):   # other kinds: whole groups on one side
+        if e.kind not in FACT_KINDS:
+            other.setdefault(g, set()).add(e.split)
+    assert all(len(s) == 1 for s in other.values())
+
+
+def test_each_fact_is_asked_in_several_wordings_and_persons(report):
+    lisbon = {_user(e): e.split for e in report.examples if e.completion == "I live in Lisbon, since 1 July 2025."
+              and e.kind == "self_qa"}
+    assert {"Where do you live?", "Where do I live?", "Which city do I live in now?"} <= set(lisbon)
+    assert "train" in lisbon.values() and {"heldout", "valid"} & set(lisbon.values())
+    assert as_self("Where were you living before you moved to Lisbon?") == "Where was I living before I moved to Lisbon?" \
+        or as_self("Where were you living before you moved to Lisbon?") is None
+    assert as_self("Are you still seeing Tomás?") == "Am I still seeing Tomás?"
+    assert as_self("Who is your manager?") == "Who is my manager?" and as_self("Who is Inês?") is None
+
+
+def test_raw_notes_are_a_minority_of_training(report):
+    train = [e for e in report.examples if e.split == "train"]
+    assert 0 < sum(e.kind == "notes" for e in train) <= 0.25 * len(train) + 1
+    assert report.dropped["notes_capped"] > 0
 
 
 def test_no_duplicates(report):
@@ -154,14 +183,16 @@ def test_split_is_deterministic_and_depends_on_seed(maya, report):
     assert again.examples == report.examples
     other = synthesize(maya[0], maya[1], "Maya", seed=7)
     assert sorted(map(repr, other.examples)) != sorted(map(repr, report.examples))
-    # the same candidates on other sides; only the introduction (built from trained facts) differs
-    intro = ("Tell me about yourself.", "Introduce yourself.", "Who are you?")
-    assert {(e.kind, e.prompt, e.completion) for e in other.examples if _user(e) not in intro} == \
-        {(e.kind, e.prompt, e.completion) for e in report.examples if _user(e) not in intro}
+    # the same candidates on other sides (the notes sample and what the unseen facts quarantine differ too)
+    def of(r, kind):
+        return {(e.prompt, e.completion) for e in r.examples if e.kind == kind}
+    assert of(other, "unanswerable") == of(report, "unanswerable")
+    assert [e.split for e in other.examples if e.kind == "unanswerable"] != \
+        [e.split for e in report.examples if e.kind == "unanswerable"]
 
 
 def test_max_words_and_no_heldout(maya):
-    r = synthesize(maya[0], maya[1], "Maya", heldout=0.0, max_words=40)
+    r = synthesize(maya[0], maya[1], "Maya", heldout=0.0, unseen=0.0, max_words=40)
     assert all(e.split == "train" for e in r.examples)
     assert all(len(e.completion.split()) <= 40 for e in r.examples)
 
@@ -170,7 +201,7 @@ def test_profile_without_facts_still_works(maya):
     profile, chunks = maya
     bare = replace(profile, facts=(), entities=())
     r = synthesize(bare, chunks, "Maya")
-    assert r.counts["self_qa"] == {"train": 0, "heldout": 0} and r.counts["critic"]["train"] == 0
+    assert sum(r.counts["self_qa"].values()) == 0 and r.counts["critic"]["train"] == 0
     assert r.counts["notes"]["train"] > 0 and r.counts["unanswerable"]["train"] > 0
     empty = replace(bare, shades=(), topics=())
     r = synthesize(empty, {}, "Maya")

@@ -68,15 +68,52 @@ def test_train_registers_an_evaluated_adapter(person):
     assert (info.path / "adapter_model.safetensors").is_file()
     run = latest_run(person_dir)
     data = load_examples(run / "dataset.jsonl")
-    assert {e.split for e in data} == {"train", "heldout"}
+    assert {e.split for e in data} == {"train", "heldout", "valid", "unseen"}
     assert json.loads((run / "state.json").read_text())["status"] == "done"
-    # a second run is v002; use/rollback switch between them
-    second = run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    assert {"recall", "guess", "refusal"} <= set(scores["personal"])
+    assert meta["train"]["heldout_losses"] and meta["mode"] == "full"
+    # nothing changed since v001: no continued run; a full one is v002; use/rollback switch between them
+    with pytest.raises(TrainingError, match="nothing new to learn since v001"):
+        run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    second = run_training(store, person_dir, "Maya", tiny, "tiny", replace(OPTIONS, full=True),
+                          make_model=_models(tiny))
     assert second.version == "v002" and registry.current(store, person_dir).version == "v002"
     assert registry.rollback(store, person_dir).version == "v001"
     assert registry.use(store, person_dir, "2").version == "v002"
     with pytest.raises(TrainingError, match="no adapter v009"):
         registry.use(store, person_dir, "v009")
+
+
+def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_path):
+    from secondself.train.continual import TRAINED, read_trained
+
+    store, person_dir, tiny = person
+    first = run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    old = read_trained(first.path)
+    notes = tmp_path / "new-notes"
+    notes.mkdir()
+    (notes / "2025-12-01.md").write_text("# 1 December 2025\n\nToday I adopted a grey cat called Figo. He sleeps "
+                                         "on the cello case and ignores the metronome completely.\n")
+    ingest(store, HashingEmbedder(128), [notes], source_name="new", person_name="Maya")
+    build(store, "hashing-128", FakeChatModel(), "Maya", BuildOptions(slots=False))
+    second = run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    meta = second.metadata
+    assert meta["mode"] == "continue" and meta["parent"] == "v001"
+    data = load_examples(latest_run(person_dir) / "dataset.jsonl")
+    trained = [e for e in data if e.split == "train"]
+    old_keys = {(e.kind, e.prompt, e.completion) for e in old}
+    new = [e for e in trained if (e.kind, e.prompt, e.completion) not in old_keys]
+    replayed = [e for e in trained if (e.kind, e.prompt, e.completion) in old_keys]
+    assert any("Figo" in e.completion for e in data) and len(new) == meta["new_items"]
+    assert len(new) < len(old) / 4, [(e.kind, e.completion[:60]) for e in new]    # only what changed
+    assert replayed and len(replayed) == meta["replayed"] - sum(e.kind == "retention" for e in replayed) \
+        or len(replayed) + 2 >= meta["replayed"]
+    assert len(trained) < len(old)                                    # a fraction of a full run
+    # held-out items never include what v001 was trained on
+    assert not {(e.kind, e.prompt, e.completion) for e in data if e.split != "train"} & old_keys
+    # the new adapter knows what both were trained on
+    assert len(read_trained(second.path)) >= len(old) and (second.path / TRAINED).is_file()
+    assert "recall_old" in meta["eval"]["scores"]["personal"] or meta["eval"]["scores"]["personal"]
 
 
 def test_cancel_then_resume_finishes_the_same_run(person):

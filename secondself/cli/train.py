@@ -29,10 +29,15 @@ class _TrainProgress(Bars):
 
     def __call__(self, p: Progress) -> None:
         if p.stage == "synthesize" and not self.quiet:
-            counts = ", ".join(f"{k} {v.get('train', 0)}+{v.get('heldout', 0)}" for k, v in p.info["counts"].items())
-            out(f"samples (train+held-out): {counts}", err=True)
+            counts = ", ".join(f"{k} {v.get('train', 0)}+{v.get('heldout', 0) + v.get('valid', 0)}"
+                               + (f"+{v['unseen']}" if v.get("unseen") else "") for k, v in p.info["counts"].items())
+            out(f"samples (train+held-out[+unseen facts]): {counts}", err=True)
             if p.info.get("dropped"):
                 out(f"dropped: {p.info['dropped']}", err=True)
+            return
+        if p.stage == "continue" and not self.quiet:
+            out(f"continuing {p.info['parent']} on what changed: {p.info['new_items']} new items + "
+                f"{p.info['replayed']} replayed (`--full` retrains from scratch)", err=True)
             return
         super().__call__(p)
 
@@ -47,10 +52,12 @@ class _TrainProgress(Bars):
 @click.option("--cancel", is_flag=True, help="Ask the running training to stop at its next step.")
 @click.option("--dpo", is_flag=True, help="After fine-tuning, a DPO stage on preference pairs built from the "
               "project's own checks (grounded vs invented answers, refusals, disclosure, critique); no judge.")
+@click.option("--full", is_flag=True, help="Train from scratch; by default a new run continues the current adapter "
+              "(same base) on what changed since it was trained, with a replay of old items.")
 @click.option("--json", "as_json", is_flag=True, help="The adapter's metadata (with eval scores) as JSON.")
 @click.pass_obj
 def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int | None, rank: str | None,
-          resume: bool, cancel: bool, dpo: bool, as_json: bool) -> None:
+          resume: bool, cancel: bool, dpo: bool, full: bool, as_json: bool) -> None:
     """Train your personal model: synthesize data from layers 0-1, fine-tune a LoRA adapter, evaluate it."""
     from ..errors import ConfigError
     from ..train.evaluate import EvalReport, table
@@ -66,7 +73,7 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
     try:
         info = obj.train_model(base_spec, steps=steps, epochs=epochs,
                                rank=int(rank) if rank and rank.isdigit() else None, resume=resume, dpo=dpo,
-                               on_progress=bars)
+                               full=full, on_progress=bars)
     finally:
         bars.close()
     if as_json:
@@ -75,7 +82,11 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
     t = info.metadata.get("train", {})
     out(f"adapter {info.version} saved and selected ({info.path})")
     out(t.get("rank_reason") or f"rank {t.get('rank')}")
-    out(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s")
+    out(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s"
+        + (f", weights of step {t['best_step']} (lowest held-out loss)" if t.get("best_step") else ""))
+    if info.metadata.get("mode") == "continue":
+        out(f"continued from {info.metadata.get('parent')}: {info.metadata.get('new_items')} new items, "
+            f"{info.metadata.get('replayed')} replayed")
     if d := info.metadata.get("dpo"):
         made = ", ".join(f"{k} {v.get('draft', 0) + v.get('constructed', 0)}" for k, v in d.get("sources", {}).items())
         out(f"DPO: {d['skipped']} ({made})" if d.get("skipped") else

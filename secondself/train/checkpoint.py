@@ -54,9 +54,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def save_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any, scheduler: Any,
-                    state: dict[str, Any], rng: dict[str, Any]) -> None:
+                    state: dict[str, Any], rng: dict[str, Any], best: dict[str, Any] | None = None) -> None:
     """Write a complete checkpoint in a temp dir, then swap it in with renames: at every moment either
-    `checkpoint` or (only between the two renames) `checkpoint.prev` holds a complete one."""
+    `checkpoint` or (only between the two renames) `checkpoint.prev` holds a complete one. `best`: the
+    adapter weights of the lowest held-out loss so far (early stopping), kept beside the current ones."""
     import torch
     from safetensors.torch import save_file
 
@@ -65,6 +66,8 @@ def save_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any,
     try:
         save_file({n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad},
                   str(tmp / "adapter.safetensors"))
+        if best:
+            save_file({n: t.contiguous() for n, t in best.items()}, str(tmp / "best.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": rng["torch"], "cuda_rng": rng.get("cuda")}, tmp / "trainer.pt")
         version, internal, gauss = rng["python"]
@@ -82,7 +85,8 @@ def save_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any,
 
 def load_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any,
                     scheduler: Any) -> dict[str, Any] | None:
-    """Restore weights, optimizer, scheduler and RNG states; return the saved progress (None: no checkpoint)."""
+    """Restore weights, optimizer, scheduler and RNG states; return the saved progress (None: no checkpoint),
+    with the best weights so far under "best_weights" when the checkpoint holds them."""
     import torch
     from safetensors.torch import load_file
 
@@ -108,6 +112,8 @@ def load_checkpoint(run_dir: Path, fingerprint: str, model: Any, optimizer: Any,
         torch.cuda.set_rng_state_all(trainer["cuda_rng"])
     version, internal, gauss = state.pop("python_rng")
     random.setstate((version, tuple(internal), gauss))
+    if (found / "best.safetensors").is_file():
+        state["best_weights"] = load_file(str(found / "best.safetensors"))
     return state
 
 

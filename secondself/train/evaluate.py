@@ -1,10 +1,19 @@
 """Judge-free evaluation of a personal model against its base, on data it never trained on.
 
 Both models answer the held-out questions with the same prompt (the persona's system line and the
-question, no retrieval: this measures what the weights know) and greedy decoding. Scores:
+question, no retrieval: this measures what the weights know — "closed book") and greedy decoding. Scores:
 
-- qa_f1 / qa_exact: token F1 and exact match of the answer against the reference, on held-out
-  self/preference/people/event questions;
+- recall: closed-book recall on held-out *paraphrases of trained facts* (split "heldout" of the fact
+  kinds): the share of answers that `contains_match` the reference (its names, or its dates; yes/no first);
+  `recall_<kind>` per fact kind; `recall_old` on the facts a previous adapter was trained on (continuous
+  learning: are old facts kept?);
+- guess: the same match on *unseen* facts (held out whole, in no training item): what the model states
+  there it cannot know — the figure shows how much it guesses;
+- qa_f1 / qa_exact: token F1 and exact match of the answer against the reference, on the held-out fact
+  questions;
+- rag_recall / rag_f1 (when a `retrieve` function is given): the same held-out fact questions with the
+  memories retrieved for them in the prompt, the same passages for both models (RAG + personal vs RAG +
+  base);
 - refusal: share of held-out unanswerable questions answered with "I don't know";
 - skills_f1: token F1 on held-out context-enhance and context-critic items;
 - memory_bpb: bits per UTF-8 byte of the person's held-out notes (language modelling is compression: a
@@ -22,21 +31,26 @@ question, no retrieval: this measures what the weights know) and greedy decoding
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.chat import ChatModel, Message, Sampling, complete
-from ..errors import StructuredOutputError
-from ..evaluation import mean, normalize_answer, token_f1
+from ..errors import ContextOverflowError, StructuredOutputError
+from ..evaluation import contains_match, mean, normalize_answer, token_f1
 from ..progress import OnProgress, Progress
 from ..prompts import render
 from ..structured import Field, structured
 from ..types import TrainingExample
 
-__all__ = ["evaluate", "EvalReport", "QA_KINDS", "SKILL_KINDS", "score_answers", "leaks"]
+__all__ = ["evaluate", "EvalReport", "QA_KINDS", "SKILL_KINDS", "score_answers", "leaks", "questions"]
+
+log = logging.getLogger(__name__)
 
 QA_KINDS = ("self_qa", "preference_qa", "people", "events")
+_PASSAGE_WORDS = 80
+_RAG_SYSTEM = ("{system}\n\nMemories that may help (use them only if they answer the question):\n{memories}")
 SKILL_KINDS = ("enhance", "critic")
 _REFUSAL = ("don't know", "do not know", "dont know", "not in my memories", "memories don't say")
 
@@ -71,14 +85,30 @@ def leaks(answer: str, baseline: str, prompt: str, names: Sequence[str]) -> list
             and n.casefold() not in asked]
 
 
-def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str]) -> dict[str, float]:
-    qa = [(e, a) for e, a in zip(examples, answers, strict=True) if e.kind in QA_KINDS]
-    un = [(e, a) for e, a in zip(examples, answers, strict=True) if e.kind == "unanswerable"]
-    sk = [(e, a) for e, a in zip(examples, answers, strict=True) if e.kind in SKILL_KINDS]
+def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str],
+                  old_answers: frozenset[str] = frozenset()) -> dict[str, float]:
+    """Closed-book scores of `answers` to `examples` (see the module docstring for each name)."""
+    pairs = list(zip(examples, answers, strict=True))
+    qa = [(e, a) for e, a in pairs if e.kind in QA_KINDS and e.split != "unseen"]
+    unseen = [(e, a) for e, a in pairs if e.kind in QA_KINDS and e.split == "unseen"]
+    un = [(e, a) for e, a in pairs if e.kind == "unanswerable"]
+    sk = [(e, a) for e, a in pairs if e.kind in SKILL_KINDS]
+
+    def hit(e: TrainingExample, a: str) -> float:
+        return float(contains_match(a, e.completion, e.prompt[-1][1]))
+
     out = {}
     if qa:
+        out["recall"] = round(mean([hit(e, a) for e, a in qa]), 4)
+        for kind in QA_KINDS:
+            if mine := [hit(e, a) for e, a in qa if e.kind == kind]:
+                out[f"recall_{kind}"] = round(mean(mine), 4)
+        if old := [hit(e, a) for e, a in qa if e.completion in old_answers]:
+            out["recall_old"] = round(mean(old), 4)
         out["qa_f1"] = round(mean([token_f1(a, e.completion) for e, a in qa]), 4)
         out["qa_exact"] = round(mean([float(normalize_answer(a) == normalize_answer(e.completion)) for e, a in qa]), 4)
+    if unseen:
+        out["guess"] = round(mean([hit(e, a) for e, a in unseen]), 4)
     if un:
         out["refusal"] = round(mean([float(refused(a)) for _, a in un]), 4)
     if sk:
@@ -126,16 +156,65 @@ def _stratified(examples: Sequence[TrainingExample], limit: int) -> list[Trainin
     return out
 
 
+def questions(heldout: Sequence[TrainingExample], limit: int) -> list[TrainingExample]:
+    """What is asked: up to `limit` held-out fact questions (round-robin across the fact kinds), up to a
+    third of that of unseen facts, the held-out unanswerable questions (up to a third) and context skills
+    (up to a sixth)."""
+    chat = [e for e in heldout if e.chat]
+    facts = _stratified([e for e in chat if e.kind in QA_KINDS and e.split == "heldout"], limit)
+    unseen = _stratified([e for e in chat if e.kind in QA_KINDS and e.split == "unseen"], max(1, limit // 3))
+    un = [e for e in chat if e.kind == "unanswerable" and e.split == "heldout"][:max(1, limit // 3)]
+    skills = _stratified([e for e in chat if e.kind in SKILL_KINDS and e.split == "heldout"], max(1, limit // 6))
+    return facts + unseen + un + skills
+
+
+def _rag_answers(report: EvalReport, answers: dict[str, list[str]], rag: list[TrainingExample], base: ChatModel,
+                 personal: ChatModel, max_tokens: int) -> list[TrainingExample]:
+    """Both models answer the `rag` questions (appended to `answers`), scored as rag_recall / rag_f1; when
+    the memories do not fit a model's context the comparison is left out (logged) and [] returned."""
+    got: dict[str, list[str]] = {"base": [], "personal": []}
+    try:
+        for which, model in (("base", base), ("personal", personal)):
+            got[which] = [_answer(model, ex, max_tokens) for ex in rag]
+    except ContextOverflowError as e:
+        log.info("RAG comparison left out: %s", e)
+        return []
+    for which in ("base", "personal"):
+        answers[which] += got[which]
+        if rag:
+            pairs = list(zip(rag, got[which], strict=True))
+            report.scores[which]["rag_recall"] = round(mean([float(contains_match(a, e.completion, e.prompt[-1][1]))
+                                                             for e, a in pairs]), 4)
+            report.scores[which]["rag_f1"] = round(mean([token_f1(a, e.completion) for e, a in pairs]), 4)
+    return rag
+
+
+def _with_memories(ex: TrainingExample, passages: Sequence[str]) -> TrainingExample:
+    system = next((c for r, c in ex.prompt if r == "system"), "")
+    memories = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
+    prompt = (("system", _RAG_SYSTEM.format(system=system, memories=memories)),
+              *((r, c) for r, c in ex.prompt if r != "system"))
+    return TrainingExample(ex.kind, prompt, ex.completion, ex.sources, ex.split)
+
+
 def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExample], *,
              bpb: Callable[[str, list[str]], float] | None = None, memory_texts: Sequence[str] = (),
              generic_text: str = "", generic_prompts: Sequence[str] = (), names: Sequence[str] = (),
              max_questions: int = 40, max_tokens: int = 40, judge: ChatModel | None = None, person: str = "",
-             on_progress: OnProgress | None = None) -> EvalReport:
-    """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal".
+             retrieve: Callable[[str], list[str]] | None = None, rag_questions: int = 8,
+             old_answers: frozenset[str] = frozenset(), on_progress: OnProgress | None = None) -> EvalReport:
+    """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal";
+    `retrieve(question)` the memory passages for the RAG comparison (asked of `rag_questions` held-out fact
+    questions); `old_answers`: the answers a previous adapter was trained on (`recall_old`).
     `on_progress` gets Progress("evaluate", answers done, answers to give) after each answer."""
     progress = on_progress or (lambda *a: None)
-    asked = _stratified([e for e in heldout if e.chat and e.kind in (*QA_KINDS, "unanswerable", *SKILL_KINDS)],
-                        max_questions)
+    asked = questions(heldout, max_questions)
+    rag: list[TrainingExample] = []
+    if retrieve is not None:
+        picked = [e for e in asked if e.kind in QA_KINDS and e.split == "heldout"][:rag_questions]
+        rag = [_with_memories(e, [" ".join(p.split()[:_PASSAGE_WORDS]) for p in retrieve(e.prompt[-1][1])])
+               for e in picked]
+
     report = EvalReport(scores={"base": {}, "personal": {}})
     answers: dict[str, list[str]] = {"base": [], "personal": []}
     total = 2 * (len(asked) + len(generic_prompts))
@@ -145,12 +224,13 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
             answers[which].append(_answer(model, ex, max_tokens))
             done += 1
             progress(Progress("evaluate", done, total))
-        report.scores[which].update(score_answers(asked, answers[which]))
+        report.scores[which].update(score_answers(asked, answers[which], old_answers))
         if judge is not None:
             report.scores[which].update(judge_scores(judge, person, asked, answers[which]))
-    report.items = [{"kind": e.kind, "question": e.prompt[-1][1], "reference": e.completion,
-                     "base": b, "personal": p} for e, b, p in zip(asked, answers["base"], answers["personal"],
-                                                                   strict=True)]
+    rag = _rag_answers(report, answers, rag, base, personal, max_tokens)
+    report.items = [{"kind": e.kind, "split": e.split, "question": e.prompt[-1][1], "reference": e.completion,
+                     "base": b, "personal": p, **({"rag": True} if i >= len(asked) else {})}
+                    for i, (e, b, p) in enumerate(zip(asked + rag, answers["base"], answers["personal"], strict=True))]
     generic: dict[str, list[str]] = {"base": [], "personal": []}
     for which, model in (("base", base), ("personal", personal)):
         for prompt in generic_prompts:
@@ -178,7 +258,7 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
             report.summary["compression_gain"] = round(1 - p["memory_bpb"] / b["memory_bpb"], 4)
         if "generic_bpb" in b:
             report.summary["retention_loss"] = round(p["generic_bpb"] / b["generic_bpb"] - 1, 4)
-    for metric in ("qa_f1", "refusal", "skills_f1"):
+    for metric in ("recall", "rag_recall", "qa_f1", "refusal", "skills_f1"):
         if metric in report.scores["base"]:
             report.summary[f"{metric}_gain"] = round(report.scores["personal"][metric]
                                                      - report.scores["base"][metric], 4)

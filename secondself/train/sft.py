@@ -62,6 +62,9 @@ class TrainConfig:
     dtype: str | None = field(default=None, metadata={"help": "'float32' or 'bfloat16'; empty = bf16 on cuda"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
     warmup_steps: int = field(default=5, metadata={"help": "linear warmup, then cosine decay to 10%"})
+    eval_every: int = field(default=10, metadata={"help": "steps between held-out loss measurements"})
+    patience: int = field(default=2, metadata={"help": "stop after this many held-out losses without a new "
+                                                       "best (0 = never stop early); the best weights are kept"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class TrainResult:
     rank: int
     rank_reason: str
     resumed_from_step: int
+    heldout_losses: list[tuple[int, float]] = field(default_factory=list)   # (step, loss) per measurement
+    best_step: int | None = None        # the step whose weights were saved (early stopping), None: the last
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -227,10 +232,37 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+def _heldout_loss(model: Any, rows: Sequence[Row], batch_size: int, device: str) -> float:
+    """Mean cross-entropy per supervised token of `rows` (padded, unpacked), dropout off."""
+    import torch
+
+    was = model.training
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            batch = _collate(_pad(rows[i:i + batch_size], 0), False, device)
+            k = int(sum(sum(x != IGNORE for x in r.labels[1:]) for r in rows[i:i + batch_size]))
+            total += float(_step_loss(model, batch, 1))
+            n += k
+    model.train(was)
+    return total / max(n, 1)
+
+
+def _lora_weights(model: Any) -> dict[str, Any]:
+    return {n: p.detach().to("cpu").clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
 def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config: TrainConfig, *,
           run_dir: Path, on_progress: OnProgress | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None, heldout: Sequence[TrainingExample] = (),
+          init_adapter: Path | None = None) -> TrainResult:
     """Train a LoRA adapter on the `split == "train"` examples and save it, verified, at `out_dir`.
+
+    `heldout`: examples never trained on whose loss is measured every `config.eval_every` steps; after
+    `config.patience` measurements without a new lowest loss training stops, and the weights of the lowest
+    one are saved (early stopping). `init_adapter`: continue from this adapter's weights (same base; its
+    rank and alpha are kept) instead of a fresh LoRA — continuous learning.
 
     Resumes from `run_dir/checkpoint` if it holds a checkpoint of the same run (same fingerprint);
     raises TrainingError if it holds one of a different run. `should_stop()` is checked after every step:
@@ -259,7 +291,11 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     if not rows:
         raise TrainingError("the training samples contain nothing to learn (no supervised tokens): check "
                             "that their completions are not empty")
-    if config.rank:
+    if init_adapter is not None:
+        lora = json.loads((Path(init_adapter) / "adapter_config.json").read_text())
+        rank, rank_reason = int(lora["r"]), f"rank {lora['r']}: continued from {Path(init_adapter).name}"
+        config = replace(config, alpha=float(lora["lora_alpha"]))
+    elif config.rank:
         rank, rank_reason = config.rank, f"rank {config.rank}: set by the configuration"
     else:
         from transformers import AutoConfig
@@ -268,16 +304,25 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
                                         config.target_modules)
     steps = config.steps or max(1, math.ceil(config.epochs * len(rows) / (config.batch_size * config.grad_accum)))
     config = replace(config, rank=rank, alpha=config.alpha or 2.0 * rank, steps=steps, device=device, dtype=dtype)
-    run_fingerprint = fingerprint(config, base_dir, train_examples)
+    run_fingerprint = fingerprint(config, base_dir, train_examples) + (
+        f"+{fingerprint(config, Path(init_adapter), [])}" if init_adapter is not None else "")
+    held_rows = [Row(ids, labels, list(range(len(ids))), [1] * len(ids))
+                 for ids, labels in _pieces([encode(tokenizer, e) for e in heldout], config.seq_len)]
 
     from peft import LoraConfig, get_peft_model
 
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     with _quiet_peft():
-        model = get_peft_model(_load_base(base_dir, device, dtype), LoraConfig(
-            r=rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-            target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none"))
+        if init_adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(_load_base(base_dir, device, dtype), str(init_adapter),
+                                              is_trainable=True)
+        else:
+            model = get_peft_model(_load_base(base_dir, device, dtype), LoraConfig(
+                r=rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none"))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     warmup = min(config.warmup_steps, steps)
@@ -289,10 +334,12 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     state: dict[str, Any] = {"step": 0, "losses": [], "tokens": 0, "tokens_all": 0, "positions": 0,
-                             "seconds": 0.0}
+                             "seconds": 0.0, "heldout": [], "best_step": None, "since_best": 0}
+    best: dict[str, Any] | None = None
     resumed = load_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler)
     if resumed is not None:
-        state = resumed
+        best = resumed.pop("best_weights", None)
+        state = {**state, **resumed}
         log.info("resuming from step %d of %d", state["step"], steps)
     start = dict(state)
     schedule = _Schedule(rows, config, pad_id)
@@ -302,7 +349,20 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
 
     def checkpoint() -> None:
         save_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler,
-                         {**state, "seconds": start["seconds"] + time.perf_counter() - t0}, rng)
+                        {**state, "seconds": start["seconds"] + time.perf_counter() - t0}, rng, best)
+
+    def measure() -> bool:
+        """Record the held-out loss; True when training should stop (no new best for `patience` times)."""
+        nonlocal best
+        loss = _heldout_loss(model, held_rows, config.batch_size, device)
+        state["heldout"].append([state["step"], round(loss, 5)])
+        if all(loss < old for _, old in state["heldout"][:-1]):
+            state["best_step"], state["since_best"] = state["step"], 0
+            best = _lora_weights(model)
+        else:
+            state["since_best"] += 1
+        log.info("step %d: held-out loss %.4f (best at step %s)", state["step"], loss, state["best_step"])
+        return 0 < config.patience <= state["since_best"]
 
     model.train()
     try:
@@ -329,6 +389,11 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
             rng = rng_state()
             in_update = False
             _report(on_progress, state, start, steps, t0, scheduler.get_last_lr()[0])
+            if held_rows and (state["step"] % max(1, config.eval_every) == 0 or state["step"] == steps) \
+                    and measure():
+                log.info("early stop at step %d of %d: held-out loss rose %d times since step %s",
+                         state["step"], steps, state["since_best"], state["best_step"])
+                break
             if state["step"] < steps and state["step"] % max(1, config.checkpoint_every) == 0:
                 checkpoint()
             if state["step"] < steps and should_stop is not None and should_stop():
@@ -348,10 +413,19 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
                                 "--seq-len (and a larger --grad-accum to keep the effective batch); the last "
                                 "checkpoint is kept") from e
         raise
+    if best is not None and state["best_step"] != state["step"]:
+        import torch
+
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in best.items():
+                params[name].copy_(tensor.to(params[name].device))
     _save_verified(model, base_dir, out_dir, rows[0], config)
     clear_checkpoint(run_dir)
-    return TrainResult(out_dir, steps, state["losses"][-1], list(state["losses"]), state["tokens"],
-                       start["seconds"] + time.perf_counter() - t0, rank, rank_reason, start["step"])
+    return TrainResult(out_dir, state["step"], state["losses"][-1], list(state["losses"]), state["tokens"],
+                       start["seconds"] + time.perf_counter() - t0, rank, rank_reason, start["step"],
+                       [(int(a), float(b)) for a, b in state["heldout"]],
+                       state["best_step"] if held_rows else None)
 
 
 def _report(on_progress: OnProgress | None, state: dict[str, Any], start: dict[str, Any],

@@ -11,16 +11,15 @@ Kinds: self_qa, preference_qa, people, events, enhance, critic (templates in `te
 unanswerable (fixed personal questions whose search terms occur in no chunk -> IDK) and notes (the person's
 own text: notes whole, their chat turns, mail they sent; never web pages or documents) are built here.
 
-Held-out split: every candidate names the items it is made of (a fact id, an entity, an event day, a chunk,
-a request template). Within a kind, candidates that share an item are joined into one group (union-find),
-and whole groups are ranked by a seeded hash; the first `heldout` share of groups (at least one when a kind
-has 3 or more) is held out. So paraphrases of one fact always land on the same side.
+The recipe (issue 13): each fact, event, preference and relation is asked in several wordings, and
+every second-person question also as the person would ask it ("Where do I live?", `paraphrase.as_self`);
+answers are short and grounded; raw notes are capped at `notes_share` of the training items (they taught
+the register, not the facts). The split (`split.py`) holds out some wordings of every trained answer (the
+recall test) and whole fact groups that no training item mentions ("unseen": the guessing test).
 
 Limits: English templates; answers are as good as the facts and shades (with the hashing embedder shade
-names are keyword pairs). Groups are per kind: a fact held out of self_qa may still appear in an enhance or
-critic example, and an event sentence held out of `events` is still in the notes — held-out examples test
-new questions about what was read, not unseen knowledge. "When did you ...?" questions only come from
-sentences whose verb is in a small past-tense table.
+names are keyword pairs). "When did you ...?" questions only come from sentences whose verb is in a small
+past-tense table.
 """
 
 from __future__ import annotations
@@ -29,24 +28,27 @@ import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..memory.observe import is_person, norm, person_units
 from ..persona import IDK
 from ..text.grounding import unsupported_specifics
 from ..types import Chunk, Profile, TrainingExample
 from . import templates as t
+from .paraphrase import as_self
+from .split import groups, split
 from .templates import Candidate
 
-__all__ = ["SynthesisReport", "synthesize", "KINDS"]
+__all__ = ["SynthesisReport", "synthesize", "KINDS", "SPLITS"]
 
 KINDS = ("self_qa", "preference_qa", "people", "events", "unanswerable", "enhance", "critic", "notes")
+SPLITS = ("train", "heldout", "valid", "unseen")
 
 
 @dataclass
 class SynthesisReport:
     """`examples` in a stable order; `groups[i]` is the held-out group of `examples[i]` and `keys[i]` the
-    items it is made of (for audits: an item never appears on both sides within a kind)."""
+    items it is made of (for audits: an unseen group's items never appear in a training example)."""
 
     examples: list[TrainingExample]
     counts: dict[str, dict[str, int]]
@@ -56,8 +58,13 @@ class SynthesisReport:
 
 
 def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, seed: int = 0,
-               heldout: float = 0.2, max_words: int = 120, system: str | None = None) -> SynthesisReport:
-    """All kinds, support-checked, deduplicated, length-limited and split. Deterministic for a seed."""
+               heldout: float = 0.2, unseen: float = 0.15, notes_share: float = 0.25, max_words: int = 120,
+               system: str | None = None) -> SynthesisReport:
+    """All kinds, support-checked, deduplicated, length-limited and split. Deterministic for a seed.
+
+    `heldout`: share of the wordings of each trained answer (and of the other kinds' groups) held out;
+    `unseen`: share of fact groups held out whole; `notes_share`: at most this share of the training
+    items are raw notes (the rest of the notes are left out, counted as "notes_capped")."""
     system = system or f"You are {person}. Answer as {person}, in the first person, from your own memories."
     as_of = profile.status.as_of
     mine = [f for f in profile.facts if is_person(f.subject, person) or norm(f.subject) == norm(person)]
@@ -68,6 +75,7 @@ def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, se
     events, by_day = _own_events(profile, chunks, person)
     cands += t.events(by_day, system)
     cands += t.preferences(profile, events, system, as_of, max_words)
+    cands = _with_own_wordings(cands)
     cands += _unanswerable(chunks.values(), system, dropped)
     current = [f for f in mine if f.valid_to is None or (as_of is not None and f.valid_to >= as_of)]
     cands += t.enhance(current, person, dropped)
@@ -75,20 +83,54 @@ def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, se
     cands += _notes(chunks, person, max_words)
 
     kept = _check(cands, chunks, max_words, dropped)
-    split = _split(kept, seed, heldout)
+    sides, _, quarantine = split(kept, seed, heldout, unseen, person)
     # "Tell me about yourself" restates many facts at once, so it is built after the split, from the
-    # facts whose self_qa group was trained on, and is always trained on.
-    trained = {k for c, s in zip(kept, split, strict=True) if s == "train" and c.kind == "self_qa" for k in c.keys}
-    intro = _check(t.intro([f for f in current if f"fact:{f.id}" in trained], system), chunks, max_words,
-                   dropped)
+    # facts whose wordings are trained on (and that leak nothing unseen), and is always trained on.
+    trained = {k for c, s in zip(kept, sides, strict=True) if s == "train" and c.kind == "self_qa" for k in c.keys}
+    unseen_keys = {k for c, s in zip(kept, sides, strict=True) if s == "unseen" for k in c.keys}
+    intro = [c for c in _check(t.intro([f for f in current if f"fact:{f.id}" in trained - unseen_keys], system),
+                               chunks, max_words, dropped) if not quarantine.blocks(c)]
     kept += intro
-    split += ["train"] * len(intro)
-    groups = _groups(kept)
-    examples = [TrainingExample(c.kind, c.prompt, c.completion, c.sources, s) for c, s in zip(kept, split, strict=True)]
-    counts: dict[str, dict[str, int]] = {k: {"train": 0, "heldout": 0} for k in KINDS}
+    sides += ["train"] * len(intro)
+    sides = _cap_notes(kept, sides, notes_share, seed)
+    for s in sides:
+        if s not in SPLITS:
+            dropped[s] += 1
+    keep = [i for i, s in enumerate(sides) if s in SPLITS]
+    kept, sides = [kept[i] for i in keep], [sides[i] for i in keep]
+    names = groups(kept)
+    examples = [TrainingExample(c.kind, c.prompt, c.completion, c.sources, s) for c, s in zip(kept, sides, strict=True)]
+    counts: dict[str, dict[str, int]] = {k: {s: 0 for s in SPLITS} for k in KINDS}
     for e in examples:
-        counts.setdefault(e.kind, {"train": 0, "heldout": 0})[e.split] += 1
-    return SynthesisReport(examples, counts, dict(dropped), groups, [c.keys for c in kept])
+        counts.setdefault(e.kind, {s: 0 for s in SPLITS})[e.split] += 1
+    return SynthesisReport(examples, counts, dict(dropped), names, [c.keys for c in kept])
+
+
+def _with_own_wordings(cands: list[Candidate]) -> list[Candidate]:
+    """Every question also as the person asks it about themselves (same answer, same items)."""
+    out: list[Candidate] = []
+    for c in cands:
+        out.append(c)
+        question = c.prompt[-1][1] if c.prompt and c.prompt[-1][0] == "user" else ""
+        own = as_self(question) if question else None
+        if own:
+            out.append(replace(c, prompt=(*c.prompt[:-1], ("user", own))))
+    return out
+
+
+def _cap_notes(cands: Sequence[Candidate], sides: list[str], share: float, seed: int) -> list[str]:
+    """At most `share` of the training items are notes: a seeded sample of them is kept."""
+    notes = [i for i, (c, s) in enumerate(zip(cands, sides, strict=True)) if c.kind == "notes" and s == "train"]
+    others = sum(1 for c, s in zip(cands, sides, strict=True) if c.kind != "notes" and s == "train")
+    limit = int(share / (1 - share) * others) if share < 1 else len(notes)
+    if len(notes) <= limit:
+        return sides
+    # ranked by content, so that the same note stays in (or out) when other notes come and go
+    ranked = sorted(notes, key=lambda i: hashlib.sha1(f"{seed}|notes|{cands[i].completion}".encode()).hexdigest())
+    out = list(sides)
+    for i in ranked[limit:]:
+        out[i] = "notes_capped"
+    return out
 
 
 # -- the person's own events and notes ---------------------------------------------------------------
@@ -257,42 +299,3 @@ def _check(cands: Sequence[Candidate], chunks: Mapping[int, Chunk], max_words: i
         seen.add(_dedup_key(c))
         kept.append(c)
     return kept
-
-
-def _groups(cands: Sequence[Candidate]) -> list[str]:
-    """Union-find within each kind over the items candidates are made of; a group is named by its
-    smallest item."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for c in cands:
-        roots = [find(f"{c.kind}|{k}") for k in c.keys] or [find(f"{c.kind}|{c.completion}")]
-        for r in roots[1:]:
-            a, b = sorted((roots[0], r))
-            parent[find(b)] = find(a)
-    # name every group by its smallest member, so the name does not depend on union order
-    members: dict[str, list[str]] = defaultdict(list)
-    for x in list(parent):
-        members[find(x)].append(x)
-    name = {r: min(ms) for r, ms in members.items()}
-    return [name[find(f"{c.kind}|{c.keys[0]}" if c.keys else f"{c.kind}|{c.completion}")] for c in cands]
-
-
-def _split(cands: Sequence[Candidate], seed: int, share: float) -> list[str]:
-    groups = _groups(cands)
-    held: set[str] = set()
-    per_kind: dict[str, set[str]] = defaultdict(set)
-    for c, g in zip(cands, groups, strict=True):
-        per_kind[c.kind].add(g)
-    for gs in per_kind.values():
-        ranked = sorted(gs, key=lambda g: hashlib.sha1(f"{seed}|{g}".encode()).hexdigest())
-        n = round(share * len(ranked))
-        if len(ranked) >= 3 and share > 0:
-            n = max(1, n)
-        held.update(ranked[:min(n, len(ranked) - 1) if len(ranked) > 1 else n])
-    return ["heldout" if g in held else "train" for g in groups]
