@@ -634,3 +634,40 @@ def test_a_base_from_ollamas_store_gets_its_own_template_system_and_parameters(t
     assert 'TEMPLATE """{{ .Prompt }}<eot>"""' in modelfile and 'SYSTEM """Be brief."""' in modelfile
     assert 'PARAMETER stop "<eot>"\nPARAMETER stop "<end>"\nPARAMETER temperature 0.6' in modelfile
     assert "<|im_start|>" not in modelfile  # the base's own template, not our ChatML guess
+
+
+def test_an_export_killed_mid_write_leaves_no_folder_and_a_rerun_finishes(tmp_path):
+    """A real SIGKILL while the merged GGUF is being written: the target folder does not appear, and the next
+    export removes the dead writer's temp folder and completes."""
+    import signal
+    import sys
+    import time
+
+    from secondself.train.export import export_gguf
+
+    base = write_base(tmp_path / "base.gguf")
+    write_peft(tmp_path / "v001")
+    started = tmp_path / "started"
+    script = f"""
+import time, gguf
+from secondself.train.export import export_gguf
+real = gguf.GGUFWriter.write_tensor_data
+def slow(self, tensor, *a, **k):
+    real(self, tensor, *a, **k)
+    open({str(started)!r}, "w").close()
+    time.sleep(60)
+gguf.GGUFWriter.write_tensor_data = slow
+export_gguf({str(base)!r}, {str(tmp_path / "v001")!r}, {str(tmp_path / "out")!r})
+"""
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not started.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the export did not start writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (tmp_path / "out").exists()
+    assert [p.name.startswith(f".out.tmp-{child.pid}-") for p in tmp_path.glob(".out.tmp-*")] == [True]
+    out = export_gguf(base, tmp_path / "v001", tmp_path / "out")
+    assert read_gguf(out / "model.gguf").kind == "model" and (out / "Modelfile").is_file()
+    assert not list(tmp_path.glob(".out.tmp-*"))
