@@ -33,6 +33,7 @@ from ..progress import OnProgress, Progress
 from ..types import TrainingExample
 from .checkpoint import clear_checkpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint, swap_in
 from .data import IGNORE, TARGET_MODULES, Row, _pad, _pieces, choose_rank, encode, pack, pad_batches
+from .losses import _collate, _heldout_loss, _step_loss, bits_per_byte
 
 __all__ = ["TrainConfig", "TrainResult", "Row", "IGNORE", "encode", "pack", "pad_batches", "choose_rank", "train",
            "bits_per_byte", "load_model"]
@@ -140,46 +141,7 @@ def load_model(base_dir: str | Path, adapter_dir: str | Path | None = None,
     return model.eval(), tokenizer
 
 
-def bits_per_byte(model: Any, tokenizer: Any, texts: Sequence[str], seq_len: int = 512) -> float:
-    """Mean negative log-likelihood of `texts` in bits per UTF-8 byte (lower = better remembered).
-
-    Each text is read in windows of `seq_len` tokens; every token is predicted, the first from a bos/eos
-    token and each window's first from the last token of the previous window."""
-    import torch
-
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    nats, n_bytes = 0.0, 0
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()  # no dropout
-    with torch.no_grad():
-        for text in texts:
-            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            n_bytes += len(text.encode("utf-8"))
-            context = start
-            for i in range(0, len(ids), seq_len):
-                chunk = ids[i:i + seq_len]
-                x = torch.tensor([[context] + chunk], device=device)
-                logits = model(input_ids=x).logits[0, :-1].float()
-                nats += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
-                context = chunk[-1]
-    model.train(was_training)
-    return nats / math.log(2) / max(n_bytes, 1)
-
-
 # -- training --------------------------------------------------------------------------------------------
-
-def _collate(rows: Sequence[Row], packed: bool, device: str) -> dict[str, Any]:
-    import torch
-
-    batch = {"input_ids": torch.tensor([r.input_ids for r in rows], device=device),
-             "labels": torch.tensor([r.labels for r in rows], device=device)}
-    if packed:  # no 2D mask: transformers derives a block-diagonal causal mask from the position ids
-        batch["position_ids"] = torch.tensor([r.position_ids for r in rows], device=device)
-    else:
-        batch["attention_mask"] = torch.tensor([r.attention_mask for r in rows], device=device)
-    return batch
-
 
 class _Schedule:
     """Which rows each optimizer step trains on: a deterministic function of (seed, step), so that a
@@ -204,49 +166,10 @@ class _Schedule:
         return batches if self.config.packing else [_pad(mb, self.pad_id) for mb in batches]
 
 
-def _step_loss(model: Any, batch: dict[str, Any], n_targets: int) -> Any:
-    """Summed cross-entropy of the batch's targets / n_targets.
-
-    The vocabulary projection (49k x 576 for SmolLM2) is computed only at positions that have a target:
-    on a CPU it costs as much as the rest of the forward pass. Models that transform their logits (soft
-    capping, scaling) take the plain path."""
-    import torch
-
-    labels = batch.pop("labels")
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    plain = not (getattr(inner.config, "final_logit_softcapping", None) or getattr(inner.config, "logit_scale", None))
-    if plain and hasattr(inner, "get_decoder") and inner.get_output_embeddings() is not None:
-        hidden = inner.get_decoder()(**batch, use_cache=False).last_hidden_state[:, :-1]
-        logits = inner.get_output_embeddings()(hidden[keep]).float()
-        return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum") / n_targets
-    logits = model(**batch, use_cache=False).logits[:, :-1].float()
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=IGNORE, reduction="sum") / n_targets
-
-
 def _is_oom(e: BaseException) -> bool:
     import torch
 
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
-
-
-def _heldout_loss(model: Any, rows: Sequence[Row], batch_size: int, device: str) -> float:
-    """Mean cross-entropy per supervised token of `rows` (padded, unpacked), dropout off."""
-    import torch
-
-    was = model.training
-    model.eval()
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            batch = _collate(_pad(rows[i:i + batch_size], 0), False, device)
-            k = int(sum(sum(x != IGNORE for x in r.labels[1:]) for r in rows[i:i + batch_size]))
-            total += float(_step_loss(model, batch, 1))
-            n += k
-    model.train(was)
-    return total / max(n, 1)
 
 
 def _lora_weights(model: Any) -> dict[str, Any]:
