@@ -9,8 +9,9 @@ Each finished training run becomes one directory under `<person dir>/adapters/`:
                                   why, training figures, eval scores, created_at
 
 A version directory appears only complete (it is renamed into place) and is never modified afterwards,
-except that evaluation scores may be added to its metadata and its GGUF form (`adapter_model.gguf`,
-train/gguf_lora.py) is written beside the weights once, when it is first served. Which version chat uses is
+except that evaluation scores and the base's GGUF path (`base_gguf`) may be added to its metadata, and its
+GGUF form (`adapter_model.gguf`, train/gguf_lora.py) is written beside the weights once, after training or
+when it is first served. Which version chat uses is
 recorded in the person's database (meta `adapter_current`, with the history of selections for `rollback`).
 
 Serving (`personal_chat_model`): when the base model has a GGUF — the file recorded at training
@@ -186,12 +187,13 @@ def personal_engine(info: AdapterInfo, models_dir: Path) -> tuple[str, str]:
     gguf = base_gguf(info, models_dir, prepare=False)
     if gguf is None:
         return "transformers", f"no GGUF of its base {info.base or '?'} is known, so peft's adapter is merged in"
-    try:
-        from ..backends.gguf_files import read_gguf
-        from .gguf_lora import CONVERTIBLE
+    from ..backends.gguf_files import read_gguf
+    from ..errors import SecondSelfError
+    from .gguf_lora import CONVERTIBLE
 
+    try:
         arch = read_gguf(gguf).arch if gguf.is_file() else None
-    except Exception as e:  # a listing never fails on a bad file: using it will say what is wrong
+    except (SecondSelfError, OSError) as e:  # a listing never fails on a bad file: using it says what is wrong
         return "transformers", f"the base GGUF {gguf} cannot be read ({e})"
     if arch is not None and arch not in CONVERTIBLE:
         return "transformers", f"adapters of {arch!r} models are not converted to GGUF yet"
