@@ -410,6 +410,7 @@ def trained(tmp_path_factory):
 
     from secondself.backends.local import convert_gguf, embedded_gguf_path
 
+    before = os.environ.get("SECONDSELF_REAL_MODELS")
     os.environ["SECONDSELF_REAL_MODELS"] = "allow"  # module scope: the function fixture has not run yet
     root = tmp_path_factory.mktemp("personal-gguf")
     gguf_path = embedded_gguf_path()
@@ -434,8 +435,11 @@ def trained(tmp_path_factory):
         optimizer.step()
         optimizer.zero_grad()
     model.save_pretrained(root / "adapter")
+    if before is None:
+        os.environ.pop("SECONDSELF_REAL_MODELS", None)
+    else:
+        os.environ["SECONDSELF_REAL_MODELS"] = before
     yield gguf_path, checkpoint, root / "adapter", root / "cache"
-    os.environ.pop("SECONDSELF_REAL_MODELS", None)
 
 
 def _first_tokens(tokenizer, text: str, n: int = 8) -> list[int]:
