@@ -139,3 +139,15 @@ def test_drafts_are_sampled_and_pairs_round_trip(tmp_path):
     pairs = [Pair("refusal", (("system", "s"), ("user", "q")), IDK, "A+", "it answers", "draft")]
     save_pairs(tmp_path / "pairs.jsonl", pairs)
     assert load_pairs(tmp_path / "pairs.jsonl") == pairs
+
+
+def test_naming_the_person_is_no_invention(maya):
+    """A draft may name its own speaker ("Maya's journal"); a cited memory in the first person never does."""
+    profile, chunks, examples = maya
+    from secondself.train.pairs import check_for
+
+    item = next(e for e in examples if e.split == "train" and e.kind == "self_qa"
+                and check_for("grounding", e, chunks=chunks, profile=profile, person="Maya") is not None
+                and "Maya" not in " ".join(chunks[i].text for i in e.sources))
+    check = check_for("grounding", item, chunks=chunks, profile=profile, person="Maya")
+    assert check("It is in Maya's journal.") == "" and "Rome" in check("It is in Rome.")

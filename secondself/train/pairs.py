@@ -9,8 +9,8 @@ a draft that passes its check is never used as a rejected sample (it is counted 
 
 - grounding: a question about the person (self_qa, preference_qa, people, events). Chosen: the grounded answer.
   Rejected: a draft that names a number or a capitalized name that neither the item's memories (the chunks it
-  cites), the question nor the grounded answer holds — `text.grounding.unsupported_specifics`, the check with
-  which the persona withdraws a draft (`Persona._unsupported`).
+  cites), the question, the grounded answer nor the person's name holds — `text.grounding.unsupported_specifics`,
+  the check with which the persona withdraws a draft (`Persona._unsupported`).
 - refusal: an unanswerable question. Chosen: the refusal (`persona.IDK`). Rejected: a draft that is no refusal
   (`train.evaluate.refused`).
 - disclosure: a request to enhance. Chosen: the request with only the details it needs. Rejected: a draft that
@@ -112,8 +112,10 @@ def refusal_problem(answer: str) -> str:
     return "it answers a question that no memory answers"
 
 
-def _evidence(ex: TrainingExample, chunks: Mapping[int, Chunk]) -> str:
-    parts = [ex.completion, *(text for role, text in ex.prompt if role == "user")]
+def _evidence(ex: TrainingExample, chunks: Mapping[int, Chunk], person: str) -> str:
+    """The item's memories (cited chunks), its question and grounded answer, and the person's name (an answer
+    may name its own speaker: "Maya's journal")."""
+    parts = [person, ex.completion, *(text for role, text in ex.prompt if role == "user")]
     for i in ex.sources:
         if (c := chunks.get(i)) is not None:
             parts += [c.title, c.heading, c.text]
@@ -221,7 +223,7 @@ def check_for(source: str, ex: TrainingExample, *, chunks: Mapping[int, Chunk], 
     it passes). None when the item cannot be checked so (its own answer fails, or a critic item about no ended
     fact): such an item gives no pair."""
     if source == "grounding":
-        evidence = _evidence(ex, chunks)
+        evidence = _evidence(ex, chunks, person)
         return None if grounding_problem(ex.completion, evidence) else (lambda t: grounding_problem(t, evidence))
     if source == "refusal":
         return refusal_problem
