@@ -675,3 +675,20 @@ export_gguf({str(base)!r}, {str(tmp_path / "v001")!r}, {str(tmp_path / "out")!r}
     out = export_gguf(base, tmp_path / "v001", tmp_path / "out")
     assert read_gguf(out / "model.gguf").kind == "model" and (out / "Modelfile").is_file()
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_a_base_type_the_gguf_package_cannot_read_back_is_a_clear_error(tmp_path, monkeypatch):
+    import gguf.quants
+
+    from secondself.errors import TrainingError
+
+    base = write_base(tmp_path / "base.gguf")
+    write_peft(tmp_path / "v001")
+    lora = ensure_gguf_adapter(tmp_path / "v001", base)
+
+    def unsupported(data, qtype):
+        raise NotImplementedError(f"Dequantization for {qtype.name} is not yet implemented")
+    monkeypatch.setattr(gguf.quants, "dequantize", unsupported)
+    with pytest.raises(TrainingError, match="Q4_1, which the gguf package cannot read back.*--format merged"):
+        merge_lora_gguf(base, lora, tmp_path / "out.gguf")
+    assert not list(tmp_path.glob("*out.gguf*"))

@@ -236,10 +236,14 @@ def merge_lora_gguf(base_gguf: str | Path, adapter_gguf: str | Path, out: str | 
             shape = tuple(int(n) for n in reversed(t.shape))
             parts = []
             for i in range(0, shape[0], _ROWS if len(shape) == 2 else shape[0]):  # bounded memory on big vocabularies
-                w = dequantize(t.data[i:i + _ROWS] if len(shape) == 2 else t.data, t.tensor_type).astype(np.float32)
+                try:
+                    w = dequantize(t.data[i:i + _ROWS] if len(shape) == 2 else t.data, t.tensor_type)
+                except NotImplementedError as e:
+                    raise TrainingError(f"{base_gguf} stores {t.name} as {t.tensor_type.name}, which the gguf "
+                                        "package cannot read back: export with --format merged instead") from e
                 if delta is not None:
                     w = w + delta[1][i:i + _ROWS] @ delta[0]
-                parts.append(quantize(w.reshape((-1, *shape[1:])), want))
+                parts.append(quantize(w.astype(np.float32).reshape((-1, *shape[1:])), want))
             writer.write_tensor_data(np.concatenate(parts) if len(parts) > 1 else parts[0])
         writer.close()
     return out
