@@ -3,9 +3,10 @@
 Both models answer the held-out questions with the same prompt (the persona's system line and the
 question, no retrieval: this measures what the weights know — "closed book") and greedy decoding. Scores:
 
-- recall: closed-book recall on held-out *paraphrases of trained facts* (split "heldout" of the fact
-  kinds): the share of answers that `contains_match` the reference (its names, or its dates; yes/no first);
-  `recall_<kind>` per fact kind; `recall_old` on the facts a previous adapter was trained on (continuous
+- recall: closed-book recall on held-out *paraphrases of trained facts* (split "heldout" of self_qa and
+  people: the facts and relations of layer 1): the share of answers that `contains_match` the reference
+  (its names, or its dates; yes/no first); `recall_<kind>` per kind, events and preferences included (an
+  event's answer is a sentence the person wrote, matched by its names); `recall_old` on the facts a previous adapter was trained on (continuous
   learning: are old facts kept?);
 - guess: the same match on *unseen* facts (held out whole, in no training item): what the model states
   there it cannot know — the figure shows how much it guesses;
@@ -49,6 +50,7 @@ __all__ = ["evaluate", "EvalReport", "QA_KINDS", "SKILL_KINDS", "score_answers",
 log = logging.getLogger(__name__)
 
 QA_KINDS = ("self_qa", "preference_qa", "people", "events")
+RECALL_KINDS = ("self_qa", "people")     # the facts and relations of layer 1: "recall" is theirs
 _PASSAGE_WORDS = 80
 _RAG_SYSTEM = ("{system}\n\nMemories that may help (use them only if they answer the question):\n{memories}")
 SKILL_KINDS = ("enhance", "critic")
@@ -99,7 +101,8 @@ def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str],
 
     out = {}
     if qa:
-        out["recall"] = round(mean([hit(e, a) for e, a in qa]), 4)
+        if facts := [hit(e, a) for e, a in qa if e.kind in RECALL_KINDS]:
+            out["recall"] = round(mean(facts), 4)
         for kind in QA_KINDS:
             if mine := [hit(e, a) for e, a in qa if e.kind == kind]:
                 out[f"recall_{kind}"] = round(mean(mine), 4)

@@ -13,7 +13,7 @@ own text: notes whole, their chat turns, mail they sent; never web pages or docu
 
 The recipe (issue 13): each fact, event, preference and relation is asked in several wordings, and
 every second-person question also as the person would ask it ("Where do I live?", `paraphrase.as_self`);
-answers are short and grounded; raw notes are capped at `notes_share` of the training items (they taught
+answers are short and grounded; raw notes are capped at `notes_share` of the trained words (they taught
 the register, not the facts). The split (`split.py`) holds out some wordings of every trained answer (the
 recall test) and whole fact groups that no training item mentions ("unseen": the guessing test).
 
@@ -63,8 +63,8 @@ def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, se
     """All kinds, support-checked, deduplicated, length-limited and split. Deterministic for a seed.
 
     `heldout`: share of the wordings of each trained answer (and of the other kinds' groups) held out;
-    `unseen`: share of fact groups held out whole; `notes_share`: at most this share of the training
-    items are raw notes (the rest of the notes are left out, counted as "notes_capped")."""
+    `unseen`: share of fact groups held out whole; `notes_share`: at most this share of the words of the
+    training answers are raw notes (the rest of the notes are left out, counted as "notes_capped")."""
     system = system or f"You are {person}. Answer as {person}, in the first person, from your own memories."
     as_of = profile.status.as_of
     mine = [f for f in profile.facts if is_person(f.subject, person) or norm(f.subject) == norm(person)]
@@ -119,17 +119,19 @@ def _with_own_wordings(cands: list[Candidate]) -> list[Candidate]:
 
 
 def _cap_notes(cands: Sequence[Candidate], sides: list[str], share: float, seed: int) -> list[str]:
-    """At most `share` of the training items are notes: a seeded sample of them is kept."""
+    """Raw notes are at most `share` of the words the training items teach (notes are long: capped by
+    count, they were still half of the supervised tokens): a seeded sample of them is kept."""
     notes = [i for i, (c, s) in enumerate(zip(cands, sides, strict=True)) if c.kind == "notes" and s == "train"]
-    others = sum(1 for c, s in zip(cands, sides, strict=True) if c.kind != "notes" and s == "train")
-    limit = int(share / (1 - share) * others) if share < 1 else len(notes)
-    if len(notes) <= limit:
-        return sides
+    others = sum(len(c.completion.split()) for c, s in zip(cands, sides, strict=True)
+                 if c.kind != "notes" and s == "train")
+    limit = share / (1 - share) * others if share < 1 else float("inf")
     # ranked by content, so that the same note stays in (or out) when other notes come and go
     ranked = sorted(notes, key=lambda i: hashlib.sha1(f"{seed}|notes|{cands[i].completion}".encode()).hexdigest())
-    out = list(sides)
-    for i in ranked[limit:]:
-        out[i] = "notes_capped"
+    out, words = list(sides), 0
+    for i in ranked:
+        words += len(cands[i].completion.split())
+        if words > limit:
+            out[i] = "notes_capped"
     return out
 
 

@@ -255,13 +255,14 @@ def _that_day(sentence: str) -> str:
 
 
 def events(by_day: dict[str, list[tuple[str, tuple[int, ...]]]], system: str) -> list[Candidate]:
-    """"What happened on <day>?" -> the person's own sentences of that day; "When did you <verb> ...?" ->
-    the day, where a sentence is "I <past verb> ..."."""
+    """"What happened on <day>?" -> the person's first sentence of that day (a short answer: three quoted
+    sentences cost a small model many tokens and were not recalled); "When did you <verb> ...?" -> the day,
+    where a sentence is "I <past verb> ..."."""
     out: list[Candidate] = []
     for day in sorted(by_day):
         items = by_day[day][:3]
-        sources = tuple(sorted({i for _, src in items for i in src}))
-        answer = " ".join(_that_day(s) for s, _ in items)
+        sources = tuple(sorted(set(items[0][1])))
+        answer = _that_day(items[0][0])
         h = human_date(day)
         out += [Candidate("events", (("system", system), ("user", q)), answer, sources, (f"event:{day}",), h)
                 for q in (f"What happened on {h}?", f"What did you write about on {h}?")]
