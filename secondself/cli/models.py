@@ -37,6 +37,9 @@ def _catalog_rows(obj: Context) -> list[dict]:
     from ..backends import catalog
 
     s = obj.settings
+    def _catalog_name(spec: str) -> str:   # "auto" is the catalog model it stands for
+        return catalog.best_installed().name if spec.strip().lower() == "auto" else spec
+
     rows = []
     for entry in catalog.CATALOG:
         st = catalog.status(entry, s.models_dir)
@@ -49,7 +52,7 @@ def _catalog_rows(obj: Context) -> list[dict]:
             "path": str(st.path) if st.path else None, "problem": st.problem,
             "install": "" if st.installed or st.assembled else entry.install_hint,
             "where": "in-process, this machine (llama.cpp)",
-            "used_as": [role for role, (key, _) in _ROLES.items() if getattr(s, key) in names],
+            "used_as": [role for role, (key, _) in _ROLES.items() if _catalog_name(getattr(s, key)) in names],
         })
     return rows
 
