@@ -83,3 +83,12 @@ def test_rag_gives_both_models_the_same_passages():
     assert "[1] passage about Where do you live?" in next(s for s in seen["base"] if "Memories" in s)
     assert report.scores["base"]["rag_recall"] == report.scores["personal"]["rag_recall"] == 1.0
     assert report.scores["personal"]["recall"] == 0.0 and report.items[-1]["rag"] is True
+
+
+def test_known_base_answers_are_not_asked_again():
+    base = FakeChatModel(respond=lambda m: "No idea.")
+    personal = FakeChatModel(respond=lambda m: "I live in Lisbon.")
+    report = evaluate(base, personal, [QA, UNK], generic_prompts=["Capital of France?"],
+                      known_base={"Where do you live?": "I live in Porto.", "Capital of France?": "Paris."})
+    assert [messages[-1].content for messages, _ in base.calls] == ["What is your blood type?"]
+    assert report.items[0]["base"] == "I live in Porto." and report.items[-1]["base"] == "Paris."

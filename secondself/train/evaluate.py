@@ -33,7 +33,7 @@ question, no retrieval: this measures what the weights know — "closed book") a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,10 +205,13 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
              generic_text: str = "", generic_prompts: Sequence[str] = (), names: Sequence[str] = (),
              max_questions: int = 40, max_tokens: int = 40, judge: ChatModel | None = None, person: str = "",
              retrieve: Callable[[str], list[str]] | None = None, rag_questions: int = 8,
-             old_answers: frozenset[str] = frozenset(), on_progress: OnProgress | None = None) -> EvalReport:
+             old_answers: frozenset[str] = frozenset(), known_base: Mapping[str, str] | None = None,
+             on_progress: OnProgress | None = None) -> EvalReport:
     """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal";
     `retrieve(question)` the memory passages for the RAG comparison (asked of `rag_questions` held-out fact
-    questions); `old_answers`: the answers a previous adapter was trained on (`recall_old`).
+    questions); `old_answers`: the answers a previous adapter was trained on (`recall_old`); `known_base`:
+    the base model's answers already given to these questions (greedy: the same again), by question — a
+    continued run reuses its parent's, which halves the evaluation.
     `on_progress` gets Progress("evaluate", answers done, answers to give) after each answer."""
     progress = on_progress or (lambda *a: None)
     asked = questions(heldout, max_questions)
@@ -222,9 +225,11 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
     answers: dict[str, list[str]] = {"base": [], "personal": []}
     total = 2 * (len(asked) + len(generic_prompts))
     done = 0
+    known = known_base or {}
     for which, model in (("base", base), ("personal", personal)):
         for ex in asked:
-            answers[which].append(_answer(model, ex, max_tokens))
+            q = ex.prompt[-1][1]
+            answers[which].append(known[q] if which == "base" and q in known else _answer(model, ex, max_tokens))
             done += 1
             progress(Progress("evaluate", done, total))
         report.scores[which].update(score_answers(asked, answers[which], old_answers))
@@ -237,7 +242,8 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
     generic: dict[str, list[str]] = {"base": [], "personal": []}
     for which, model in (("base", base), ("personal", personal)):
         for prompt in generic_prompts:
-            generic[which].append(complete(model, [Message("user", prompt)], Sampling(max_tokens=max_tokens))
+            generic[which].append(known[prompt] if which == "base" and prompt in known else
+                                  complete(model, [Message("user", prompt)], Sampling(max_tokens=max_tokens))
                                   .text().strip())
             done += 1
             progress(Progress("evaluate", done, total))

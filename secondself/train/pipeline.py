@@ -162,6 +162,18 @@ def _old_answers(state: dict[str, Any]) -> frozenset[str]:
     return frozenset(e.completion for e in read_trained(Path(state["parent_dir"])) if e.kind != "retention")
 
 
+def _parent_base_answers(person_dir: Path, state: dict[str, Any]) -> dict[str, str]:
+    """The base model's answers in the parent's evaluation (a continued run asks the same base)."""
+    if state.get("mode") != "continue":
+        return {}
+    parent = registry.get(person_dir, state["parent"])
+    path = runs_dir(person_dir) / str(parent.metadata.get("run")) / "eval.json"
+    if not path.is_file():
+        return {}
+    items = json.loads(path.read_text(encoding="utf-8")).get("items", [])
+    return {i["question"]: i["base"] for i in items if not i.get("rag") and "base" in i}
+
+
 class _Run:
     def __init__(self, path: Path, options: TrainOptions | None, base_dir: Path, base_name: str) -> None:
         self.path = path
@@ -297,7 +309,8 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                                   memory_texts=[e.completion for e in heldout if e.kind == "notes"],
                                   generic_text=GENERIC_TEXT, generic_prompts=RETENTION_HELDOUT, names=names,
                                   max_questions=opts.eval_questions, judge=judge, person=person,
-                                  retrieve=retrieve, old_answers=_old_answers(run.state), on_progress=progress)
+                                  retrieve=retrieve, old_answers=_old_answers(run.state),
+                                  known_base=_parent_base_answers(person_dir, run.state), on_progress=progress)
                 scores = report.to_dict()
                 _write_json(run.path / "eval.json", scores)
             run.move("register", eval={"scores": scores.get("scores", {}), "summary": scores.get("summary", {})})
