@@ -7,6 +7,7 @@ What it measures
        (`TrainOptions().learning_rate`), no retention data.
     2. Pairs: `pairs.build_pairs` — the base model drafts (temperature 0.9, 2 per prompt, `--prompts` items
        per source), only drafts that fail their check are kept, plus the constructed disclosure/critique ones.
+       `--drafts sft`: the SFT adapter drafts instead (on-policy: the pairs hold its own failures).
     3. DPO: `dpo.train` on the SFT adapter (`--beta`, `--lr`, `--epochs`, `--reference`, `--nll`).
     Then the SFT adapter and the SFT+DPO adapter (and with `--with-base` the base) answer the same questions
     greedily, closed book (the persona's system line and the question, no retrieval, 40 tokens):
@@ -30,8 +31,8 @@ How to read it
     settings retrains and re-asks only DPO. `--tiny` runs the plumbing on the tiny in-code model (seconds,
     meaningless numbers). Reports, never asserts.
 
-    python bench/dpo.py [--work DIR] [--sft-steps 60] [--prompts 24] [--beta 0.1] [--lr 1e-4] [--epochs 2]
-                        [--reference sft|base] [--nll 0] [--with-base] [--threads 1] [--tiny] [--json]
+    python bench/dpo.py [--work DIR] [--sft-steps 60] [--prompts 24] [--drafts base|sft] [--beta 0.1] [--lr 1e-4]
+                        [--epochs 2] [--reference sft|base] [--nll 0] [--with-base] [--threads 1] [--tiny] [--json]
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="keep the store, adapters, pairs and answers here (reused)")
     ap.add_argument("--sft-steps", type=int, default=60)
     ap.add_argument("--prompts", type=int, default=24, help="training items per pair source")
+    ap.add_argument("--drafts", choices=("base", "sft"), default="base",
+                    help="who drafts the rejected answers: the base model (as `train --dpo`) or the SFT adapter "
+                         "(on-policy: its own failures)")
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=None, help="DPO learning rate (default: DPOConfig's)")
     ap.add_argument("--epochs", type=float, default=2.0)
@@ -210,21 +214,24 @@ def main() -> None:
         times["sft_s"] = round(time.perf_counter() - t0, 1)
         log(f"SFT: {r.steps} steps at lr {lr:g}, rank {r.rank}, loss {r.losses[0]:.3f} -> {r.final_loss:.3f}, "
             f"{times['sft_s']} s")
-    pairs_file = work / "pairs.jsonl"
+    suffix = "" if args.drafts == "base" else "-sft"
+    pairs_file = work / f"pairs{suffix}.jsonl"
     if not pairs_file.is_file():
         t0 = time.perf_counter()
-        report = build_pairs(examples, sample_drafts(base, temperature=0.9, max_tokens=40), chunks=chunks,
+        drafter = base if args.drafts == "base" else LocalChatModel(base_dir, adapter=sft_dir)
+        report = build_pairs(examples, sample_drafts(drafter, temperature=0.9, max_tokens=40), chunks=chunks,
                              profile=profile, person="Maya", prompts_per_source=args.prompts)
         save_pairs(pairs_file, report.pairs)
-        (work / "pairs-counts.json").write_text(json.dumps(report.counts))
+        (work / f"pairs{suffix}-counts.json").write_text(json.dumps(report.counts))
         times["pairs_s"] = round(time.perf_counter() - t0, 1)
     pairs = load_pairs(pairs_file)
-    counts = json.loads((work / "pairs-counts.json").read_text())
+    counts = json.loads((work / f"pairs{suffix}-counts.json").read_text())
     log(f"pairs: {len(pairs)} — " + "; ".join(f"{k}: {v}" for k, v in counts.items()))
 
     config = dpo.DPOConfig(beta=args.beta, epochs=args.epochs, reference=args.reference, nll_weight=args.nll,
                            **({"learning_rate": args.lr} if args.lr else {}))
-    tag = f"dpo-b{config.beta:g}-lr{config.learning_rate:g}-e{config.epochs:g}-{config.reference}-n{config.nll_weight:g}"
+    tag = (f"dpo-b{config.beta:g}-lr{config.learning_rate:g}-e{config.epochs:g}-{config.reference}-"
+           f"n{config.nll_weight:g}{suffix}")
     dpo_dir = work / tag
     if not (dpo_dir / "adapter_config.json").is_file():
         result = dpo.train(base_dir, sft_dir, pairs, dpo_dir, config, run_dir=work / f"{tag}-run",
