@@ -57,6 +57,7 @@ _EVERYDAY = _words("""
 again always back bit came come done down even ever feel felt get gets getting going gone good got just know
 let like little long lot lots made make many more most much need never nice once only own people person really
 right said same says see still sure take thing things think told want way well went yet
+tell tells telling ask asks asked asking
 """)
 
 # the words of a question about the memories themselves ("What do your memories say about X?", "Do you
