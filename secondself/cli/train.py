@@ -44,7 +44,7 @@ class _TrainProgress(Bars):
 
 @cli.command()
 @click.option("--base", "base_spec", help="Base model: 'embedded' (default) or a local model directory.")
-@click.option("--epochs", type=float, help="Passes over the training data (default 2).")
+@click.option("--epochs", type=float, help="Passes over the training data (default 3).")
 @click.option("--steps", type=int, help="Optimizer steps (overrides --epochs).")
 @click.option("--rank", help="LoRA rank, or 'auto' (default: sized from the amount of personal knowledge).")
 @click.option("--resume", is_flag=True, help="Continue the latest unfinished run from its last checkpoint, with the "

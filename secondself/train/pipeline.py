@@ -44,15 +44,16 @@ class TrainOptions:
     base: str = field(default="embedded", metadata={"help": "base model: 'embedded' or a local HF model dir"})
     rank: int | None = field(default=None, metadata={"help": "LoRA rank; None = chosen from the data"})
     steps: int | None = field(default=None, metadata={"help": "optimizer steps; None = from epochs"})
-    epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data (early stopping may "
+                                                          "end sooner)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "high: with assistant-only loss, several "
                                                                   "wordings per fact and generic data mixed in, "
                                                                   "1e-3 stores facts where 2e-4 taught the "
                                                                   "register only (bench/recipe.py)"})
     heldout: float = field(default=0.2, metadata={"help": "share of each trained answer's wordings held out"})
     unseen: float = field(default=0.15, metadata={"help": "share of fact groups held out whole (guess test)"})
-    notes_share: float = field(default=0.25, metadata={"help": "at most this share of training items are raw "
-                                                               "notes"})
+    notes_share: float = field(default=0.25, metadata={"help": "at most this share of the trained words are "
+                                                               "raw notes"})
     full: bool = field(default=False, metadata={"help": "train from scratch even when an adapter on the same "
                                                         "base could be continued"})
     replay: float = field(default=1.0, metadata={"help": "continuous training: old items replayed per new item"})

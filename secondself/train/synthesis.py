@@ -75,8 +75,8 @@ def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, se
     events, by_day = _own_events(profile, chunks, person)
     cands += t.events(by_day, system)
     cands += t.preferences(profile, events, system, as_of, max_words)
-    cands = _with_own_wordings(cands)
     cands += _unanswerable(chunks.values(), system, dropped)
+    cands = _with_own_wordings(cands)
     current = [f for f in mine if f.valid_to is None or (as_of is not None and f.valid_to >= as_of)]
     cands += t.enhance(current, person, dropped)
     cands += t.critic(mine, current, person)
@@ -253,6 +253,14 @@ _UNKNOWN: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("Do you play the piano?",), ("piano",)),
     (("Do you like skiing?",), ("ski", "skiing", "snowboard")),
     (("What is your favourite board game?",), ("board game", "chess", "monopoly")),
+    (("What is your favourite band?", "Which singer do you listen to most?"), ("band", "singer", "album")),
+    (("Are you allergic to anything?", "Do you have any allergies?"), ("allergy", "allergic", "allergies")),
+    (("What is your favourite football player?",), ("football", "soccer", "player")),
+    (("Have you ever run a marathon?",), ("marathon",)),
+    (("What's your favourite ice cream flavour?",), ("ice cream", "gelato")),
+    (("Do you own a motorbike?",), ("motorbike", "motorcycle", "scooter")),
+    (("What's your favourite holiday destination in Asia?",), ("asia", "thailand", "bali", "vietnam", "china")),
+    (("Which languages did you study at school?",), ("school",)),
 )
 
 
