@@ -11,6 +11,7 @@ runs (Python shows it on stderr) is escaped too.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -161,3 +162,28 @@ def test_commands_print_only_through_the_escaping_chokepoint():
            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
            if "click.echo(" in line or "click.style(" in line or line.lstrip().startswith("print(")]
     assert raw == [], f"print through secondself.cli.output (out, styled) instead: {raw}"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_library_deprecation_notices_are_not_shown_unless_debugging(tmp_path, debug):
+    """transformers printed "`past_key_values` is deprecated" once per generated answer during `train`/`eval`."""
+    script = textwrap.dedent(f"""
+        import warnings
+        import secondself.ingest.pipeline as pipeline
+        from secondself.cli import main
+
+        parse = pipeline._parse
+        def noisy(*args, **kwargs):
+            warnings.warn("`past_key_values` is deprecated", FutureWarning)
+            return parse(*args, **kwargs)
+
+        pipeline._parse = noisy
+        main(["--home", {str(tmp_path / "home")!r}, "--embedder", "hashing", "ingest", {str(tmp_path / "n")!r}])
+    """)
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "a.md").write_text("text")
+    env = {k: v for k, v in os.environ.items() if k != "SECONDSELF_DEBUG"} | ({"SECONDSELF_DEBUG": "1"} if debug else {})
+    done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, timeout=120, env=env)
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 0, err
+    assert ("is deprecated" in err) is debug, err

@@ -58,8 +58,17 @@ def cli(ctx: click.Context, home: str | None, person: str | None, embedder: str 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and translate our typed errors into messages and exit codes."""
+    import os
+    import warnings
+
     from ..errors import SecondSelfError
 
+    # deprecation notices of the libraries we call (torch, transformers: "`past_key_values` is deprecated"),
+    # printed once per generation, are for their developers, not for the person: SECONDSELF_DEBUG keeps them
+    if not os.environ.get("SECONDSELF_DEBUG"):
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         with escaped_logs():
             cli.main(args=argv, prog_name="secondself", standalone_mode=False)
@@ -73,8 +82,6 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except BrokenPipeError:  # `secondself search x | head`: the reader left; exit as a shell reports SIGPIPE
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         sys.exit(EXIT_BROKEN_PIPE)
     except Exception as e:  # anything else is our bug: say so, with what a report needs
