@@ -27,8 +27,8 @@ Baseline (same run): the SFT adapter the DPO stage starts from. "DPO−SFT" is t
 
 How to read it
     Small sets (a few dozen questions each): a difference of one answer is several points. `--work DIR`
-    keeps the store, the SFT adapter, the pairs and each model's answers, so a second run with other DPO
-    settings retrains and re-asks only DPO. `--tiny` runs the plumbing on the tiny in-code model (seconds,
+    keeps the store, the synthesized items, the SFT adapter, the pairs and each model's answers, so a second
+    run with other DPO settings retrains and re-asks only DPO. `--tiny` runs the plumbing on the tiny in-code model (seconds,
     meaningless numbers). Reports, never asserts.
 
     python bench/dpo.py [--work DIR] [--sft-steps 60] [--prompts 24] [--drafts base|sft] [--beta 0.1] [--lr 1e-4]
@@ -43,6 +43,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -195,14 +196,18 @@ def main() -> None:
     from secondself.backends.local import LocalChatModel
     from secondself.train import dpo, sft
     from secondself.train.pairs import build_pairs, load_pairs, sample_drafts, save_pairs
-    from secondself.train.pipeline import TrainOptions
+    from secondself.train.pipeline import TrainOptions, load_examples
     from secondself.train.synthesis import synthesize
 
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-dpo-"))
     work.mkdir(parents=True, exist_ok=True)
     base_dir, base, chunks, profile = prepare(work, args.tiny)
-    examples = synthesize(profile, chunks, "Maya", seed=0).examples
+    data = work / "dataset.jsonl"      # the items of the first run: later runs ask the same questions
+    if not data.is_file():
+        data.write_text("".join(json.dumps(asdict(e), ensure_ascii=False) + "\n"
+                                for e in synthesize(profile, chunks, "Maya", seed=0).examples))
+    examples = load_examples(data)
     times: dict[str, float] = {}
 
     sft_dir = work / "sft"
