@@ -98,20 +98,21 @@ _DATE_WORD = re.compile(r"\d[\d.,:/-]*|January|February|March|April|May|June|Jul
 
 
 def contains_match(prediction: str, reference: str, question: str = "") -> bool:
-    """Does `prediction` state what `reference` states? The key is the reference's names (as the grounding
-    check reads them) that the question does not already name; where it names none, its dates; a
-    reference that starts with "Yes"/"No" needs the same word first and then only its names. Every word
-    of the key must occur in the prediction. A reference without a key is matched by token F1 >= 0.5."""
+    """Does `prediction` state what `reference` states? A reference that starts with "Yes"/"No" (the answer
+    to a yes/no question) needs the same word first, nothing more (what follows it, "Now I live in ...",
+    is more than was asked). Otherwise the key is the reference's names (as the grounding check reads
+    them) that the question does not already name, or where it names none, its dates: every word of the
+    key must occur in the prediction. A reference without a key is matched by token F1 >= 0.5."""
     from .text.grounding import stem, unsupported_specifics
 
     specifics = unsupported_specifics(reference, question)
     names = [w for w in specifics if not _DATE_WORD.fullmatch(w)]
     polar = re.match(r"\s*(yes|no)\b", reference, re.IGNORECASE)
-    if polar and not re.match(rf"\W*{polar.group(1)}\b", prediction, re.IGNORECASE):
-        return False
-    key = names if names or polar else specifics
+    if polar:
+        return bool(re.match(rf"\W*{polar.group(1)}\b", prediction, re.IGNORECASE))
+    key = names or specifics
     if not key:
-        return bool(polar) or token_f1(prediction, reference) >= 0.5
+        return token_f1(prediction, reference) >= 0.5
     said = prediction.lower()
     return all(w.lower() in said or stem(w) in said for w in key)
 
