@@ -160,11 +160,13 @@ def _stratified(examples: Sequence[TrainingExample], limit: int) -> list[Trainin
 
 
 def questions(heldout: Sequence[TrainingExample], limit: int) -> list[TrainingExample]:
-    """What is asked: up to `limit` held-out fact questions (round-robin across the fact kinds), up to a
-    third of that of unseen facts, the held-out unanswerable questions (up to a third) and context skills
-    (up to a sixth)."""
+    """What is asked: up to `limit` held-out questions about facts and relations (round-robin over self_qa
+    and people: the recall figure), up to a third of that about events and preferences, of unseen facts,
+    and of held-out unanswerable questions, and up to a sixth of context skills."""
     chat = [e for e in heldout if e.chat]
-    facts = _stratified([e for e in chat if e.kind in QA_KINDS and e.split == "heldout"], limit)
+    facts = _stratified([e for e in chat if e.kind in RECALL_KINDS and e.split == "heldout"], limit)
+    facts += _stratified([e for e in chat if e.kind in QA_KINDS and e.kind not in RECALL_KINDS
+                          and e.split == "heldout"], max(1, limit // 3))
     unseen = _stratified([e for e in chat if e.kind in QA_KINDS and e.split == "unseen"], max(1, limit // 3))
     un = [e for e in chat if e.kind == "unanswerable" and e.split == "heldout"][:max(1, limit // 3)]
     skills = _stratified([e for e in chat if e.kind in SKILL_KINDS and e.split == "heldout"], max(1, limit // 6))
