@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--drafts", choices=("base", "sft"), default="base",
                     help="who drafts the rejected answers: the base model (as `train --dpo`) or the SFT adapter "
                          "(on-policy: its own failures)")
+    ap.add_argument("--pairs-tag", help="use work/pairs<TAG>.jsonl (a pairs file made or edited beforehand)")
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=None, help="DPO learning rate (default: DPOConfig's)")
     ap.add_argument("--epochs", type=float, default=2.0)
@@ -190,7 +191,15 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.work:
+        args.work.mkdir(parents=True, exist_ok=True)
+        run(args, args.work)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
+            run(args, Path(tmp))
 
+
+def run(args: argparse.Namespace, work: Path) -> None:
     import torch
 
     from secondself.backends.local import LocalChatModel
@@ -200,8 +209,6 @@ def main() -> None:
     from secondself.train.synthesis import synthesize
 
     torch.set_num_threads(args.threads)
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-dpo-"))
-    work.mkdir(parents=True, exist_ok=True)
     base_dir, base, chunks, profile = prepare(work, args.tiny)
     data = work / "dataset.jsonl"      # the items of the first run: later runs ask the same questions
     if not data.is_file():
@@ -219,7 +226,7 @@ def main() -> None:
         times["sft_s"] = round(time.perf_counter() - t0, 1)
         log(f"SFT: {r.steps} steps at lr {lr:g}, rank {r.rank}, loss {r.losses[0]:.3f} -> {r.final_loss:.3f}, "
             f"{times['sft_s']} s")
-    suffix = "" if args.drafts == "base" else "-sft"
+    suffix = args.pairs_tag if args.pairs_tag is not None else "" if args.drafts == "base" else "-sft"
     pairs_file = work / f"pairs{suffix}.jsonl"
     if not pairs_file.is_file():
         t0 = time.perf_counter()
@@ -264,11 +271,13 @@ def main() -> None:
     out = {"work": str(work), "pairs": counts, "dpo": figures, "config": figures and json.loads(
         (dpo_dir / dpo.METADATA).read_text())["config"], "sizes": {k: len(v) for k, v in sets.items()},
         "scores": scores, "times": times}
+    text = table(["metric", *(n if n != tag else "sft+dpo" for n in names), "DPO−SFT"], rows)
+    text += f"\n\nDPO: {tag}; pairs {len(pairs)}; sizes {out['sizes']}; times {times}; work {work}"
     if args.json:
+        log(text)
         dump_json(out)
-        return
-    print(table(["metric", *(n if n != tag else "sft+dpo" for n in names), "DPO−SFT"], rows))
-    print(f"\nDPO: {tag}; pairs {len(pairs)}; sizes {out['sizes']}; times {times}; work {work}")
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from secondself.text.grounding import unsupported_specifics
 from secondself.train.evaluate import refused
 from secondself.train.pairs import (
     NO_CORRECTION,
+    SOURCES,
     Pair,
     build_pairs,
     grounding_problem,
@@ -80,7 +81,7 @@ def test_each_rejected_sample_fails_the_check_that_produced_it(maya):
 
     report = build_pairs(examples, sample_drafts(FakeChatModel(respond=respond)), chunks=chunks, profile=profile,
                          person="Maya", prompts_per_source=6)
-    by = {s: [p for p in report.pairs if p.source == s] for s in ("grounding", "refusal", "disclosure", "critique")}
+    by = {s: [p for p in report.pairs if p.source == s] for s in SOURCES}
     assert all(by.values()), {s: len(v) for s, v in by.items()}
     train_prompts = {e.prompt for e in examples if e.split == "train"}
     assert all(p.prompt in train_prompts for p in report.pairs)          # held-out items stay for evaluation
@@ -105,8 +106,11 @@ def test_each_rejected_sample_fails_the_check_that_produced_it(maya):
     for p in by["critique"]:
         old = [f.object for f in ended if mentions(p.chosen, f.object)]
         assert old and not any(mentions(p.rejected, o) for o in old)     # the rejected critique misses it
+    # an answerable question's grounded answer over "I don't know"
+    assert {p.prompt for p in by["answerable"]} == {p.prompt for p in by["grounding"]}
+    assert all(p.rejected == IDK and refused(p.rejected) and not refused(p.chosen) for p in by["answerable"])
     # the drafts that passed their checks were counted and never used
-    assert all(report.counts[s]["passed"] > 0 for s in by), {s: report.counts[s]["passed"] for s in by}
+    assert all(report.counts[s]["passed"] > 0 for s in SOURCES[:-1]), report.counts
     for p in report.pairs:
         assert p.rejected != passing([Message(r, t) for r, t in p.prompt]).strip()
 
@@ -115,7 +119,7 @@ def test_a_draft_that_passes_is_not_used(maya):
     report = build_pairs(examples, sample_drafts(FakeChatModel(respond=_passer(examples))), chunks=chunks, profile=profile,
                          person="Maya", prompts_per_source=4)
     assert {p.origin for p in report.pairs} == {"constructed"}            # every draft passed its check
-    assert {p.source for p in report.pairs} == {"disclosure", "critique"}
+    assert {p.source for p in report.pairs} == {"disclosure", "critique", "answerable"}
     assert report.counts["grounding"]["passed"] == report.counts["grounding"]["prompts"] > 0  # 2 drafts, 1 distinct
 
 

@@ -18,6 +18,9 @@ a draft that passes its check is never used as a rejected sample (it is counted 
   an ended fact first — named as a never-share term of the policy it is checked under.
 - critique: an expert's answer that assumes an ended fact. Chosen: the correction that names it. Rejected: a
   draft that `bridge.prose.check_feedback` refuses, and (constructed) the bridge's own "nothing to correct" text.
+- answerable (constructed): a grounding item's question. Chosen: its grounded answer. Rejected: "I don't know"
+  (`refused`), which its memories contradict. Without these, the refusal pairs taught the 135M to refuse 58% of
+  the questions it could answer (bench/dpo.py).
 
 The Selection and Points those two bridge checks need are rebuilt from the profile's facts as `bridge.disclosure`
 builds them (disclosed: the facts the chosen text names; private: the words of the person's other facts and of
@@ -55,7 +58,8 @@ __all__ = ["Pair", "PairReport", "Drafts", "build_pairs", "check_for", "sample_d
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("grounding", "refusal", "disclosure", "critique")
+SOURCES = ("grounding", "refusal", "disclosure", "critique", "answerable")
+REFUSED_ANSWERABLE = "it says it does not know what its memories answer"
 GROUNDED_KINDS = ("self_qa", "preference_qa", "people", "events")
 NO_CORRECTION = "That fits what I know about myself; nothing to correct."   # bridge.run.critique's text
 
@@ -181,10 +185,12 @@ def _critique_check(ex: TrainingExample, profile: Profile | None, person: str
 
 def build_pairs(examples: Sequence[TrainingExample], drafts: Drafts, *, chunks: Mapping[int, Chunk],
                 profile: Profile | None, person: str, prompts_per_source: int = 24, drafts_per_prompt: int = 2,
-                on_progress: OnProgress | None = None) -> PairReport:
+                answerable: bool = True, on_progress: OnProgress | None = None) -> PairReport:
     """Pairs from the `train` items of `examples` (see the module docstring). At most `prompts_per_source`
     items per source (taken in order, spread across the kinds' items), each given `drafts_per_prompt` drafts.
-    `on_progress` gets Progress("pairs", prompts done, prompts to do)."""
+    `answerable`: also the "answerable" pairs (the grounding items' answers over "I don't know"), which keep
+    the refusal pairs from teaching to refuse everything. `on_progress` gets Progress("pairs", prompts done,
+    prompts to do)."""
     train = [e for e in examples if e.split == "train" and e.chat]
     picked: dict[str, list[TrainingExample]] = {
         "grounding": _spread([e for e in train if e.kind in GROUNDED_KINDS], prompts_per_source),
@@ -195,12 +201,16 @@ def build_pairs(examples: Sequence[TrainingExample], drafts: Drafts, *, chunks: 
     report = PairReport()
     total = sum(len(v) for v in picked.values())
     done = 0
-    for source in SOURCES:
+    for source in SOURCES[:-1]:
         for ex in picked[source]:
             _pairs_for(source, ex, drafts, drafts_per_prompt, chunks, profile, person, report)
             done += 1
             if on_progress is not None:
                 on_progress(Progress("pairs", done, total, {"pairs": len(report.pairs)}))
+    for ex in picked["grounding"] if answerable else ():
+        if check_for("grounding", ex, chunks=chunks, profile=profile, person=person) is not None:
+            report.pairs.append(Pair("answerable", ex.prompt, ex.completion, IDK, REFUSED_ANSWERABLE, "constructed"))
+            report.add("answerable", "constructed")
     return report
 
 
