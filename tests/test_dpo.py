@@ -37,7 +37,7 @@ def sft_adapter(tmp_path_factory):
     return base, root / "sft"
 
 
-CONFIG = dpo.DPOConfig(steps=6, batch_size=2, learning_rate=1e-2, checkpoint_every=2)
+CONFIG = dpo.DPOConfig(steps=6, batch_size=2, learning_rate=1e-2, checkpoint_every=2, nll_weight=0.0)
 
 
 def _weights(adapter):
@@ -100,9 +100,12 @@ def test_a_stage_killed_after_a_checkpoint_resumes_to_the_same_weights(sft_adapt
 
 def test_the_base_reference_and_bad_input(sft_adapter, tmp_path):
     base, adapter = sft_adapter
-    result = dpo.train(base, adapter, PAIRS, tmp_path / "out", dpo.DPOConfig(steps=2, batch_size=3, reference="base"),
-                       run_dir=tmp_path / "run")
+    result = dpo.train(base, adapter, PAIRS, tmp_path / "out", dpo.DPOConfig(steps=2, batch_size=3, reference="base",
+                                                                             nll_weight=0.0), run_dir=tmp_path / "run")
     assert result.steps == 2 and result.losses[0] != pytest.approx(math.log(2), abs=1e-4)  # the SFT moved it
+    with_nll = dpo.train(base, adapter, PAIRS, tmp_path / "nll", dpo.DPOConfig(steps=1, batch_size=3),
+                         run_dir=tmp_path / "run-nll")
+    assert with_nll.losses[0] > math.log(2) + 0.1          # + the chosen answers' cross-entropy (default)
     with pytest.raises(TrainingError, match="no preference pairs"):
         dpo.train(base, adapter, [], tmp_path / "o", CONFIG, run_dir=tmp_path / "r")
     with pytest.raises(TrainingError, match="not an adapter"):
@@ -181,3 +184,30 @@ def test_train_with_dpo_cancelled_during_dpo_resumes_and_registers(person):
     assert load_pairs(run / "pairs.jsonl") == pairs                   # drafted once, not again on resume
     a, b = _weights(info.path), _weights(run / "adapter-sft")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_short_real_dpo_stage_on_the_135m_runs_and_registers(person):
+    """The embedded SmolLM2-135M: 3 SFT steps, pairs from its own drafts (2 items per source), DPO, evaluate,
+    register — end to end, in about two minutes on a CPU."""
+    from secondself.backends.local import LocalChatModel
+    from secondself.train import adapters as registry
+    from secondself.train.pipeline import TrainOptions, latest_run, run_training
+
+    store, person_dir, _ = person
+    base = LocalChatModel(None)
+    base_dir = base._checkpoint()
+    made = {None: base}
+
+    def make(adapter):
+        return made.setdefault(adapter, LocalChatModel(base_dir, adapter=adapter))
+
+    info = run_training(store, person_dir, "Maya", base_dir, base.name,
+                        TrainOptions(steps=3, dpo=True, dpo_prompts=2, eval_questions=4, retention_prompts=1),
+                        make_model=make)
+    d = info.metadata["dpo"]
+    print({k: d[k] for k in ("steps", "pairs", "final_loss", "accuracy", "margin", "seconds", "sources")})
+    assert registry.current(store, person_dir).version == info.version
+    assert d["pairs"] > 0 and d["steps"] > 0 and d["margin"] > 0 and d["accuracy"] > 0.5   # it learned the pairs
+    assert {"refusal", "grounding"} <= {k for k, v in d["sources"].items() if v["draft"] > 0}
+    assert (info.path / dpo.METADATA).is_file() and (latest_run(person_dir) / "adapter-sft").is_dir()
