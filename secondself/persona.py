@@ -40,7 +40,7 @@ from .memory.observe import norm
 from .memory.search import Searcher, query_terms
 from .prompts import literal, render
 from .text.dates import annotate_relative_dates
-from .text.grounding import echoed_instructions, stem, unsupported_specifics
+from .text.grounding import echoed_instructions, stem, unattributed_identifiers, unsupported_specifics
 from .types import Chunk, Hit, SearchFilters
 
 __all__ = ["Persona", "PersonaConfig", "Passage", "Reply", "Answer", "IDK", "unsupported_specifics",
@@ -343,6 +343,9 @@ class Persona:
         evidence = " ".join([question, self.name, about, *(p.text for p in shown),
                              *(_label(p.chunk) for p in shown)])
         problem = self._unsupported(question, text, evidence) if self.config.guard else ""
+        if not problem and self.config.guard and (ids := unattributed_identifiers(question, text, [
+                about, *(p.text for p in shown)])):
+            problem = f"the draft answer gave {', '.join(ids)}, which no memory writes as what was asked"
         if problem:
             return Answer(IDK, [], shown, True, problem, timings, usage, raw=text)
         by_number = {p.number: p for p in shown}

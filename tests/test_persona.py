@@ -187,3 +187,32 @@ def test_contraction_pieces_are_no_query_terms():
     # "s" is in nearly every memory: it made any note about Tomás cover two thirds of this question (retrieval gate)
     assert query_terms("When is Tomás's birthday?") == ["tomás", "birthday"]
     assert query_terms("What's my diet? I don't know.") == ["diet"]
+
+
+def test_an_identifier_not_written_by_the_asked_label_is_withdrawn(store, embedder, tmp_path):
+    """Asked for a passport number it does not have, the 1.5B gave the phone number it had (heldout, blind)."""
+    d = tmp_path / "ids"
+    d.mkdir()
+    (d / "2026-01-20.md").write_text("---\ndate: 2026-01-20\n---\n# Admin\n\nRenewed my passport. Got a UK "
+                                     "SIM at last: my new number is 07700 900417.\n")
+    ingest(store, embedder, [d])
+    s = Searcher(store, embedder)
+    _, p = persona(s, ["My passport number is 07700 900417 [1]."])
+    ans = p.ask("What is my passport number?").answer()
+    assert ans.abstained and "07700 900417" in ans.reason
+    _, p = persona(s, ["My UK mobile number is 07700 900417 [1]."])
+    ans = p.ask("What is my UK mobile number?").answer()
+    assert not ans.abstained and "07700 900417" in ans.text
+
+
+def test_unattributed_identifiers():
+    from secondself.text.grounding import unattributed_identifiers as unattributed
+
+    notes = ["Energy: Octopus, account A-3F2C91D7", "New work number for me btw, they moved me to the Wairakei "
+             "office: 07 376 4432", "Mobile: 021 483 2297"]
+    assert unattributed("What is my bank sort code?", "The sort code is A-3F2C91D7.", notes) == ["A-3F2C91D7"]
+    assert unattributed("What is Wiremu's new work number?", "It is 07 376 4432.", notes) == []
+    assert unattributed("What is my home landline number?", "021 483 2297", notes) == ["021 483 2297"]
+    assert unattributed("What is my mobile number?", "021 483 2297", notes) == []
+    assert unattributed("How much is the rent?", "A-3F2C91D7", notes) == []        # no labelled identifier asked
+    assert unattributed("What is my account number?", "A-3F2C91D7 since 2025", notes) == []

@@ -9,8 +9,10 @@ failure — a confident, specific detail that appears nowhere in the memories.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-__all__ = ["unsupported_specifics", "content_overlap", "stem", "root", "echoed_instructions"]
+__all__ = ["unsupported_specifics", "content_overlap", "stem", "root", "echoed_instructions",
+           "unattributed_identifiers"]
 
 _SPECIFIC = re.compile(r"\b(\d[\d.,:/-]*\d|\d)\b|(?<![.!?]\s)(?<!^)\b([A-ZÀ-Ý][\w'’-]+)")
 _ALLOWED_CAPS = {"I", "I'm", "I've", "I'd", "I'll", "My", "The", "A", "An", "It", "Yes", "No", "And", "But",
@@ -81,3 +83,50 @@ def echoed_instructions(text: str, instructions: str, n: int = 4) -> str:
         grams.update(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
     said = [w.casefold() for w in _ECHO_WORD.findall(text)]
     return next((" ".join(said[i:i + n]) for i in range(len(said) - n + 1) if tuple(said[i:i + n]) in grams), "")
+
+
+# "What is my passport number?", "Wiremu's new work number", "my bank sort code": the identifier's label
+_ID_QUESTION = re.compile(r"\b(?:my|our|his|her|their|[^\W\d_]+'s)\s+((?:[\w-]+\s+){0,3}?[\w-]+)\s+"
+                          r"(?:number|code|no\.?|id|iban|pin)\b", re.IGNORECASE)
+_ID_PLAIN = frozenset("new old current own personal main home uk us eu".split())
+_PHONE = frozenset("mobile phone cell cellphone telephone".split())
+_PHONE_WORDS = _PHONE | frozenset("number tel sim".split())
+_ID_RUN = re.compile(r"[\w-]*\d[\w-]*(?:[ ][\w-]*\d[\w-]*)*")
+
+
+def _sentence_before(text: str, at: int, window: int) -> str:
+    """The part of the sentence (or line) that ends at `at`, at most `window` characters."""
+    head = text[max(0, at - window):at]
+    cut = max(head.rfind("\n"), *(head.rfind(p) for p in (". ", "! ", "? ")))
+    return head[cut + 1:]
+
+
+def unattributed_identifiers(question: str, answer: str, passages: Sequence[str], *, window: int = 160) -> list[str]:
+    """Identifiers in `answer` (a run with three or more digits: "07700 900417", "A-3F2C91D7") to a question
+    that asks for a labelled one ("my passport number") which no passage writes by that label (earlier in the
+    same sentence or line, or just after it on its line): a model that has no passport number in its memories
+    otherwise answers with the phone number it does have. [] when the question asks for no labelled
+    identifier, or every identifier is written by its label."""
+    m = _ID_QUESTION.search(question)
+    if not m:
+        return []
+    keys = {w for w in re.findall(r"[^\W\d_]+", m.group(1).casefold()) if w not in _ID_PLAIN and len(w) > 1}
+    if keys & _PHONE:
+        keys |= _PHONE_WORDS
+    if not keys:
+        return []
+    label = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, keys))) + r")", re.IGNORECASE)
+    texts = [re.sub(r"[ \t]+", " ", p) for p in passages]
+    missing = []
+    for run in _ID_RUN.findall(answer):
+        run = run.strip("-")
+        if sum(ch.isdigit() for ch in run) < 3 or re.fullmatch(r"(?:19|20)\d\d", run):
+            continue
+        at = [(t, i.start()) for t in texts for i in re.finditer(re.escape(run), t, re.IGNORECASE)]
+        if not at:
+            continue   # not written anywhere: `unsupported_specifics` says so
+        near = any(label.search(_sentence_before(t, s, window)) or label.search(t[s:s + len(run) + 25].split("\n")[0])
+                   for t, s in at)
+        if not near:
+            missing.append(run)
+    return missing
