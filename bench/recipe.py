@@ -6,7 +6,7 @@ What it measures
     shades), the training data synthesized as `secondself train` does (`synthesize`: several wordings per
     fact, first and second person, time-scoped forms, notes capped; held-out wordings, whole unseen facts),
     the base model's own answers to generic prompts mixed in, and then, per configuration (`--config`,
-    repeatable: "lr=1e-3,rank=8,epochs=2,seq=256"), a LoRA trained with early stopping on the "valid"
+    repeatable: "lr=1e-3,rank=8,epochs=3,seq=256"), a LoRA trained with early stopping on the "valid"
     wordings and evaluated with `train.evaluate.evaluate`, the same code as `secondself eval`:
     - recall: closed-book share of held-out wordings of *trained* facts answered with the reference's names
       (or dates; yes/no first) — `base` is the same questions to the base model;
@@ -26,7 +26,7 @@ How to read it
     weights llama.cpp serves). `--eval-questions` bounds the held-out fact questions asked per model.
     `--tiny` runs on a tiny model built in code (plumbing check). Reports, never asserts.
 
-    python bench/recipe.py [--person maya --person heldout] [--config lr=1e-3,rank=8,epochs=2,seq=256]
+    python bench/recipe.py [--person maya --person heldout] [--config lr=1e-3,rank=8,epochs=3,seq=256]
                            [--base embedded] [--threads 1] [--eval-questions 24] [--json]
 """
 
@@ -44,7 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, dump_json, log, table  # noqa: E402
 
-DEFAULT_CONFIGS = ("lr=1e-3,rank=8,epochs=2,seq=256",)
+DEFAULT_CONFIGS = ("lr=1e-3,rank=8,epochs=3,seq=256",)  # the defaults of `secondself train`
 _KEYS = {"lr": ("learning_rate", float), "rank": ("rank", int), "epochs": ("epochs", float),
          "seq": ("seq_len", int), "steps": ("steps", int), "batch": ("batch_size", int),
          "patience": ("patience", int), "notes": ("notes_share", float)}
