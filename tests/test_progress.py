@@ -144,8 +144,9 @@ def test_cli_train_in_a_log_prints_a_line_per_stage_not_per_item_and_nothing_wit
     assert len(counted) == 3, err                                     # retention, train, evaluate: once each
     assert [line.split(":")[0] for line in counted] == ["base model answering generic prompts", "train", "evaluate"]
     assert "3/3 steps" in counted[1] and "loss" in counted[1]
-    code, out, err = run(capsys, "train", "--base", str(tiny), "--steps", "3", "--json")
-    assert code == 0 and json.loads(out)["version"] == "v002"
+    # nothing new was learnt since v001, so a second run continues nothing: --full trains from scratch again
+    code, out, err = run(capsys, "train", "--base", str(tiny), "--steps", "3", "--full", "--json")
+    assert code == 0 and json.loads(out)["version"] == "v002", err
     assert not re.search(r"\b\d+/\d+\b", err) and "samples" not in err, err
 
 
