@@ -211,6 +211,8 @@ def test_unattributed_identifiers():
     notes = ["Energy: Octopus, account A-3F2C91D7", "New work number for me btw, they moved me to the Wairakei "
              "office: 07 376 4432", "Mobile: 021 483 2297"]
     assert unattributed("What is my bank sort code?", "The sort code is A-3F2C91D7.", notes) == ["A-3F2C91D7"]
+    flat = ["- [x] Bank: Monzo - [x] GP: Leith Mount Surgery - [x] Energy: Octopus, account A-3F2C91D7"]
+    assert unattributed("What is my bank sort code?", "A-3F2C91D7", flat) == ["A-3F2C91D7"]   # list items end
     assert unattributed("What is Wiremu's new work number?", "It is 07 376 4432.", notes) == []
     assert unattributed("What is my home landline number?", "021 483 2297", notes) == ["021 483 2297"]
     assert unattributed("What is my mobile number?", "021 483 2297", notes) == []

@@ -97,7 +97,8 @@ _ID_RUN = re.compile(r"[\w-]*\d[\w-]*(?:[ ][\w-]*\d[\w-]*)*")
 def _sentence_before(text: str, at: int, window: int) -> str:
     """The part of the sentence (or line) that ends at `at`, at most `window` characters."""
     head = text[max(0, at - window):at]
-    cut = max(head.rfind("\n"), *(head.rfind(p) for p in (". ", "! ", "? ")))
+    # a list flattened into one line ("- [x] Bank: Monzo - [x] Energy: Octopus, account A-3F…"): items end too
+    cut = max(head.rfind("\n"), *(head.rfind(p) for p in (". ", "! ", "? ", "; ", " - ", " • ", " * ")))
     return head[cut + 1:]
 
 
