@@ -182,7 +182,7 @@ def train(base_dir: Path, adapter_dir: Path, pairs: Sequence[Pair], out_dir: Pat
     adapter and pairs); raises TrainingError if it holds another's. `should_stop()` is checked after every
     step: when true a checkpoint is written and TrainingCancelled raised. On success the checkpoint is removed.
     `on_progress` gets Progress("dpo", step, steps, info: loss, accuracy, margin, lr, elapsed_s, eta_s)."""
-    from .sft import _load_base, _load_tokenizer, _quiet_peft, _resolve_device
+    from .sft import _load_base, _load_tokenizer, _quiet_peft, _resolve_device, optimizer_and_schedule
 
     base_dir, adapter_dir, out_dir, run_dir = Path(base_dir), Path(adapter_dir), Path(out_dir), Path(run_dir)
     if not pairs:
@@ -207,16 +207,8 @@ def train(base_dir: Path, adapter_dir: Path, pairs: Sequence[Pair], out_dir: Pat
         model = PeftModel.from_pretrained(_load_base(base_dir, device, dtype), str(adapter_dir), is_trainable=True)
     model.eval()     # no dropout: see the module docstring
     reference = _reference_logps(model, encoded, pad_id, config) if config.reference == "sft" else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    warmup = min(config.warmup_steps, steps)
-
-    def lr_factor(s: int) -> float:  # linear warmup, then cosine from 1 down to 0.1
-        if s < warmup:
-            return (s + 1) / warmup
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    optimizer, scheduler = optimizer_and_schedule(model, config.learning_rate, config.warmup_steps, steps)
+    params = optimizer.param_groups[0]["params"]
     state: dict[str, Any] = {"step": 0, "losses": [], "correct": [], "margins": [], "seconds": 0.0}
     resumed = load_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler)
     if resumed is not None:

@@ -166,6 +166,23 @@ class _Schedule:
         return batches if self.config.packing else [_pad(mb, self.pad_id) for mb in batches]
 
 
+def optimizer_and_schedule(model: Any, learning_rate: float, warmup_steps: int, steps: int) -> tuple[Any, Any]:
+    """AdamW over the trainable (adapter) parameters, with a linear warmup and then a cosine from 1 down to 0.1:
+    the one schedule SFT and DPO share."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    warmup = min(warmup_steps, steps)
+
+    def lr_factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
 def _is_oom(e: BaseException) -> bool:
     import torch
 
@@ -246,16 +263,8 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
             model = get_peft_model(_load_base(base_dir, device, dtype), LoraConfig(
                 r=rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                 target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none"))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    warmup = min(config.warmup_steps, steps)
-
-    def lr_factor(s: int) -> float:  # linear warmup, then cosine from 1 down to 0.1
-        if s < warmup:
-            return (s + 1) / warmup
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    optimizer, scheduler = optimizer_and_schedule(model, config.learning_rate, config.warmup_steps, steps)
+    params = optimizer.param_groups[0]["params"]
     state: dict[str, Any] = {"step": 0, "losses": [], "tokens": 0, "tokens_all": 0, "positions": 0,
                              "seconds": 0.0, "heldout": [], "best_step": None, "since_best": 0}
     best: dict[str, Any] | None = None
