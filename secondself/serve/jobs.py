@@ -53,7 +53,7 @@ from ..errors import (
     TrainingCancelled,
 )
 from ..runtime import Runtime
-from ..store import Store, now_iso
+from ..store import now_iso, open_store
 from .runners import RUNNERS, JobProgress, Runner, StopCheck, check_params
 
 __all__ = ["Jobs", "Runner", "JobProgress", "StopCheck", "RUNNERS", "FINISHED", "add_loss"]
@@ -145,7 +145,7 @@ class Jobs:
         self.settings = settings
         self.runners: dict[str, Runner] = {**RUNNERS, **(runners or {})}
         self._make_runtime = make_runtime or (lambda: Runtime(settings, notify=log.info))
-        self._store = Store(settings.db_path)
+        self._store = open_store(settings)
         self._db = self._store.db
         self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         self._lock = threading.Lock()            # guards the connection and `_current`

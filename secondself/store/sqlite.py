@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SourceNotFoundError, StoreError
-from .migrations import migrate
-from .types import Chunk, ChunkDraft, SearchFilters, SourceInfo
+from ..errors import SourceNotFoundError, StoreError
+from ..migrations import migrate
+from ..types import Chunk, ChunkDraft, SearchFilters, SourceInfo
 
 __all__ = ["Store", "FileRecord", "now_iso"]
 
