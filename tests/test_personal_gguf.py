@@ -692,3 +692,35 @@ def test_a_base_type_the_gguf_package_cannot_read_back_is_a_clear_error(tmp_path
     with pytest.raises(TrainingError, match="Q4_1, which the gguf package cannot read back.*--format merged"):
         merge_lora_gguf(base, lora, tmp_path / "out.gguf")
     assert not list(tmp_path.glob("*out.gguf*"))
+
+
+def test_a_training_run_generates_with_llama_cpp_where_its_base_came_from_a_catalog_gguf(tmp_path):
+    """The run's retention answers and evaluation come from llama.cpp on the base's GGUF (its adapter converted),
+    from transformers where the checkpoint records no GGUF."""
+    from secondself.backends import catalog
+    from secondself.backends.local import LocalChatModel
+
+    entry = catalog.get("embedded")
+    if not catalog.status(entry, tmp_path / "models").installed:
+        pytest.skip("the embedded GGUF is not installed")
+    checkpoint = tmp_path / "models" / "SmolLM2-135M-Instruct"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "secondself-source.json").write_text(json.dumps({"file": entry.filename, "size": entry.size}))
+    make = registry.run_models(checkpoint, tmp_path / "models")
+    base = make(None)
+    assert isinstance(base, LlamaCppChatModel) and base.adapter is None and make(None) is base
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text("{}")
+    assert isinstance(registry.run_models(plain, tmp_path / "models")(None), LocalChatModel)
+
+
+def test_a_training_runs_adapter_is_converted_and_applied_on_llama_cpp(tmp_path, monkeypatch):
+    base = write_base(tmp_path / "base.gguf")
+    trained = tmp_path / "run" / "adapter"
+    write_peft(trained)
+    monkeypatch.setattr(registry, "checkpoint_gguf", lambda base_dir, models_dir, prepare=True: base)
+    model = registry.run_models(tmp_path / "checkpoint", tmp_path / "models")(trained)
+    assert isinstance(model, LlamaCppChatModel) and model.adapter == "run"
+    assert model._request([], Sampling())["lora"] == [{"id": 0, "scale": 1.0}]
+    assert (trained / GGUF_ADAPTER).is_file()

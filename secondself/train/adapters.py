@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,10 +150,16 @@ def base_gguf(info: AdapterInfo, models_dir: Path, *, prepare: bool = True) -> P
     recorded = info.metadata.get("base_gguf")
     if recorded and Path(recorded).is_file():
         return Path(recorded)
+    return checkpoint_gguf(Path(info.metadata.get("base_dir") or "/nonexistent"), models_dir, prepare=prepare)
+
+
+def checkpoint_gguf(base_dir: Path, models_dir: Path, *, prepare: bool = True) -> Path | None:
+    """The catalog GGUF that the plain checkpoint `base_dir` was converted from, None if it was not (a model
+    directory of the person's own) or that GGUF is not installed."""
     from ..backends import catalog
     from ..backends.local import _converted_from  # the conversion's record of its source GGUF
 
-    source = _converted_from(Path(info.metadata.get("base_dir") or "/nonexistent"))
+    source = _converted_from(base_dir)
     if not source:
         return None
     for entry in catalog.CATALOG:
@@ -198,6 +205,46 @@ def personal_engine(info: AdapterInfo, models_dir: Path) -> tuple[str, str]:
     if arch is not None and arch not in CONVERTIBLE:
         return "transformers", f"adapters of {arch!r} models are not converted to GGUF yet"
     return "llama.cpp", f"{gguf.name} with the adapter as a GGUF LoRA, applied per request"
+
+
+def run_models(base_dir: Path, models_dir: Path) -> Callable[[Path | None], Any]:
+    """make_model(adapter_dir) for a training run's generations (the base's answers mixed in for retention,
+    the evaluation's answers of base and personal model): llama.cpp on the base's GGUF, the run's adapter
+    converted to a GGUF LoRA, when the base came from one; else transformers (+ peft). Each model is built once.
+
+    Greedy generation on llama.cpp was ~20x transformers' tokens/s on these CPUs (bench/engine.py): the
+    retention answers alone took 12 minutes with transformers on a loaded 2-core machine. Base and personal
+    model run on the same engine kind, so the evaluation compares like with like; the loss-based figures
+    (compression, retention) stay on transformers, the weights that were trained."""
+    cache: dict[str, Any] = {}
+
+    def make(adapter: Path | None) -> Any:
+        key = str(adapter)
+        if key not in cache:
+            cache[key] = _run_model(base_dir, models_dir, adapter)
+        return cache[key]
+    return make
+
+
+def _run_model(base_dir: Path, models_dir: Path, adapter: Path | None) -> Any:
+    from ..errors import ModelNotAvailableError, SecondSelfError
+
+    try:
+        gguf = checkpoint_gguf(base_dir, models_dir)
+        if gguf is not None:
+            from ..backends.llamacpp import LlamaCppChatModel
+
+            if adapter is None:
+                return LlamaCppChatModel(gguf, cache_dir=models_dir)
+            from .gguf_lora import ensure_gguf_adapter
+
+            lora = ensure_gguf_adapter(adapter, gguf)
+            return LlamaCppChatModel(gguf, cache_dir=models_dir, adapters={"run": lora}).with_adapter("run")
+    except (SecondSelfError, ModelNotAvailableError, ImportError, OSError) as e:
+        log.warning("training run: generating with transformers instead of llama.cpp: %s", e)
+    from ..backends.local import LocalChatModel
+
+    return LocalChatModel(base_dir, cache_dir=models_dir, adapter=adapter)
 
 
 def personal_chat_model(info: AdapterInfo, models_dir: Path) -> Any:
