@@ -277,17 +277,11 @@ class Runtime:
         return model._checkpoint(), model.name
 
     def adapter_models(self, base_dir: Path) -> Callable[[Path | None], Any]:
-        """make_model(adapter) for training and evaluation: the base with or without an adapter, cached."""
-        from .backends.local import LocalChatModel
+        """make_model(adapter) for training and evaluation: the base with or without an adapter, cached
+        (llama.cpp where the base has a GGUF: train/adapters.py:run_models)."""
+        from .train.adapters import run_models
 
-        cache: dict[str, Any] = {}
-
-        def make(adapter: Path | None):
-            key = str(adapter)
-            if key not in cache:
-                cache[key] = LocalChatModel(base_dir, cache_dir=self.settings.models_dir, adapter=adapter)
-            return cache[key]
-        return make
+        return run_models(base_dir, self.settings.models_dir)
 
 
 _REMOTE = {
