@@ -40,9 +40,9 @@ class ConversationLog:
     def start(self, title: str, model: str) -> int:
         with self.store.transaction(memory=False) as db:
             now = now_iso()
-            cur = db.execute("INSERT INTO conversations(title, model, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                             (title[:80], model, now, now))
-            return int(cur.lastrowid or 0)
+            row = db.execute("INSERT INTO conversations(title, model, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                             "RETURNING id", (title[:80], model, now, now)).fetchone()
+            return int(row[0])
 
     def add(self, conversation_id: int, turn: Turn) -> None:
         with self.store.transaction(memory=False) as db:

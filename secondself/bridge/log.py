@@ -49,9 +49,9 @@ def _status(steps: Sequence[dict[str, Any]]) -> str:
 def save_run(store: Store, run: BridgeRun) -> int:
     """Store `run`; returns its id. Callers that share the store between threads hold its lock."""
     with store.transaction(memory=False) as db:
-        cur = db.execute("INSERT INTO bridge_runs(kind, request, steps, created_at) VALUES (?, ?, ?, ?)",
-                         (run.kind, run.request, json.dumps(run.steps, ensure_ascii=False), run.created_at))
-        return int(cur.lastrowid or 0)
+        row = db.execute("INSERT INTO bridge_runs(kind, request, steps, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+                         (run.kind, run.request, json.dumps(run.steps, ensure_ascii=False), run.created_at)).fetchone()
+        return int(row[0])
 
 
 def list_runs(store: Store, limit: int = 50) -> list[dict[str, Any]]:

@@ -132,7 +132,10 @@ class _Cache:
 
     @staticmethod
     def _put(db, step: str, key: str, value: object) -> None:
-        db.execute("INSERT OR REPLACE INTO build_cache (step, key, value, created_at) VALUES (?, ?, ?, ?)",
+        # delete + insert: a replace in SQL both stores run (Postgres' ON CONFLICT would have to name
+        # its key with the person column, which the SQLite table has not)
+        db.execute("DELETE FROM build_cache WHERE step = ? AND key = ?", (step, key))
+        db.execute("INSERT INTO build_cache (step, key, value, created_at) VALUES (?, ?, ?, ?)",
                    (step, key, json.dumps(value, ensure_ascii=False), now_iso()))
 
     def keys(self, step: str) -> set[str]:
@@ -156,8 +159,8 @@ class _Run:
     def __init__(self, store: Store) -> None:
         self.store = store
         with store.transaction() as db:
-            self.id = db.execute("INSERT INTO build_runs (started_at, status, step) VALUES (?, 'running', 'load')",
-                                 (now_iso(),)).lastrowid
+            self.id = int(db.execute("INSERT INTO build_runs (started_at, status, step) "
+                                     "VALUES (?, 'running', 'load') RETURNING id", (now_iso(),)).fetchone()[0])
         self.step = "load"
 
     def enter(self, step: str) -> None:

@@ -129,7 +129,7 @@ class Scope:
         if f is None:
             return None
         where, args = store.filter_sql(f)
-        row = store.db.execute(f"SELECT max(c.date) FROM chunks c WHERE 1 {where}", args).fetchone()
+        row = store.db.execute(f"SELECT max(c.date) FROM chunks c WHERE 1 = 1 {where}", args).fetchone()
         return row[0][:10] if row and row[0] else None
 
 
@@ -199,7 +199,7 @@ def tag_source(store: Store, source: str, tag: str) -> None:
     check_name("tag", tag)
     sid = store.source_id(source)
     with store.transaction(memory=False) as db:
-        db.execute("INSERT OR IGNORE INTO source_tags (source_id, tag) VALUES (?, ?)", (sid, tag))
+        db.execute("INSERT INTO source_tags (source_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", (sid, tag))
 
 
 def untag_source(store: Store, source: str, tag: str) -> bool:

@@ -42,11 +42,10 @@ def save_version(store: Store, profile: Profile, *, kind: str, summary: str = ""
     """Add `profile` as a new version and make it current. Returns it with its version number."""
     with store.transaction() as db:
         parent = store.get_meta("profile_current")
-        cur = db.execute("INSERT INTO profile_versions (created_at, kind, parent, summary, data, stats) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         (now_iso(), kind, int(parent) if parent else None, summary, _canonical(profile),
-                          json.dumps(stats or {}, sort_keys=True)))
-        version = cur.lastrowid
+        version = int(db.execute("INSERT INTO profile_versions (created_at, kind, parent, summary, data, stats) "
+                                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                 (now_iso(), kind, int(parent) if parent else None, summary, _canonical(profile),
+                                  json.dumps(stats or {}, sort_keys=True))).fetchone()[0])
         store.set_meta("profile_current", str(version))
     return replace(profile, version=version)
 
@@ -82,7 +81,9 @@ def purge_history(store: Store) -> int:
     forgotten memories). Returns how many were deleted. The one deliberate exception to "never delete"."""
     current = current_version(store)
     with store.transaction() as db:
-        return db.execute("DELETE FROM profile_versions WHERE id IS NOT ?", (current,)).rowcount
+        if current is None:
+            return db.execute("DELETE FROM profile_versions").rowcount
+        return db.execute("DELETE FROM profile_versions WHERE id <> ?", (current,)).rowcount
 
 
 def rollback(store: Store, version: int) -> Profile:
@@ -144,8 +145,9 @@ def _word_diff(x: str, y: str) -> str:
 # -- overrides --------------------------------------------------------------------------------------------
 
 def set_override(store: Store, kind: str, key: str, value: Any) -> None:
-    with store.transaction() as db:
-        db.execute("INSERT OR REPLACE INTO profile_overrides (kind, key, value, created_at) VALUES (?, ?, ?, ?)",
+    with store.transaction() as db:     # delete + insert: a replace in SQL both stores run
+        db.execute("DELETE FROM profile_overrides WHERE kind = ? AND key = ?", (kind, key))
+        db.execute("INSERT INTO profile_overrides (kind, key, value, created_at) VALUES (?, ?, ?, ?)",
                    (kind, key, json.dumps(value, ensure_ascii=False, sort_keys=True), now_iso()))
 
 

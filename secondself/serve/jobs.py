@@ -196,10 +196,10 @@ class Jobs:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{kind} job: parameters must be JSON ({e})") from None
         with self._write() as db:
-            job_id = db.execute("INSERT INTO jobs (kind, params, status, created_at) VALUES (?, ?, 'queued', ?)",
-                                (kind, text, now_iso())).lastrowid
+            job_id = db.execute("INSERT INTO jobs (kind, params, status, created_at) VALUES (?, ?, 'queued', ?) "
+                                "RETURNING id", (kind, text, now_iso())).fetchone()[0]
         self._wake.set()
-        return self.get(int(job_id or 0))
+        return self.get(int(job_id))
 
     def get(self, job_id: int) -> dict[str, Any]:
         with self._lock:

@@ -257,10 +257,11 @@ def create_space(store: Store, topic: str, participants: Sequence[str | Mapping[
     now = now_iso()
     with store.transaction(memory=False) as db:
         space_id = db.execute("INSERT INTO spaces (topic, participants, rounds, status, created_at, updated_at) "
-                              "VALUES (?, ?, ?, 'created', ?, ?)", (topic, json.dumps(data), rounds, now, now)).lastrowid
+                              "VALUES (?, ?, ?, 'created', ?, ?) RETURNING id",
+                              (topic, json.dumps(data), rounds, now, now)).fetchone()[0]
         db.executemany("INSERT INTO space_secrets (space_id, participant, secret) VALUES (?, ?, ?)",
                        [(space_id, name, s) for name, s in secrets.items()])
-    return get_space(store, int(space_id or 0))
+    return get_space(store, int(space_id))
 
 
 _COLUMNS = "id, topic, participants, rounds, status, summary, created_at, updated_at"
