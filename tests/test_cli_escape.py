@@ -166,7 +166,8 @@ def test_commands_print_only_through_the_escaping_chokepoint():
 
 @pytest.mark.parametrize("debug", [False, True])
 def test_library_deprecation_notices_are_not_shown_unless_debugging(tmp_path, debug):
-    """transformers printed "`past_key_values` is deprecated" once per generated answer during `train`/`eval`."""
+    """transformers printed "`past_key_values` is deprecated" once per generated answer during `train`/`eval`,
+    and its own progress bar while converting a GGUF (`train` on a fresh home)."""
     script = textwrap.dedent(f"""
         import warnings
         import secondself.ingest.pipeline as pipeline
@@ -175,6 +176,9 @@ def test_library_deprecation_notices_are_not_shown_unless_debugging(tmp_path, de
         parse = pipeline._parse
         def noisy(*args, **kwargs):
             warnings.warn("`past_key_values` is deprecated", FutureWarning)
+            from transformers.utils.logging import tqdm  # its bar while a GGUF is converted
+            for _ in tqdm(range(3), desc="Converting and de-quantizing GGUF tensors"):
+                pass
             return parse(*args, **kwargs)
 
         pipeline._parse = noisy
@@ -187,3 +191,4 @@ def test_library_deprecation_notices_are_not_shown_unless_debugging(tmp_path, de
     err = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 0, err
     assert ("is deprecated" in err) is debug, err
+    assert ("de-quantizing" in err) is debug, err

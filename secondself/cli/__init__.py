@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' own bars (a GGUF's conversion)
     try:
         with escaped_logs():
             cli.main(args=argv, prog_name="secondself", standalone_mode=False)
