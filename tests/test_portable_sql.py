@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "secondself"
 # form -> why Postgres refuses it (or answers differently)
 FORBIDDEN = {
     r"\.lastrowid\b": "psycopg has no lastrowid: INSERT ... RETURNING id",
-    r"INSERT\s+OR\s+(REPLACE|IGNORE)": "SQLite only: ON CONFLICT DO NOTHING, or DELETE + INSERT",
+    r"INSERT\s+OR\s+(REPLACE|IGNORE)": "SQLite only: ON CONFLICT (key) DO UPDATE / DO NOTHING",
     r"\b(json_extract|instr|strftime|julianday|datetime)\s*\(": "SQLite functions: do it in Python",
     r"\browid\b": "SQLite's hidden column: use the id column",
     r"\bGLOB\b": "SQLite only: filter in Python or use LIKE",

@@ -132,10 +132,8 @@ class _Cache:
 
     @staticmethod
     def _put(db, step: str, key: str, value: object) -> None:
-        # delete + insert: a replace in SQL both stores run (Postgres' ON CONFLICT would have to name
-        # its key with the person column, which the SQLite table has not)
-        db.execute("DELETE FROM build_cache WHERE step = ? AND key = ?", (step, key))
-        db.execute("INSERT INTO build_cache (step, key, value, created_at) VALUES (?, ?, ?, ?)",
+        db.execute("INSERT INTO build_cache (step, key, value, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (step, key) "
+                   "DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
                    (step, key, json.dumps(value, ensure_ascii=False), now_iso()))
 
     def keys(self, step: str) -> set[str]:

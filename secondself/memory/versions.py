@@ -145,9 +145,9 @@ def _word_diff(x: str, y: str) -> str:
 # -- overrides --------------------------------------------------------------------------------------------
 
 def set_override(store: Store, kind: str, key: str, value: Any) -> None:
-    with store.transaction() as db:     # delete + insert: a replace in SQL both stores run
-        db.execute("DELETE FROM profile_overrides WHERE kind = ? AND key = ?", (kind, key))
-        db.execute("INSERT INTO profile_overrides (kind, key, value, created_at) VALUES (?, ?, ?, ?)",
+    with store.transaction() as db:
+        db.execute("INSERT INTO profile_overrides (kind, key, value, created_at) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
                    (kind, key, json.dumps(value, ensure_ascii=False, sort_keys=True), now_iso()))
 
 
