@@ -5,7 +5,7 @@ codes. Every message says what happened *and what to do next*.
 
     SecondSelfError                 base of everything we raise on purpose
     ├── ConfigError                 a settings file or flag is wrong (bad TOML, unknown model name, ...)
-    ├── StoreError                  the SQLite store cannot be opened, is corrupt or is newer than this code
+    ├── StoreError                  the store (SQLite file, Postgres) cannot be opened or reached, is corrupt or newer
     ├── SourceNotFoundError         `forget`/`search --source` named a source that does not exist
     ├── RoleNotFoundError           no role by that name (`secondself role list` shows them)
     ├── RoleForbiddenError          a caller confined to one role asked for another role or a route outside it
@@ -17,6 +17,7 @@ codes. Every message says what happened *and what to do next*.
     ├── TrainingError               layer 2: no samples, out of memory, a run that cannot resume, ...
     │   └── TrainingCancelled       `train --cancel` (or Ctrl-C) stopped a run; its checkpoint is kept
     ├── JobNotFoundError            the server's background jobs hold no job with that id
+    ├── PersonNotFoundError         no person by that name on this server (or one just removed)
     ├── JobCancelled                a background job stopped because it was cancelled or the server stopped
     ├── IngestError                 a whole ingest could not run (path missing, ...)
     │   ├── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
@@ -56,6 +57,7 @@ __all__ = [
     "TrainingError",
     "TrainingCancelled",
     "JobNotFoundError",
+    "PersonNotFoundError",
     "JobCancelled",
     "UnreadableFileError",
     "UploadTooLarge",
@@ -149,6 +151,12 @@ class JobNotFoundError(SecondSelfError):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"no job with id {job_id}; list the jobs to see which exist")
         self.job_id = job_id
+
+
+class PersonNotFoundError(SecondSelfError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no person named {name!r} on this server")
+        self.name = name
 
 
 class JobCancelled(SecondSelfError):

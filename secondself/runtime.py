@@ -23,6 +23,7 @@ from .config import Settings, load_settings
 from .progress import OnProgress
 
 if TYPE_CHECKING:
+    from .backends.cache import ModelCache
     from .backends.chat import ChatModel
     from .backends.embedders import Embedder
     from .memory.search import Searcher
@@ -39,9 +40,10 @@ class Runtime:
     """Lazily opened services for one person. Loaded chat models are cached by spec (loading the embedded
     model takes seconds); `lock` guards the shared store connection when several threads use it."""
 
-    def __init__(self, settings: Settings, notify: Notify | None = None) -> None:
+    def __init__(self, settings: Settings, notify: Notify | None = None, shared: ModelCache | None = None) -> None:
         self.settings = settings
         self.notify: Notify = notify or (lambda message: None)
+        self.shared = shared  # models (and the embedder) loaded once for several Runtimes: serve --all-persons
         self._store = None
         self._embedder = None
         self._models: dict[str, Any] = {}
@@ -67,7 +69,10 @@ class Runtime:
         if self._embedder is None:
             from .backends.embedders import make_embedder
 
-            self._embedder = make_embedder(self.settings.embedder, self.settings.embed_batch)
+            def load():
+                return make_embedder(self.settings.embedder, self.settings.embed_batch)
+            key = f"embedder:{self.settings.embedder}:{self.settings.embed_batch}"
+            self._embedder = self.shared.get(key, load) if self.shared is not None else load()
         return self._embedder
 
     @property
@@ -146,11 +151,31 @@ class Runtime:
                                    **({"epochs": epochs} if epochs else {}))
             base_dir, base_name = self.train_base(base_spec)
         judge = self.judge()
+        from .train import adapters as registry
+
+        previous = registry.current(self.store, self.settings.person_dir)
         info = run_training(self.store, self.settings.person_dir, self.person, base_dir, base_name, options,
                             resume=resume, make_model=self.adapter_models(base_dir), judge=judge,
                             retrieve=lambda q: [h.chunk.text for h in self.searcher.search(q, k=3)],
                             on_progress=on_progress)
-        return self._gguf_ready(info, base_spec or (None if resume else "embedded"))
+        info = self._gguf_ready(info, base_spec or (None if resume else "embedded"))
+        if self.settings.personal_endpoint:
+            self._register_on_endpoint(info, previous)
+        return info
+
+    def _register_on_endpoint(self, info, previous) -> None:
+        """A new version trained: registered with the `personal_endpoint` server, the one it replaces
+        unregistered. A failure leaves the trained adapter as it is (chat registers it on first use) and says so."""
+        from .backends.vllm_lora import register_version
+        from .errors import EndpointError
+
+        try:
+            name = register_version(self.settings.personal_endpoint, self.settings.person, info, previous,
+                                    self.settings.api_key_env)
+        except EndpointError as e:
+            self.notify(f"note: adapter {info.version} was not registered with the personal endpoint: {e}")
+        else:
+            self.notify(f"adapter {info.version} registered as {name!r} with {self.settings.personal_endpoint}")
 
     def _gguf_ready(self, info, base_spec: str | None):
         """Record the base's GGUF with a new adapter (when its spec names one) and convert the adapter for
@@ -180,7 +205,9 @@ class Runtime:
         if spec not in self._models:
             if parsed.remote:
                 self.notify(_REMOTE[purpose].format(url=parsed.base_url))
-            self._models[spec] = make_chat_model(spec, self.settings.models_dir, self.settings.api_key_env)
+            def load():
+                return make_chat_model(spec, self.settings.models_dir, self.settings.api_key_env)
+            self._models[spec] = self.shared.get(spec, load) if self.shared is not None else load()
         return self._models[spec]
 
     def use_model(self, spec: str, model) -> None:
@@ -203,8 +230,20 @@ class Runtime:
                 close = getattr(self._models.pop(old, None), "close", None)
                 if close is not None:  # a llama.cpp engine holds its memory until closed
                     close()
-            self._models[key] = registry.personal_chat_model(info, self.settings.models_dir)
+            self._models[key] = self._personal_chat_model(info)
         return self._models[key]
+
+    def _personal_chat_model(self, info):
+        """On the vLLM server of `personal_endpoint` when one is set (backends/vllm_lora.py), else here."""
+        from .train import adapters as registry
+
+        if not self.settings.personal_endpoint:
+            return registry.personal_chat_model(info, self.settings.models_dir)
+        from .backends.vllm_lora import endpoint_model
+
+        model = endpoint_model(self.settings.personal_endpoint, self.settings.person, info, self.settings.api_key_env)
+        self.notify(_REMOTE["personal"].format(url=model.endpoint.base_url))
+        return model
 
     def layer1(self, scope=None):
         """Layer 1 condensed per question (a callable), once a profile has been built; "" before that.
@@ -285,6 +324,8 @@ class Runtime:
 
 
 _REMOTE = {
+    "personal": "note: the personal model runs on {url} (your adapter is registered there); your question and the "
+                "memories retrieved for it are sent there",
     "persona": "note: the persona model is remote ({url}); your question and the memories retrieved for it "
                "are sent there",
     "teacher": "note: the teacher model is remote ({url}); excerpts of your memories are sent there to name "

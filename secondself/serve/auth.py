@@ -30,6 +30,8 @@ __all__ = ["Principal", "authenticate", "require", "acting_role", "note_use", "U
            "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ADMIN_PREFIX = "/admin/"      # a many-person server's admin routes (app_persons.py): the admin token's realm
+SERVER_ADMIN = "server-admin"  # the one scope an admin token holds; no person route grants anything to it
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,15 @@ def authenticate(request: Request) -> Principal:
     known = getattr(request.state, "principal", None)
     if known is not None:
         return known
-    state = state_of(request)
     header = request.headers.get("authorization", "")
     secret = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    persons = getattr(request.app.state, "persons", None)
+    if persons is not None:  # a server for many persons: the token names the person (persons.py)
+        admin = request.url.path.startswith(ADMIN_PREFIX)
+        principal = (_admin_principal if admin else _person_principal)(request, persons, secret)
+        request.state.principal = principal
+        return principal
+    state = state_of(request)
     if not state.tokens.any_tokens() and _client_is_loopback(request):
         # no tokens yet: this machine's own clients, whatever key they send (OpenAI clients insist on one)
         principal = Principal("local", token_store.SCOPES)
@@ -75,6 +83,31 @@ def authenticate(request: Request) -> Principal:
         principal = Principal(token.name, token.scopes, token.role)
     request.state.principal = principal
     return principal
+
+
+def _admin_principal(request: Request, persons, secret: str) -> Principal:
+    """On a many-person server, under /admin/: the server's admin token (admin_tokens.py), nothing else — a
+    person's token is unknown here (401), as an admin token is unknown on every person route."""
+    from . import admin_tokens
+
+    token = admin_tokens.verify(persons.settings.home, secret)
+    if token is None:
+        raise Unauthorized("the server's admin token is required here (`secondself token create --admin`)")
+    return Principal(f"admin:{token.name}", (SERVER_ADMIN,))
+
+
+def _person_principal(request: Request, persons, secret: str) -> Principal:
+    """On a many-person server: the caller's token, looked up among every person's (always required, even
+    from this machine: there is no one person a tokenless caller could be). Their state goes on the request."""
+    found = persons.resolve(secret) if secret else None
+    if found is None:
+        raise Unauthorized("a valid API token is required: send 'Authorization: Bearer <token>' (create one with "
+                           "`secondself --person NAME token create`)" if not secret else
+                           "this API token is not valid (unknown or revoked)")
+    state, token = found
+    request.state.person_state = state
+    note_use(state.runtime, state._touched, token.name, secret)
+    return Principal(token.name, token.scopes, token.role)
 
 
 def note_use(runtime: Runtime, touched: dict[str, float], name: str, secret: str) -> None:

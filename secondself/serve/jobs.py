@@ -138,10 +138,11 @@ class Jobs:
     """Submit, list, cancel and run long jobs for one person (see the module docstring).
 
     `runners` are added to (or replace) the default ones by kind; `make_runtime` builds the worker's Runtime
-    (default: `Runtime(settings)`, notices logged)."""
+    (default: `Runtime(settings)`, notices logged). `wake`: the event a submit sets — a shared worker's
+    (jobs_fair.py, which runs several persons' queues and never calls `start`)."""
 
     def __init__(self, settings: Settings, runners: dict[str, Runner] | None = None,
-                 make_runtime: Callable[[], Runtime] | None = None) -> None:
+                 make_runtime: Callable[[], Runtime] | None = None, wake: threading.Event | None = None) -> None:
         self.settings = settings
         self.runners: dict[str, Runner] = {**RUNNERS, **(runners or {})}
         self._make_runtime = make_runtime or (lambda: Runtime(settings, notify=log.info))
@@ -149,7 +150,7 @@ class Jobs:
         self._db = self._store.db
         self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         self._lock = threading.Lock()            # guards the connection and `_current`
-        self._wake = threading.Event()
+        self._wake = wake or threading.Event()
         self._shutdown = threading.Event()
         self._thread: threading.Thread | None = None
         self._current: _Current | None = None

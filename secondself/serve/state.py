@@ -52,7 +52,16 @@ class ServerState:
 
 
 def state_of(request: Request) -> ServerState:
-    return request.app.state.secondself
+    """The state of the person this request acts for: the server's one person, or on a many-person server
+    (persons.py) the person of the caller's token, which auth.py put on the request. A route reached there
+    without a person (it never authenticated) fails closed."""
+    person = getattr(request.state, "person_state", None)
+    if person is not None:
+        return person
+    state = request.app.state.secondself
+    if state is None:
+        raise ConfigError("this route needs a person's token on a server for many persons")
+    return state
 
 
 def jobs_of(request: Request):

@@ -1,0 +1,279 @@
+"""Every person of the home (or of the Postgres store) on one server: `secondself serve --all-persons`.
+
+`Persons` holds, per person, a `ServerState` (state.py) built on first use — their own Runtime, token reader,
+rate limiter and job queue — so every route, unchanged, works on the person its caller's token belongs to
+(auth.py puts that person's state on the request; state.py's `state_of` returns it). What all persons share
+is what costs memory or CPU once per process: the loaded models (`ModelCache`, one base model for all), the
+gates in front of them, and one background worker that takes their queues in turn (jobs_fair.py).
+
+Which person a token belongs to: an index sha256(secret) → person, built at start from every person's token
+table and rebuilt on a miss, at most once per `refresh_s` seconds (so a stream of unknown tokens costs one
+dictionary lookup each, not a scan of every database). Only hashes are kept, never secrets. A hit is always
+verified against that person's own table, so a revoked token stops at once even while the index still has it.
+
+A person's token can reach only their own database, folder and jobs: a request acts through their Runtime,
+which opens nothing else, so another person's ids are simply unknown there (404) — existence does not leak.
+
+Removing a person (the admin routes): they leave the index and the worker first, their runtimes are retired
+(a request already in flight gets 404 rather than re-creating their database), then their data is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..backends.cache import ModelCache
+from ..config import _PERSON_RE, Settings
+from ..errors import ConfigError, PersonNotFoundError
+from ..runtime import Runtime
+from . import tokens as token_store
+from .limits import Gates, ModelGate, RateLimiter
+from .state import ServeOptions, ServerState
+
+__all__ = ["Persons", "PersonRuntime"]
+
+log = logging.getLogger("secondself.serve")
+
+
+class PersonRuntime(Runtime):
+    """A person's Runtime on a many-person server: once the person is removed (`retire`), it refuses to open
+    their store again (PersonNotFoundError, 404) instead of re-creating an empty database."""
+
+    retired = False
+
+    @property
+    def store(self):  # type: ignore[override]
+        if self.retired:
+            raise PersonNotFoundError(self.settings.person)
+        return Runtime.store.fget(self)  # type: ignore[attr-defined]
+
+    def retire(self) -> None:
+        with self.lock:
+            self.retired = True
+            self.close()
+
+
+class _PersonGates(Gates):
+    """A person's view of the server's model gates: the same gates (one line per model for everyone), but
+    listing (GET /api/settings) shows only the models this person used."""
+
+    def __init__(self, shared: Gates) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def __call__(self, spec: str) -> ModelGate:
+        gate = self.shared(spec)
+        with self._lock:
+            self[spec] = gate
+        return gate
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Persons:
+    """The persons of one server (see the module docstring). `settings` are the home's; `runners` add job
+    kinds (tests); `jobs=False` in `options` runs no worker."""
+
+    def __init__(self, settings: Settings, options: ServeOptions, *, shared: ModelCache | None = None,
+                 runners: dict[str, Any] | None = None, notify: Callable[[str], None] | None = None,
+                 refresh_s: float = 1.0) -> None:
+        from .jobs_fair import FairWorker
+
+        self.settings, self.options = settings, options
+        self.shared = shared if shared is not None else ModelCache()
+        self.gates = Gates(options.model_concurrency, options.max_waiting, options.wait_s)
+        self.notices: list[str] = []
+        self.worker = FairWorker() if options.jobs else None
+        self.runners = runners
+        self.notify = notify or log.info
+        self.refresh_s = refresh_s
+        self.on_remove: list[Callable[[str], None]] = []   # called with a person's name as they are removed
+        self._states: dict[str, ServerState] = {}
+        self._index: dict[str, str] = {}
+        self._refreshed_at = float("-inf")
+        self._gone: set[str] = set()        # being removed: never given a new state
+        self._lock = threading.RLock()
+
+    # -- persons --------------------------------------------------------------------------------------------
+    def settings_for(self, person: str) -> Settings:
+        """A person's settings: the home's, with their name (the display name set for the home belongs to the
+        home's own person only)."""
+        keep = self.settings.person_name if person == self.settings.person else ""
+        return replace(self.settings, person=person, person_name=keep)
+
+    def names(self) -> list[str]:
+        from ..store import list_persons
+
+        return list_persons(self.settings)
+
+    def state(self, person: str) -> ServerState:
+        """The person's server state, built on first use (PersonNotFoundError for an unknown person)."""
+        with self._lock:
+            found = self._states.get(person)
+            if found is not None:
+                return found
+            if person in self._gone or person not in self.names():
+                raise PersonNotFoundError(person)
+            settings = self.settings_for(person)
+            runtime = self._runtime(settings)
+            with runtime.lock:
+                _ = runtime.store  # creates the database before the token reader opens it read-only
+            jobs = None
+            if self.worker is not None:
+                from .jobs import Jobs
+
+                jobs = Jobs(settings, self.runners, make_runtime=lambda: self._runtime(settings),
+                            wake=self.worker.wake)
+                self.worker.add(person, jobs)
+            state = ServerState(runtime, self.options, token_store.TokenReader(settings.db_path), jobs=jobs,
+                                limiter=RateLimiter(self.options.rate_per_minute),
+                                gates=_PersonGates(self.gates), notices=self.notices)
+            self._states[person] = state
+            return state
+
+    def _runtime(self, settings: Settings) -> PersonRuntime:
+        return PersonRuntime(settings, notify=self.notify, shared=self.shared)
+
+    def create(self, person: str) -> None:
+        """A new, empty person (ConfigError for a bad or taken name)."""
+        if not _PERSON_RE.match(person or ""):
+            raise ConfigError(f"person name {person!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+        with self._lock:
+            if person in self.names() or person in self._gone:
+                raise ConfigError(f"a person named {person!r} exists already")
+            from ..store import open_store
+
+            open_store(self.settings_for(person)).close()  # creates the database (SQLite) or the person's row
+
+    def remove(self, person: str) -> None:
+        """Remove a person and all their data (see the module docstring); other persons are not touched."""
+        with self._lock:
+            if person in self._gone or person not in self.names():
+                raise PersonNotFoundError(person)
+            self._gone.add(person)
+            state = self._states.pop(person, None)
+            self._index = {h: p for h, p in self._index.items() if p != person}
+        try:
+            for hook in self.on_remove:
+                hook(person)
+            if self.worker is not None:
+                self.worker.remove(person)
+            if state is not None:
+                state.tokens.close()
+                state.runtime.retire()  # type: ignore[attr-defined]
+            self._delete_data(person)
+        finally:
+            with self._lock:
+                self._gone.discard(person)
+        log.info("person %s removed", person)
+
+    def _delete_data(self, person: str) -> None:
+        settings = self.settings_for(person)
+        if settings.store_url:
+            from ..store import open_store
+
+            store: Any = open_store(settings)
+            try:
+                delete = getattr(store, "delete_person", None)
+                if delete is None:
+                    raise ConfigError("this store cannot remove a person yet (PgStore.delete_person is missing)")
+                delete()
+            finally:
+                store.close()
+        if settings.person_dir.exists():  # SQLite: the database; both: uploads, adapters, training runs
+            shutil.rmtree(settings.person_dir)
+
+    # -- tokens ---------------------------------------------------------------------------------------------
+    def resolve(self, secret: str) -> tuple[ServerState, token_store.Token] | None:
+        """The caller's person (their server state) and token, or None when the token is unknown or revoked.
+        Looks the person up in the index; an unknown hash rebuilds the index at most once per `refresh_s`."""
+        if not secret or not secret.startswith("ss-") or len(secret) > 200:
+            return None
+        digest = _digest(secret)
+        person = self._index.get(digest)
+        if person is None and self._may_refresh():
+            self.refresh()
+            person = self._index.get(digest)
+        if person is None:
+            return None
+        try:
+            state = self.state(person)
+        except PersonNotFoundError:
+            return None
+        token = state.tokens.verify(secret)
+        return (state, token) if token is not None else None
+
+    def _may_refresh(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._refreshed_at < self.refresh_s:
+                return False
+            self._refreshed_at = now
+            return True
+
+    def refresh(self) -> None:
+        """Rebuild the index from every person's active tokens."""
+        index: dict[str, str] = {}
+        for person in self.names():
+            try:
+                for digest in self._scan(person, "SELECT secret_hash FROM api_tokens WHERE revoked_at IS NULL"):
+                    index[digest] = person
+            except Exception:  # one unreadable database must not lock every other person out
+                log.exception("could not read the tokens of %s", person)
+        with self._lock:
+            self._index = {h: p for h, p in index.items() if p not in self._gone}
+
+    def _scan(self, person: str, sql: str) -> list[Any]:
+        """The first column of `sql` in the person's database, read without building their server state."""
+        settings = self.settings_for(person)
+        if settings.store_url:
+            from ..store import open_store
+
+            store: Any = open_store(settings)
+            try:
+                return [r[0] for r in store.db.execute(sql).fetchall()]
+            finally:
+                store.close()
+        db = sqlite3.connect(f"{settings.db_path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            return [r[0] for r in db.execute(sql).fetchall()]
+        except sqlite3.OperationalError as e:   # an older database without the table: no tokens, no jobs
+            log.debug("%s: %s", person, e)
+            return []
+        finally:
+            db.close()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Build the token index, take the persons with unfinished jobs into the worker, start it."""
+        self.refresh()
+        if self.worker is None:
+            return
+        for person in self.names():
+            try:
+                if self._scan(person, "SELECT id FROM jobs WHERE status IN ('queued', 'running') LIMIT 1"):
+                    self.state(person)
+            except Exception:
+                log.exception("could not read the jobs of %s", person)
+        self.worker.start()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        with self._lock:
+            states, self._states = list(self._states.values()), {}
+        for state in states:
+            state.tokens.close()
+            state.runtime.close()
+        self.shared.close()
