@@ -101,21 +101,6 @@ def test_adapter_check_accepts_its_base_and_names_the_file_otherwise(tmp_path):
         check_adapter(base, info)
 
 
-def test_requests_always_name_every_adapter(tmp_path):
-    base = write_base(tmp_path / "base.gguf")
-    a, b = lora_for(base, tmp_path / "a.gguf"), lora_for(base, tmp_path / "b.gguf", seed=1)
-    model = LlamaCppChatModel(base, adapters={"a": a, "b": b})
-    msgs = [Message("user", "hi")]
-    plain = model._request(msgs, Sampling())
-    assert plain["lora"] == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.0}]
-    with_b = model.with_adapter("b")._request(msgs, Sampling())
-    assert with_b["lora"] == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 1.0}]
-    assert model.with_adapter("b").name == "base+b" and model.with_adapter(None).name == "base"
-    with pytest.raises(ConfigError, match="a, b"):
-        model.with_adapter("c")
-    assert "lora" not in LlamaCppChatModel(base)._request(msgs, Sampling())
-
-
 def test_request_carries_sampling_stop_seed_and_schema(tmp_path):
     model = LlamaCppChatModel(write_base(tmp_path / "m.gguf"))
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}

@@ -355,10 +355,10 @@ def test_the_runtime_serves_the_selected_adapter_and_closes_the_previous_one(tmp
     model = rt.chat_model("personal")
     assert isinstance(model, LlamaCppChatModel) and model.adapter == "v001" and rt.chat_model("personal") is model
     closed = []
-    model._engine.close = lambda: closed.append(True)
+    model._engine.forget = lambda adapter: closed.append(adapter.parent.name)  # released; the base stays
     second = _adapter(rt.settings.person_dir, base)
     registry.use(rt.store, rt.settings.person_dir, second.version)
-    assert rt.chat_model("personal").adapter == "v002" and closed == [True]
+    assert rt.chat_model("personal").adapter == "v002" and closed == ["v001"]
     rt.close()
 
 
