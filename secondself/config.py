@@ -6,7 +6,7 @@ Layout of the home directory (moved with `SECONDSELF_HOME`, default `~/.secondse
     persons/<person>/memory.sqlite3   one SQLite database per person (default person: "me")
 
 Environment overrides: SECONDSELF_HOME, SECONDSELF_PERSON, SECONDSELF_PERSON_NAME, SECONDSELF_EMBEDDER,
-SECONDSELF_PERSONA_MODEL, SECONDSELF_TEACHER_MODEL, SECONDSELF_STORE_URL. API keys are read from the variable named by
+SECONDSELF_PERSONA_MODEL, SECONDSELF_TEACHER_MODEL, SECONDSELF_STORE_URL, SECONDSELF_PERSONAL_ENDPOINT. API keys are read from the variable named by
 `api_key_env` at call time and never written anywhere.
 Nothing here runs at import time; `load_settings()` is called by the CLI/server and the result passed on.
 """
@@ -59,6 +59,11 @@ class Settings:
                                                                          "endpoint's API key (never stored)"})
     chunk_words: int = field(default=160, metadata={"help": "target chunk size in words"})
     embed_batch: int = field(default=64, metadata={"help": "texts per embedding call"})
+    personal_endpoint: str = field(default="", metadata={"help": "serve the personal model on a vLLM server with "
+                                                                 "multi-LoRA: openai:BASE@http://host:8000/v1 (BASE "
+                                                                 "= the base model's name there; the server must "
+                                                                 "read the person's directory at the same path); '' "
+                                                                 "= on this machine"})
     store_url: str = field(default="", metadata={"help": "where memories live: '' (an SQLite file per person "
                                                          "under the home) or a Postgres URL "
                                                          "postgresql://user:password@host/db (pgvector needed)"})
@@ -82,7 +87,7 @@ class Settings:
 
 _ENV = {"SECONDSELF_PERSON": "person", "SECONDSELF_EMBEDDER": "embedder", "SECONDSELF_PERSON_NAME": "person_name",
         "SECONDSELF_PERSONA_MODEL": "persona_model", "SECONDSELF_TEACHER_MODEL": "teacher_model",
-        "SECONDSELF_STORE_URL": "store_url"}
+        "SECONDSELF_STORE_URL": "store_url", "SECONDSELF_PERSONAL_ENDPOINT": "personal_endpoint"}
 
 
 def load_settings(home: str | Path | None = None, overrides: Mapping[str, object] | None = None,

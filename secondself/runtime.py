@@ -239,10 +239,12 @@ class Runtime:
 
         if not self.settings.personal_endpoint:
             return registry.personal_chat_model(info, self.settings.models_dir)
+        from .backends.openai_compat import is_remote_url
         from .backends.vllm_lora import endpoint_model
 
         model = endpoint_model(self.settings.personal_endpoint, self.settings.person, info, self.settings.api_key_env)
-        self.notify(_REMOTE["personal"].format(url=model.endpoint.base_url))
+        if is_remote_url(model.endpoint.base_url):
+            self.notify(_REMOTE["personal"].format(url=model.endpoint.base_url))
         return model
 
     def layer1(self, scope=None):

@@ -52,6 +52,18 @@ class FakeOpenAIServer:
         last = next((m["content"] for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         return f"fake: {last[-60:]}"
 
+    # -- what a subclass (fake_vllm_server.py) changes -------------------------------------------------
+    def _model_cards(self) -> list[dict]:
+        return [{"id": self.model, "object": "model"}]
+
+    def _route(self, path: str, body: dict) -> tuple[int, dict | str]:
+        """A POST to a route other than chat completions: (status, JSON body or plain text)."""
+        return 404, {"error": {"message": "not found"}}
+
+    def _refuse(self, body: dict) -> tuple[int, dict] | None:
+        """An error answer for this chat request (e.g. an unknown model), None to answer it."""
+        return None
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -77,21 +89,33 @@ class FakeOpenAIServer:
                 if not self._authorized():
                     return
                 if self.path.rstrip("/") == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                    self._json(200, {"object": "list", "data": server._model_cards()})
                 else:
                     self._json(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:  # noqa: N802
                 if not self._authorized():
                     return
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._json(404, {"error": {"message": "not found"}})
-                    return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    code, payload = server._route(self.path.rstrip("/"), body)
+                    if isinstance(payload, str):  # vLLM answers its adapter routes with plain text
+                        data = payload.encode()
+                        self.send_response(code)
+                        self.send_header("Content-Type", "text/plain")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                    else:
+                        self._json(code, payload)
+                    return
                 server.requests.append(body)
                 if server.fail_first > 0:
                     server.fail_first -= 1
                     self._json(503, {"error": {"message": "overloaded, try again"}})
+                    return
+                if (refused := server._refuse(body)) is not None:
+                    self._json(*refused)
                     return
                 reply = server._next_reply(body)
                 if not body.get("stream"):
