@@ -66,6 +66,15 @@ def _personal(obj: Context) -> tuple[str, str] | None:
     info = registry.current(obj.store, obj.settings.person_dir)
     if info is None:
         return None
+    if obj.settings.personal_endpoint:
+        from ..backends.registry import parse_spec
+        from ..backends.vllm_lora import adapter_name
+
+        endpoint = parse_spec(obj.settings.personal_endpoint)
+        where = "REMOTE: your questions and memories are sent there" if endpoint.remote else "this machine"
+        return info.version, (f"{info.base} + adapter {info.version} as model "
+                              f"{adapter_name(obj.settings.person, info.version, info.path)!r} on the vLLM server "
+                              f"{endpoint.base_url} (personal_endpoint) — {where}")
     engine, why = registry.personal_engine(info, obj.settings.models_dir)
     return info.version, f"{info.base} + adapter {info.version} ({engine}: {why}) — in-process, this machine"
 

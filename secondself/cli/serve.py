@@ -42,7 +42,10 @@ def serve(obj: Context, host: str, port: int, cors: tuple[str, ...], max_upload_
     check_bind(host, obj)
     app = create_app(obj, options)
     state = app.state.secondself
-    for role, spec in (("persona", obj.settings.persona_model), ("teacher", obj.settings.teacher_model)):
+    for role, spec in (("persona", obj.settings.persona_model), ("teacher", obj.settings.teacher_model),
+                       ("personal", obj.settings.personal_endpoint)):
+        if not spec:  # personal_endpoint unset: the personal model runs here
+            continue
         parsed = parse_spec(spec)
         if parsed.remote:
             state.notices.append(f"the {role} model is remote ({parsed.base_url}): questions and retrieved "
