@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .errors import SecondSelfError
+from .errors import ConversationNotFoundError
 from .store import Store, now_iso
 
 __all__ = ["ConversationLog", "Turn", "ConversationSummary"]
@@ -57,7 +57,7 @@ class ConversationLog:
         """The model id the conversation was started with."""
         row = self.store.db.execute("SELECT model FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
-            raise SecondSelfError(f"no conversation {conversation_id}; `secondself chat --list` shows them")
+            raise ConversationNotFoundError(conversation_id)
         return row[0]
 
     def turns(self, conversation_id: int, model: str | None = None) -> list[Turn]:
@@ -65,7 +65,7 @@ class ConversationLog:
         caller confined to a role cannot read or continue another role's conversations)."""
         stored = self.model_of(conversation_id)
         if model is not None and stored != model:
-            raise SecondSelfError(f"no conversation {conversation_id}; `secondself chat --list` shows them")
+            raise ConversationNotFoundError(conversation_id)
         rows = self.store.db.execute("SELECT role, content, citations, status, meta FROM messages "
                                      "WHERE conversation_id = ? ORDER BY id", (conversation_id,)).fetchall()
         return [Turn(r[0], r[1], json.loads(r[2]), r[3], json.loads(r[4])) for r in rows]

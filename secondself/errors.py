@@ -15,9 +15,11 @@ codes. Every message says what happened *and what to do next*.
     ├── ProfileError                layer 1: no build yet, unknown version or fact, nothing to edit
     ├── BuildError                  a layer-1 build step failed; names the step and cause, `build` resumes
     ├── TrainingError               layer 2: no samples, out of memory, a run that cannot resume, ...
-    │   └── TrainingCancelled       `train --cancel` (or Ctrl-C) stopped a run; its checkpoint is kept
+    │   ├── TrainingCancelled       `train --cancel` (or Ctrl-C) stopped a run; its checkpoint is kept
+    │   └── AdapterNotFoundError    no adapter version by that name (HTTP 404)
     ├── JobNotFoundError            the server's background jobs hold no job with that id
     ├── PersonNotFoundError         no person by that name on this server (or one just removed)
+    ├── ConversationNotFoundError   no logged conversation with that id (`secondself chat --list` shows them)
     ├── JobCancelled                a background job stopped because it was cancelled or the server stopped
     ├── IngestError                 a whole ingest could not run (path missing, ...)
     │   ├── UnreadableFileError     one file could not be read: corrupt, encrypted, unsupported, ...
@@ -56,8 +58,10 @@ __all__ = [
     "BuildError",
     "TrainingError",
     "TrainingCancelled",
+    "AdapterNotFoundError",
     "JobNotFoundError",
     "PersonNotFoundError",
+    "ConversationNotFoundError",
     "JobCancelled",
     "UnreadableFileError",
     "UploadTooLarge",
@@ -137,6 +141,10 @@ class TrainingCancelled(TrainingError):
     pass
 
 
+class AdapterNotFoundError(TrainingError):
+    """No adapter version by that name (a TrainingError, as before; HTTP 404)."""
+
+
 class BuildError(SecondSelfError):
     """A build step failed. `step` names it; outputs of earlier items stay stored, so `build` resumes."""
 
@@ -157,6 +165,12 @@ class PersonNotFoundError(SecondSelfError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no person named {name!r} on this server")
         self.name = name
+
+
+class ConversationNotFoundError(SecondSelfError):
+    def __init__(self, conversation_id: int) -> None:
+        super().__init__(f"no conversation {conversation_id}; `secondself chat --list` shows them")
+        self.conversation_id = conversation_id
 
 
 class JobCancelled(SecondSelfError):

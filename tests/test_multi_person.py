@@ -42,24 +42,26 @@ class Multi:
         return {"Authorization": f"Bearer {self.secrets[person]}"}
 
 
-def make_person(home: Path, person: str, text: str, **settings: str) -> str:
-    """A person with one ingested note and an admin-scope token of theirs; returns the token."""
+def make_person(home: Path, person: str, text: str, build: bool = False) -> str:
+    """A person with one ingested note (and a built profile) and an admin-scope token; returns the token."""
     from secondself.runtime import Runtime
 
-    rt = Runtime(load_settings(home, {"person": person, "embedder": "hashing", **settings}))
+    rt = Runtime(load_settings(home, {"person": person, "embedder": "hashing", "teacher_model": "fake"}))
     try:
         folder = home / "corpus" / person
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{person}-note.md").write_text(f"# {person}\n\n{text}\n", encoding="utf-8")
         ingest(rt.store, rt.embedder, [folder], source_name=f"notes-{person}")
+        if build:
+            rt.build_profile("fake")
         return tokens.create(rt.store, "owner", ["admin"])[1]
     finally:
         rt.close()
 
 
 @contextmanager
-def multi_server(home: Path, runners: dict | None = None, **options: Any) -> Iterator[Multi]:
-    secrets_ = {p: make_person(home, p, NOTES[p]) for p in ("ann", "bob")}
+def multi_server(home: Path, runners: dict | None = None, build: bool = False, **options: Any) -> Iterator[Multi]:
+    secrets_ = {p: make_person(home, p, NOTES[p], build) for p in ("ann", "bob")}
     settings = load_settings(home, {"embedder": "hashing", "persona_model": f"fake:{REPLY}",
                                     "teacher_model": "fake"})
     persons = Persons(settings, ServeOptions(**options), runners=runners, refresh_s=0.0)
@@ -209,3 +211,160 @@ def test_an_mcp_session_belongs_to_its_person(multi):
     assert same.status_code == 200 and "search_memory" in same.text
     other = httpx.post(f"{multi.url}/mcp", json=listing, headers={**accept, **multi.h("bob"), "Mcp-Session-Id": session})
     assert other.status_code == 404
+
+
+# -- isolation: every route, both directions ------------------------------------------------------------------
+def _owner_objects(m: Multi, owner: str) -> dict[str, Any]:
+    """One of everything a person can own, made over HTTP with their token (ids a fresh intruder lacks)."""
+    h, url, mark = m.h(owner), m.url, f"zq{owner}zq"
+
+    def ok(r: httpx.Response) -> dict:
+        assert r.status_code < 300, (r.request.url, r.text)
+        return r.json()
+
+    chat = ok(httpx.post(f"{url}/v1/chat/completions", headers=h, json={
+        "model": "secondself", "messages": [{"role": "user", "content": f"{mark} what is the door code?"}]}))
+    ok(httpx.post(f"{url}/api/roles", headers=h, json={"name": f"{owner}-role", "instructions": mark}))
+    ok(httpx.put(f"{url}/api/sources/notes-{owner}/tags/{owner}-tag", headers=h))
+    space = ok(httpx.post(f"{url}/api/spaces", headers=h, json={"topic": mark, "participants": ["self"]}))
+    ok(httpx.post(f"{url}/api/tokens", headers=h, json={"name": f"{owner}-tok", "scopes": ["read"]}))
+    job = ok(httpx.post(f"{url}/api/memories/text", headers=h, json={"text": f"{mark} a note", "title": mark}))["job"]
+    assert m.persons.state(owner).jobs.wait(job["id"], 20)["status"] == "done"
+    run = ok(httpx.post(f"{url}/api/bridge/enhance", headers=h, json={"request": f"{mark} book a table"}))
+    runs = ok(httpx.get(f"{url}/api/bridge/runs", headers=h))["data"]
+    facts = ok(httpx.get(f"{url}/api/facts", headers=h))
+    fact = next(iter(facts.get("data") or facts.get("facts") or []), {"id": "f-none"})
+    return {"conversation": chat["secondself"]["conversation_id"], "space": space["id"], "job": job["id"],
+            "run": runs[0]["id"] if runs else 1, "fact": fact["id"], "owner": owner, "run_body": run}
+
+
+def _calls(o: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """How an intruder calls each route: with the owner's ids in the path where it takes one (`owned`: the
+    answer must be 404), else with a body of their own. A route missing here fails the test."""
+    n = o["owner"]
+    ask = {"model": "secondself", "messages": [{"role": "user", "content": "What is the door code?"}]}
+    return {
+        ("GET", "/v1/models"): {},
+        ("POST", "/v1/chat/completions"): {"json": ask},
+        ("POST", "/api/bridge/enhance"): {"json": {"request": "what is the door code"}},
+        ("POST", "/api/bridge/critique"): {"json": {"request": "the door code?", "answer": "1234"}},
+        ("POST", "/api/bridge/ask"): {"json": {"request": "the door code?", "expert": "fake", "dry_run": True}},
+        ("GET", "/api/bridge/runs"): {},
+        ("GET", "/api/bridge/runs/{run_id}"): {"path": {"run_id": o["run"]}, "owned": True},
+        ("GET", "/api/conversations"): {},
+        ("GET", "/api/conversations/{conversation_id}"): {"path": {"conversation_id": o["conversation"]},
+                                                          "owned": True},
+        ("GET", "/api/jobs"): {},
+        ("GET", "/api/jobs/{job_id}"): {"path": {"job_id": o["job"]}, "owned": True},
+        ("POST", "/api/jobs/{job_id}/cancel"): {"path": {"job_id": o["job"]}, "owned": True},
+        ("GET", "/api/jobs/{job_id}/events"): {"path": {"job_id": o["job"]}, "owned": True},
+        ("GET", "/api/sources"): {},
+        ("DELETE", "/api/sources/{name}"): {"path": {"name": f"notes-{n}"}, "owned": True},
+        ("POST", "/api/memories"): {"files": {"files": ("mine.md", b"# mine\n\nmy own upload\n")}},
+        ("POST", "/api/memories/text"): {"json": {"text": "my own note"}},
+        ("GET", "/api/search"): {"params": {"q": "door code lock secret note"}},
+        ("POST", "/api/prefill"): {"json": {"form": "door code\nbike lock"}},
+        ("GET", "/api/profile"): {},
+        ("GET", "/api/profile/versions"): {},
+        ("GET", "/api/profile/diff"): {"params": {"a": 1}},
+        ("PUT", "/api/profile/sections/{section}"): {"path": {"section": "biography"}, "json": {"text": "mine"}},
+        ("POST", "/api/profile/rollback"): {"json": {"version": 1}},
+        ("GET", "/api/facts"): {},
+        ("PUT", "/api/facts/{fact_id}"): {"path": {"fact_id": o["fact"]}, "json": {"object": "x"}, "owned": True},
+        ("POST", "/api/facts/{fact_id}/{action}"): {"path": {"fact_id": o["fact"], "action": "forget"},
+                                                    "owned": True},
+        ("POST", "/api/build"): {"json": {}},
+        ("GET", "/api/roles"): {},
+        ("GET", "/api/roles/{name}"): {"path": {"name": f"{n}-role"}, "owned": True},
+        ("POST", "/api/roles"): {"json": {"name": "mine"}},
+        ("PUT", "/api/roles/{name}"): {"path": {"name": f"{n}-role"}, "json": {"instructions": "x"}, "owned": True},
+        ("DELETE", "/api/roles/{name}"): {"path": {"name": f"{n}-role"}, "owned": True},
+        ("PUT", "/api/sources/{source}/tags/{tag}"): {"path": {"source": f"notes-{n}", "tag": "x"}, "owned": True},
+        ("DELETE", "/api/sources/{source}/tags/{tag}"): {"path": {"source": f"notes-{n}", "tag": f"{n}-tag"},
+                                                         "owned": True},
+        ("GET", "/api/settings"): {},
+        ("POST", "/api/tokens"): {"json": {"name": "mine", "scopes": ["read"]}},
+        ("DELETE", "/api/tokens/{name}"): {"path": {"name": f"{n}-tok"}, "owned": True},
+        ("GET", "/api/spaces"): {},
+        ("POST", "/api/spaces"): {"json": {"topic": "mine", "participants": ["self"]}},
+        ("GET", "/api/spaces/{space_id}"): {"path": {"space_id": o["space"]}, "owned": True},
+        ("POST", "/api/spaces/{space_id}/run"): {"path": {"space_id": o["space"]}, "owned": True},
+        ("DELETE", "/api/spaces/{space_id}"): {"path": {"space_id": o["space"]}, "owned": True},
+        ("POST", "/api/train"): {"json": {"steps": 1}},
+        ("GET", "/api/adapters"): {},
+        ("POST", "/api/adapters/{version}/use"): {"path": {"version": "v1"}, "owned": True},
+        ("GET", "/admin/persons"): {"refused": True},
+        ("POST", "/admin/persons"): {"json": {"name": "x"}, "refused": True},
+        ("DELETE", "/admin/persons/{name}"): {"path": {"name": n}, "refused": True},
+        ("GET", "/health"): {}, ("GET", "/"): {}, ("GET", "/openapi.json"): {},
+        ("GET", "/static/{name}"): {"path": {"name": "app.js"}},
+    }
+
+
+def _routes(app) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves but MCP (tested through the MCP client below), routers included
+    (FastAPI keeps an included router as one entry that holds its routes)."""
+    found = []
+
+    def walk(routes, prefix: str) -> None:
+        for route in routes:
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                walk(included.routes, prefix + route.include_context.prefix)
+                continue
+            path = prefix + getattr(route, "path", "")
+            for method in sorted(getattr(route, "methods", None) or ()):
+                if method != "HEAD" and not path.startswith("/mcp"):
+                    found.append((method, path))
+    walk(app.routes, "")
+    assert len(found) > 40, found  # the routers' routes were found, not only the app's own
+    return found
+
+
+@pytest.mark.parametrize("owner,intruder", [("ann", "bob"), ("bob", "ann")])
+def test_no_route_reaches_another_persons_data(tmp_path, owner, intruder):
+    with multi_server(tmp_path / "home", build=True) as m:
+        objects = _owner_objects(m, owner)
+        calls = _calls(objects)
+        routes = _routes(m.app)
+        unknown = [r for r in routes if r not in calls]
+        assert not unknown, f"routes this test does not know how to call: {unknown}"
+        code = NOTES[owner].split(" is ")[1].split(".")[0]
+        markers = [code, f"zq{owner}zq", f"{owner}-role", f"{owner}-tag", f"{owner}-tok", f"{owner}-note.md",
+                   f"notes-{owner}"]
+        # routes that take the owner's ids first: nothing the intruder makes later can collide with them
+        for method, path in sorted(routes, key=lambda r: "{" not in r[1]):
+            call = calls[(method, path)]
+            url = m.url + path.format(**call.get("path", {}))
+            r = httpx.request(method, url, headers=m.h(intruder), params=call.get("params"), json=call.get("json"),
+                              files=call.get("files"), timeout=60)
+            where = f"{method} {path} as {intruder}: {r.status_code} {r.text[:300]}"
+            if call.get("refused"):
+                assert r.status_code == 401, where
+            elif call.get("owned"):
+                assert r.status_code == 404, where
+            else:
+                assert r.status_code < 500, where
+                if r.status_code < 300:
+                    leaked = [k for k in markers if k in r.text and k not in url]
+                    assert not leaked, f"{where}: leaked {leaked}"
+        _assert_intact(m, owner, objects, code)
+
+
+def _assert_intact(m: Multi, owner: str, o: dict[str, Any], code: str) -> None:
+    """Everything the owner made is still there, unchanged."""
+    h, url, mark = m.h(owner), m.url, f"zq{owner}zq"
+
+    def get(path: str, **params: Any) -> str:
+        r = httpx.get(url + path, headers=h, params=params)
+        assert r.status_code == 200, (path, r.text)
+        return r.text
+
+    assert mark in get(f"/api/conversations/{o['conversation']}")
+    assert mark in get(f"/api/roles/{owner}-role")
+    assert f"{owner}-tag" in get("/api/sources")
+    assert mark in get(f"/api/spaces/{o['space']}")
+    assert f"{owner}-tok" in get("/api/settings")
+    assert get(f"/api/jobs/{o['job']}")
+    assert mark in get(f"/api/bridge/runs/{o['run']}")
+    assert code in get("/api/search", q="door code lock secret")

@@ -125,7 +125,7 @@ def test_chat_as_a_role_shows_the_model_nothing_outside_its_scope(srv):
 def test_a_role_continues_only_its_own_conversations(srv):
     c = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0)
     whole = ask(c, "secondself").model_extra["secondself"]["conversation_id"]
-    with pytest.raises(openai.BadRequestError, match="no conversation"):
+    with pytest.raises(openai.NotFoundError, match="no conversation"):
         c.chat.completions.create(model="secondself:interviewer", extra_body={"conversation_id": whole},
                                   messages=[{"role": "user", "content": "and then?"}])
 
@@ -199,8 +199,8 @@ def test_a_role_bound_token_chats_only_as_its_role(srv):
     theirs = ask(unbound, "secondself").model_extra["secondself"]["conversation_id"]
     listed = httpx.get(srv.url + "/api/conversations", headers=bearer(secret)).json()["data"]
     assert [x["id"] for x in listed] == [own["conversation_id"]]
-    assert httpx.get(f"{srv.url}/api/conversations/{theirs}", headers=bearer(secret)).status_code == 400
-    with pytest.raises(openai.BadRequestError, match="no conversation"):
+    assert httpx.get(f"{srv.url}/api/conversations/{theirs}", headers=bearer(secret)).status_code == 404
+    with pytest.raises(openai.NotFoundError, match="no conversation"):
         c.chat.completions.create(model="secondself:interviewer", extra_body={"conversation_id": theirs},
                                   messages=[{"role": "user", "content": "and then?"}])
 

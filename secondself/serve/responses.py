@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from ..errors import (
+    AdapterNotFoundError,
     BackendError,
     Busy,
     ConfigError,
@@ -49,6 +50,7 @@ _ERRORS: list[tuple[type[BaseException], int, str, str]] = [
     (ModelNotAvailableError, 503, "server_error", "model_not_available"),
     (EndpointError, 502, "server_error", "upstream_error"),
     (BackendError, 502, "server_error", "model_error"),
+    (AdapterNotFoundError, 404, "invalid_request_error", "adapter_not_found"),
     (TrainingError, 409, "invalid_request_error", "training_error"),
     (IngestError, 400, "invalid_request_error", "ingest_error"),
     (StoreError, 500, "server_error", "store_error"),

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import TrainingError
+from ..errors import AdapterNotFoundError, TrainingError
 from ..store import Store, now_iso
 
 __all__ = ["AdapterInfo", "adapters_dir", "list_adapters", "register", "get", "current", "use", "rollback",
@@ -73,12 +73,12 @@ def list_adapters(person_dir: Path) -> list[AdapterInfo]:
 
 def get(person_dir: Path, version: str) -> AdapterInfo:
     if not re.fullmatch(r"v?\d{1,6}", version or ""):
-        raise TrainingError(f"no adapter {version!r}: versions look like v001 (`secondself model list` shows them)")
+        raise AdapterNotFoundError(f"no adapter {version!r}: versions look like v001 (`secondself model list` shows them)")
     version = version if version.startswith("v") else f"v{int(version):03d}"
     for a in list_adapters(person_dir):
         if a.version == version:
             return a
-    raise TrainingError(f"no adapter {version}; `secondself model list` shows the versions")
+    raise AdapterNotFoundError(f"no adapter {version}; `secondself model list` shows the versions")
 
 
 def register(person_dir: Path, trained: Path, metadata: dict[str, Any]) -> AdapterInfo:
