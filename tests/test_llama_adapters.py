@@ -124,6 +124,15 @@ def test_the_bound_evicts_the_least_recently_used_and_an_evicted_adapter_reloads
     assert ask(model) == "base" and engine.starts == 4     # the base needs no adapter loaded
 
 
+def test_adapters_stay_loaded_up_to_the_bound(tmp_path, fake):
+    names = [f"p{i}" for i in range(6)]
+    base, files = adapters(tmp_path, *names)
+    model = LlamaCppChatModel(base, adapters=files, requantize=False)  # the default bound: 8
+    for name in names + names:
+        assert ask(model.with_adapter(name)) == name
+    assert sorted(p.stem for p in model._engine.loaded) == names and model._engine.starts == 6
+
+
 def test_every_model_on_one_file_shares_one_engine_and_persons_adapters_never_mix(tmp_path, fake):
     base = write_base(tmp_path / "base.gguf")
     for person in ("maya", "tom"):

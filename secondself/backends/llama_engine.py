@@ -170,7 +170,7 @@ class _Engine:
 
     def _next_set(self, adapter: Path) -> list[Path]:
         keep = [p for p in self._recent if p != adapter and p.is_file()]  # a deleted version is dropped
-        return keep[len(keep) - self.max_adapters + 1:] + [adapter] if self.max_adapters > 1 else [adapter]
+        return keep[max(0, len(keep) - self.max_adapters + 1):] + [adapter]
 
     @contextmanager
     def lease(self, adapter: Path | None = None) -> Iterator[list[Path]]:
