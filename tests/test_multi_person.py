@@ -368,3 +368,49 @@ def _assert_intact(m: Multi, owner: str, o: dict[str, Any], code: str) -> None:
     assert get(f"/api/jobs/{o['job']}")
     assert mark in get(f"/api/bridge/runs/{o['run']}")
     assert code in get("/api/search", q="door code lock secret")
+
+
+def _tool_args(owner: str) -> dict[str, dict[str, Any]]:
+    """How an intruder calls each MCP tool, reaching for the owner's things by name where a tool takes one.
+    A tool missing here fails the test."""
+    return {
+        "search_memory": {"query": "door code bike lock secret", "source": f"notes-{owner}"},
+        "read_profile": {"role": f"{owner}-role"},
+        "list_sources": {},
+        "ask": {"question": "What is the door code?"},
+        "add_memory": {"text": "my own note"},
+        "list_roles": {},
+        "prefill": {"form": "door code\nbike lock"},
+        "bridge_enhance": {"request": "what is my door code", "sources": [f"notes-{owner}"]},
+        "bridge_critique": {"request": "the door code?", "answer": "1234"},
+    }
+
+
+@pytest.mark.parametrize("owner,intruder", [("ann", "bob"), ("bob", "ann")])
+def test_no_mcp_tool_reaches_another_persons_data(tmp_path, owner, intruder):
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    with multi_server(tmp_path / "home", build=True) as m:
+        objects = _owner_objects(m, owner)
+        code = NOTES[owner].split(" is ")[1].split(".")[0]
+        markers = [code, f"zq{owner}zq", f"{owner}-tag", f"{owner}-note.md"]
+        args = _tool_args(owner)
+
+        async def sweep() -> None:
+            import httpx2
+
+            async with httpx2.AsyncClient(headers=m.h(intruder), timeout=60) as http, \
+                    Client(streamable_http_client(f"{m.url}/mcp", http_client=http)) as client:
+                tools = [t.name for t in (await client.list_tools()).tools]
+                unknown = [t for t in tools if t not in args]
+                assert not unknown, f"MCP tools this test does not know how to call: {unknown}"
+                for tool in tools:
+                    result = await client.call_tool(tool, args[tool])
+                    text = "\n".join(getattr(c, "text", "") for c in result.content) + str(result.structured_content)
+                    leaked = [k for k in markers if k in text and k not in str(args[tool])]
+                    assert not leaked, f"{tool} as {intruder} leaked {leaked}: {text[:300]}"
+                    if tool in ("search_memory", "read_profile"):  # the owner's source and role are unknown here
+                        assert result.is_error, (tool, text[:300])
+        anyio.run(sweep)
+        _assert_intact(m, owner, objects, code)
