@@ -257,3 +257,19 @@ def test_adapters_on_one_base_answer_as_each_adapter_alone(tmp_path, monkeypatch
     finally:
         alone.close()
         shared.close()
+
+
+def test_the_persona_model_and_each_persons_personal_model_share_one_base(tmp_path, monkeypatch):
+    from secondself.backends.registry import make_chat_model
+    from secondself.train import adapters as registry
+
+    from .test_personal_gguf import _adapter
+    from .test_personal_gguf import write_base as tiny_base
+
+    base = tiny_base(tmp_path / "base.gguf")
+    monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")  # builds the backends; nothing is loaded here
+    persona = make_chat_model(str(base), tmp_path / "models").model
+    maya = registry.personal_chat_model(_adapter(tmp_path / "maya", base), tmp_path / "models")
+    tom = registry.personal_chat_model(_adapter(tmp_path / "tom", base), tmp_path / "models")
+    assert persona._engine is maya._engine is tom._engine and persona._engine.server is None
+    assert maya.adapter == tom.adapter == "v001" and maya._lora != tom._lora
