@@ -414,3 +414,51 @@ def test_no_mcp_tool_reaches_another_persons_data(tmp_path, owner, intruder):
                         assert result.is_error, (tool, text[:300])
         anyio.run(sweep)
         _assert_intact(m, owner, objects, code)
+
+
+def test_a_model_path_into_another_persons_folder_is_refused(multi):
+    """Exported models and adapters are made from a person's memories: another person may not load them by
+    naming their path as a role's model or a training base (the same answer whether the path exists or not)."""
+    exported = multi.home / "persons" / "ann" / "exports" / "ann.gguf"
+    exported.parent.mkdir(parents=True)
+    exported.write_bytes(b"GGUF" + bytes(64))
+    made = httpx.post(f"{multi.url}/api/roles", headers=multi.h("bob"), json={"name": "spy", "model": str(exported)})
+    assert made.status_code == 201, made.text
+    chat = httpx.post(f"{multi.url}/v1/chat/completions", headers=multi.h("bob"), json={
+        "model": "secondself:spy", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 400 and "another person's folder" in chat.text, chat.text
+    for base in (str(exported.parent), str(multi.home / "persons" / "ann" / "nothing-here")):
+        job = httpx.post(f"{multi.url}/api/train", headers=multi.h("bob"), json={"base": base}).json()["job"]
+        done = multi.persons.state("bob").jobs.wait(job["id"], 20)
+        assert done["status"] == "failed" and "another person's folder" in done["error"], done
+
+
+def test_the_shared_model_cache_loads_once_and_closing_never_loads(tmp_path):
+    """Two persons asking for one spec at once get one model (one load); closing the cache closes what was
+    loaded and does not build a deferred model that never was."""
+    from secondself.backends.cache import ModelCache
+    from secondself.backends.registry import DeferredChatModel
+
+    cache, loads, built = ModelCache(), [], []
+
+    class Engine:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    def load():
+        loads.append(1)
+        time.sleep(0.05)
+        return Engine()
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get("base", load))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len({id(m) for m in got}) == 1
+    cache.get("lazy", lambda: DeferredChatModel("lazy", lambda: built.append(1) or Engine()))
+    cache.close()
+    assert got[0].closed and built == []

@@ -52,12 +52,18 @@ class ModelCache:
 
     def close(self) -> None:
         """Close every model that holds memory until closed (llama.cpp engines); forget them all."""
+        from .registry import DeferredChatModel
+
         with self._lock:
             models, self._models = list(self._models.values()), {}
         for model in models:
-            close = getattr(model, "close", None)
-            if close is not None:
-                try:
+            if isinstance(model, DeferredChatModel):  # asking one never built for `close` would build it
+                model = model._model
+                if model is None:
+                    continue
+            try:
+                close = getattr(model, "close", None)
+                if close is not None:
                     close()
-                except Exception:  # one model failing to close must not keep the others loaded
-                    log.exception("closing a shared model failed")
+            except Exception:  # one model failing to close must not keep the others loaded
+                log.exception("closing a shared model failed")

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..backends.cache import ModelCache
@@ -59,6 +60,31 @@ class PersonRuntime(Runtime):
         with self.lock:
             self.retired = True
             self.close()
+
+    # A model spec may be a path (a role's model, a training base, a build's teacher): never one into another
+    # person's folder, where their exported models and adapters (made from their memories) live.
+    def chat_model(self, spec: str, purpose: str = "persona"):
+        _own_paths_only(spec, self.settings)
+        return super().chat_model(spec, purpose)
+
+    def train_base(self, spec: str | None = None):
+        _own_paths_only(spec, self.settings)
+        return super().train_base(spec)
+
+
+def _own_paths_only(spec: str | None, settings: Settings) -> None:
+    """ConfigError when `spec` names a path inside the home's persons/ folder but outside this person's own
+    (the same answer whether or not it exists: existence does not leak)."""
+    raw = (spec or "").strip().removeprefix("transformers:")
+    if not raw or raw.startswith(("fake", "openai:", "ollama:")):
+        return
+    try:
+        path = Path(raw).expanduser().resolve()
+        persons, own = (settings.home / "persons").resolve(), settings.person_dir.resolve()
+    except (OSError, ValueError):
+        return
+    if (path == persons or persons in path.parents) and not (path == own or own in path.parents):
+        raise ConfigError(f"model {spec!r}: a model path on this server may not point into another person's folder")
 
 
 class _PersonGates(Gates):
