@@ -4,6 +4,7 @@ Fast: the hashing embedder and a scripted persona model, a real uvicorn server i
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -462,3 +463,34 @@ def test_the_shared_model_cache_loads_once_and_closing_never_loads(tmp_path):
     cache.get("lazy", lambda: DeferredChatModel("lazy", lambda: built.append(1) or Engine()))
     cache.close()
     assert got[0].closed and built == []
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+def test_admin_tokens_from_the_command_line(capsys, tmp_path):
+    from secondself.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as e:
+            main([*args])
+            raise SystemExit(0)
+        out = capsys.readouterr()
+        return int(e.value.code or 0), out.out, out.err
+
+    home = Path(tmp_path / "home")
+    code, out, _ = run("token", "create", "--admin", "--name", "ops")
+    secret = out.strip()
+    assert code == 0 and secret.startswith("ssa-")
+    assert admin_tokens.verify(home, secret).name == "ops"
+    assert secret not in (home / admin_tokens.FILE_NAME).read_text()        # only its hash is stored
+    assert (home / admin_tokens.FILE_NAME).stat().st_mode & 0o077 == 0      # and only its owner reads it
+    assert not (home / "persons").exists()                                  # no person was made for it
+    code, _, err = run("token", "create", "--admin", "--scope", "chat")
+    assert code == 2 and "no scopes" in err
+    code, _, err = run("token", "create")
+    assert code == 2 and "--scope" in err
+    code, out, _ = run("token", "list", "--admin", "--json")
+    assert [t["name"] for t in json.loads(out)] == ["ops"]
+    assert run("token", "revoke", "--admin", "ops")[0] == 0
+    assert admin_tokens.verify(home, secret) is None
+    code, out, _ = run("serve", "--help")
+    assert "--all-persons" in out
