@@ -16,6 +16,7 @@ import numpy as np
 from ..backends.embedders import Embedder
 from ..errors import ConfigError, EmbeddingMismatchError
 from ..store import Store
+from ..store.sqlite import fts5_query
 from ..text.dates import parse_date
 from ..text.words import QUERY_STOPWORDS
 from ..types import Chunk, Hit, SearchFilters
@@ -45,9 +46,14 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(content or words))
 
 
+def keyword_terms(query: str, drop: frozenset[str] = frozenset()) -> list[str]:
+    """The words the keyword side looks for; each store builds its own query from them."""
+    return [t for t in query_terms(query) if t not in drop]
+
+
 def fts_query(query: str, drop: frozenset[str] = frozenset()) -> str:
     """A safe FTS5 query: every term quoted (no syntax injection), OR-ed, so BM25 ranks partial matches."""
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in query_terms(query) if t not in drop)
+    return fts5_query(keyword_terms(query, drop))
 
 
 def make_snippet(text: str, query: str, width: int = 32) -> str:
@@ -174,8 +180,8 @@ class Searcher:
         n = max(candidates, k)
         keyword: list[tuple[int, float]] = []
         vector: list[tuple[int, float]] = []
-        if mode in ("hybrid", "keyword") and (q := fts_query(query, self.common_terms(query))):
-            keyword = self.store.keyword_search(q, sql_filters, n)
+        if mode in ("hybrid", "keyword") and (terms := keyword_terms(query, self.common_terms(query))):
+            keyword = self.store.keyword_search(terms, sql_filters, n)
         if mode in ("hybrid", "vector"):
             vector = self._vector_side(query, sql_filters, bounds, n)
 
@@ -195,6 +201,10 @@ class Searcher:
                     keyword_rank=kw_rank.get(c), vector_rank=vec_rank.get(c)) for c in best if c in chunks]
 
     def _vector_side(self, query: str, f: SearchFilters, b: _Bounds, n: int) -> list[tuple[int, float]]:
+        """The store's own vector search where it has one (Postgres: `vectors_in_store`), else the matrix
+        held in memory (SQLite)."""
+        if getattr(self.store, "vectors_in_store", False):
+            return self._store_vector_side(query, f, n)
         index = self.index()
         if len(index) == 0:
             return []
@@ -205,6 +215,17 @@ class Searcher:
         mask = index.mask(source_ids, b.since_ts, b.until_ts, allowed)
         qvec = self.embedder.embed([query])[0]
         return index.top_k(qvec, n, mask)
+
+    def _store_vector_side(self, query: str, f: SearchFilters, n: int) -> list[tuple[int, float]]:
+        dims = self.store.vector_dims(self.embedder.name)
+        if not dims:
+            return []
+        if dims != {self.embedder.dim}:
+            raise EmbeddingMismatchError(
+                f"stored vectors for {self.embedder.name} have dimension {sorted(dims)[0]}, the model "
+                f"gives {self.embedder.dim}; run `secondself reindex`")
+        found = self.store.vector_search(self.embedder.name, self.embedder.embed([query])[0], n, f)
+        return found or []
 
 
 def hit_to_dict(hit: Hit) -> dict[str, object]:

@@ -1,0 +1,169 @@
+"""Keyword and vector search in Postgres, answering the same questions as the SQLite store's FTS5 and numpy
+sides, on the same scales, so the hybrid fusion above them is unchanged.
+
+Keyword: the text is tokenized like FTS5's `unicode61 remove_diacritics 2` (runs of letters and digits,
+lower-cased, diacritics removed) here in Python, then stemmed by Postgres (Snowball English, no stop words:
+pg_schema.TEXT_CONFIG) into `chunks.tsv`, text with weight A and heading + title with weight B. Candidates
+come from the GIN index (`tsv @@ query`); they are ranked by the BM25 FTS5 computes (k1 1.2, b 0.75, column
+weights 1.0 / 0.5 / 0.5, IDF ln((N - n + 0.5) / (n + 0.5)) floored at 1e-6), in SQL from each candidate's
+term frequencies (`unnest(tsv)`), its token count `doc_len`, and the person's document frequencies.
+
+Vector: `1 - (vector <=> query)`, the cosine similarity, as the numpy index gives it. Exact (an ORDER BY over
+the person's vectors of that model) until the person has HNSW_FROM vectors of a model; then a partial HNSW
+index for that person and model is built (CONCURRENTLY, after the commit that crossed the line), and queries
+use it with `hnsw.iterative_scan = relaxed_order`, so a filtered query still returns k rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import unicodedata
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..types import SearchFilters
+from .pg_schema import TEXT_CONFIG
+
+if TYPE_CHECKING:
+    from .postgres import PgStore
+
+__all__ = ["fold_tokens", "tsv_sql", "keyword_search", "term_document_counts", "vector_search",
+           "maintain_vector_index", "HNSW_FROM"]
+
+log = logging.getLogger(__name__)
+
+K1, B = 1.2, 0.75
+HNSW_FROM = 20_000     # vectors of one model for one person; below it an exact scan takes a few ms
+EF_SEARCH = 100        # HNSW candidate list (pgvector's default is 40; search asks for 50)
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+def fold_tokens(text: str) -> list[str]:
+    """FTS5 unicode61 tokens: letters and digits, lower-cased, without diacritics ('Tomás' -> 'tomas')."""
+    decomposed = unicodedata.normalize("NFD", text)
+    plain = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return _TOKEN.findall(plain.lower())
+
+
+def tsv_sql() -> str:
+    """The SQL expression that builds `tsv` from two parameters: the text's tokens, then heading + title's."""
+    return (f"setweight(to_tsvector('{TEXT_CONFIG}', ?), 'A') || "
+            f"setweight(to_tsvector('{TEXT_CONFIG}', ?), 'B')")
+
+
+def _lexemes(store: PgStore, words: list[str]) -> dict[str, list[str]]:
+    """Each word's stems, as the index stores them (one for a plain word)."""
+    if not words:
+        return {}
+    folded = [" ".join(fold_tokens(w)) for w in words]
+    rows = store.db.execute(f"SELECT w, tsvector_to_array(to_tsvector('{TEXT_CONFIG}', w)) "
+                            "FROM unnest(?::text[]) AS w", (folded,)).fetchall()
+    stems = {w: list(lex) for w, lex in rows}
+    return {word: stems.get(f, []) for word, f in zip(words, folded, strict=True)}
+
+
+def _tsquery(lexemes: list[str]) -> str:
+    return " | ".join("'" + lx.replace("\\", "\\\\").replace("'", "''") + "'" for lx in lexemes)
+
+
+def _document_frequencies(store: PgStore, lexemes: list[str]) -> dict[str, int]:
+    if not lexemes:
+        return {}
+    parts = ", ".join(f"(SELECT count(*) FROM chunks c WHERE c.person_id = {store.person_id} "
+                      "AND c.tsv @@ ?::tsquery)" for _ in lexemes)
+    row = store.db.execute(f"SELECT {parts}", [_tsquery([lx]) for lx in lexemes]).fetchone()
+    return dict(zip(lexemes, (int(n) for n in row), strict=True))
+
+
+def term_document_counts(store: PgStore, words: list[str]) -> dict[str, int]:
+    """How many of the person's chunks contain each word, after stemming (the most of a word's stems)."""
+    stems = _lexemes(store, words)
+    df = _document_frequencies(store, sorted({lx for lxs in stems.values() for lx in lxs}))
+    return {w: max((df[lx] for lx in stems[w]), default=0) for w in words}
+
+
+def keyword_search(store: PgStore, terms: list[str], filters: SearchFilters, limit: int
+                   ) -> list[tuple[int, float]]:
+    """(chunk_id, BM25) best first, FTS5's formula (see the module docstring); ties by chunk id."""
+    stems = _lexemes(store, terms)
+    lexemes = list(dict.fromkeys(lx for t in terms for lx in stems[t]))
+    if not lexemes:
+        return []
+    n, avgdl = store.document_statistics()
+    df = _document_frequencies(store, lexemes)
+    idf = [max(math.log((n - df[lx] + 0.5) / (df[lx] + 0.5)), 1e-6) for lx in lexemes]
+    where, args = store.filter_sql(filters)
+    sql = f"""
+        SELECT c.id, sum(q.idf * t.tf * {K1 + 1} / (t.tf + {K1} * ({1 - B} + {B} * c.doc_len / ?))) AS score
+        FROM chunks c
+        CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme, positions, weights)
+        JOIN unnest(?::text[], ?::float8[]) AS q(lexeme, idf) ON q.lexeme = u.lexeme
+        CROSS JOIN LATERAL (SELECT sum(CASE WHEN w = 'A' THEN 1.0 ELSE 0.5 END)::float8 AS tf
+                            FROM unnest(u.weights) AS w) AS t
+        WHERE c.person_id = {store.person_id} AND c.tsv @@ ?::tsquery {where}
+        GROUP BY c.id ORDER BY score DESC, c.id LIMIT ?"""
+    rows = store.db.execute(sql, (max(avgdl, 1e-9), lexemes, idf, _tsquery(lexemes), *args, limit)).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def _index_name(person_id: int, model: str) -> str:
+    return f"embeddings_hnsw_{person_id}_{hashlib.sha256(model.encode()).hexdigest()[:12]}"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def vector_search(store: PgStore, model: str, query: np.ndarray, k: int, filters: SearchFilters
+                  ) -> list[tuple[int, float]]:
+    """(chunk_id, cosine similarity) best first among the person's vectors of `model` passing `filters`.
+
+    The person and the model are written into the SQL as literals (not parameters) so the planner can match
+    the person's partial HNSW index, when there is one."""
+    q = np.ascontiguousarray(query, dtype=np.float32)
+    dim = int(q.shape[0])
+    hnsw = store.has_vector_index(model)
+    column = f"(e.vector::vector({dim}))" if hnsw else "e.vector"
+    where, args = store.filter_sql(filters)
+    join = "JOIN chunks c ON c.person_id = e.person_id AND c.id = e.chunk_id" if where else ""
+    sql = f"""SELECT e.chunk_id, 1 - ({column} <=> ?::vector({dim})) FROM embeddings e {join}
+              WHERE e.person_id = {store.person_id} AND e.model = {_literal(model)} AND e.dim = {dim} {where}
+              ORDER BY {column} <=> ?::vector({dim}) LIMIT ?"""
+    rows = store.db.execute(sql, (q, *args, q, k)).fetchall() if not hnsw else _hnsw_rows(store, sql, q, args, k)
+    out = [(int(r[0]), float(r[1])) for r in rows]
+    out.sort(key=lambda r: (-r[1], r[0]))  # relaxed_order may return near-ties out of order
+    return out
+
+
+def _hnsw_rows(store: PgStore, sql: str, q: np.ndarray, args: list, k: int) -> list[tuple]:
+    with store.transaction(memory=False) as db:
+        db.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
+        db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        return db.execute(sql, (q, *args, q, k)).fetchall()
+
+
+def maintain_vector_index(store: PgStore) -> None:
+    """Build the person's HNSW index for each model past HNSW_FROM vectors that lacks one. Outside any
+    transaction (CREATE INDEX CONCURRENTLY does not block other persons' writes); as the login role (an
+    index belongs to the table's owner)."""
+    rows = store.db.execute("SELECT model, dim, count(*) FROM embeddings GROUP BY model, dim "
+                            "HAVING count(*) >= ?", (HNSW_FROM,)).fetchall()
+    for model, dim, count in rows:
+        name = _index_name(store.person_id, model)
+        if store.has_vector_index(model):
+            continue
+        log.info("building the HNSW index %s for %d vectors of %s", name, count, model)
+        with store.as_owner() as raw:
+            raw.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embeddings USING hnsw "
+                        f"((vector::vector({int(dim)})) vector_cosine_ops) "
+                        f"WHERE person_id = {store.person_id} AND model = {_literal(model)} AND dim = {int(dim)}")
+        store.forget_index_cache()
+
+
+def index_exists(store: PgStore, model: str) -> bool:
+    return store.db.execute("SELECT 1 FROM pg_indexes WHERE indexname = ?",
+                            (_index_name(store.person_id, model),)).fetchone() is not None
