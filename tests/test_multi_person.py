@@ -494,3 +494,31 @@ def test_admin_tokens_from_the_command_line(capsys, tmp_path):
     assert admin_tokens.verify(home, secret) is None
     code, out, _ = run("serve", "--help")
     assert "--all-persons" in out
+
+
+# -- the Postgres store -----------------------------------------------------------------------------------
+def test_all_persons_of_a_postgres_store(tmp_path, pg_url):
+    from secondself.store import list_persons, open_store
+
+    home = tmp_path / "home"
+    settings = load_settings(home, {"embedder": "hashing", "persona_model": f"fake:{REPLY}", "store_url": pg_url})
+    secrets_ = {}
+    for person in ("ann", "bob"):
+        store = open_store(load_settings(home, {"person": person, "store_url": pg_url}))
+        try:
+            secrets_[person] = tokens.create(store, "owner", ["read"])[1]
+        finally:
+            store.close()
+    persons = Persons(settings, ServeOptions(jobs=False, mcp=False), refresh_s=0.0)
+    with ServerThread(create_persons_app(persons)) as thread:
+        for person in ("ann", "bob"):
+            r = httpx.get(f"{thread.url}/api/settings", headers={"Authorization": f"Bearer {secrets_[person]}"})
+            assert r.status_code == 403  # a read token: the person's own tokens answered, and refused the scope
+            assert httpx.get(f"{thread.url}/api/sources",
+                             headers={"Authorization": f"Bearer {secrets_[person]}"}).json()["data"] == []
+        persons.remove("ann")
+        assert list_persons(settings) == ["bob"]
+        assert httpx.get(f"{thread.url}/api/sources",
+                         headers={"Authorization": f"Bearer {secrets_['ann']}"}).status_code == 401
+        assert httpx.get(f"{thread.url}/api/sources",
+                         headers={"Authorization": f"Bearer {secrets_['bob']}"}).status_code == 200

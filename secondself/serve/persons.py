@@ -102,6 +102,38 @@ class _PersonGates(Gates):
         return gate
 
 
+class _StoreTokenReader:
+    """tokens.TokenReader's contract on a store connection of its own, for Postgres (where there is no
+    read-only file to open): token checks never wait for the runtime's lock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def db(self) -> Any:
+        if self._store is None:
+            from ..store import open_store
+
+            self._store = open_store(self.settings)
+        return self._store.db
+
+    def any_tokens(self) -> bool:
+        with self._lock:
+            return token_store.any_tokens(self)  # type: ignore[arg-type]
+
+    def verify(self, secret: str) -> token_store.Token | None:
+        with self._lock:
+            return token_store.verify(self, secret, touch=False)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -161,7 +193,8 @@ class Persons:
                 jobs = Jobs(settings, self.runners, make_runtime=lambda: self._runtime(settings),
                             wake=self.worker.wake)
                 self.worker.add(person, jobs)
-            state = ServerState(runtime, self.options, token_store.TokenReader(settings.db_path), jobs=jobs,
+            reader: Any = _StoreTokenReader(settings) if settings.store_url else token_store.TokenReader(settings.db_path)
+            state = ServerState(runtime, self.options, reader, jobs=jobs,
                                 limiter=RateLimiter(self.options.rate_per_minute),
                                 gates=_PersonGates(self.gates), notices=self.notices)
             self._states[person] = state
@@ -205,17 +238,10 @@ class Persons:
 
     def _delete_data(self, person: str) -> None:
         settings = self.settings_for(person)
-        if settings.store_url:
-            from ..store import open_store
+        if settings.store_url:  # every row of theirs (the person key cascades) and their vector indexes
+            from ..store.postgres import remove_pg_person
 
-            store: Any = open_store(settings)
-            try:
-                delete = getattr(store, "delete_person", None)
-                if delete is None:
-                    raise ConfigError("this store cannot remove a person yet (PgStore.delete_person is missing)")
-                delete()
-            finally:
-                store.close()
+            remove_pg_person(settings.store_url, person)
         if settings.person_dir.exists():  # SQLite: the database; both: uploads, adapters, training runs
             shutil.rmtree(settings.person_dir)
 
