@@ -522,3 +522,24 @@ def test_all_persons_of_a_postgres_store(tmp_path, pg_url):
                          headers={"Authorization": f"Bearer {secrets_['ann']}"}).status_code == 401
         assert httpx.get(f"{thread.url}/api/sources",
                          headers={"Authorization": f"Bearer {secrets_['bob']}"}).status_code == 200
+
+
+def test_unknown_tokens_rebuild_the_index_at_most_once_per_interval(tmp_path):
+    """A stream of unknown tokens costs a dictionary lookup each, not a scan of every person's database; a
+    token made since the last rebuild is found once the interval has passed."""
+    home = tmp_path / "home"
+    ann = make_person(home, "ann", NOTES["ann"])
+    persons = Persons(load_settings(home, {"embedder": "hashing"}), ServeOptions(jobs=False, mcp=False),
+                      refresh_s=60)
+    try:
+        persons.refresh()
+        assert persons.resolve(ann)[0].runtime.settings.person == "ann"
+        assert all(persons.resolve(f"ss-guess{i}") is None for i in range(50))
+        assert persons.refreshes == 1
+        bob = make_person(home, "bob", NOTES["bob"])
+        assert persons.resolve(bob) is None            # made after the last rebuild, within the interval
+        persons.refresh_s = 0
+        assert persons.resolve(bob)[0].runtime.settings.person == "bob"
+        assert persons.refreshes == 2
+    finally:
+        persons.close()

@@ -12,6 +12,9 @@
                    roles, prefill, bridge, spaces); they import auth/state/responses, never app.py
     mcp.py      the MCP server (official SDK): stdio, and streamable HTTP behind the same tokens
     server.py   running the app with uvicorn (CLI and tests)
+    persons.py, app_persons.py, mcp_persons.py, jobs_fair.py, admin_tokens.py
+                `serve --all-persons`: every person on one server, the token picks the person; the server's
+                admin token creates and removes persons; one job worker takes the persons in turn
     web/        the web app: static files, no build step, no Node at run time
 
 Nothing here is imported by the CLI until `serve`, `mcp` or `token` runs.

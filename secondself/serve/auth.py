@@ -7,6 +7,10 @@
   authenticating with `RoleChatter`/`RoleReader` (and call `acting_role`); every other route refuses such a
   token with 403, so a route added later fails closed until it is made role-aware.
 
+- On a server for many persons (persons.py, app_persons.py) a token is always required; it names the person
+  whose state (state.py `state_of`) the request then acts on. Under /admin/ only the server's admin token
+  (admin_tokens.py) authenticates, and nowhere else.
+
 Routers import from here (and state.py, responses.py), never from app.py, which imports them.
 """
 

@@ -159,6 +159,7 @@ class Persons:
         self._states: dict[str, ServerState] = {}
         self._index: dict[str, str] = {}
         self._refreshed_at = float("-inf")
+        self.refreshes = 0
         self._gone: set[str] = set()        # being removed: never given a new state
         self._lock = threading.RLock()
 
@@ -270,11 +271,14 @@ class Persons:
             now = time.monotonic()
             if now - self._refreshed_at < self.refresh_s:
                 return False
-            self._refreshed_at = now
+            self._refreshed_at = now  # claimed here, so two misses at once rebuild it once
             return True
 
     def refresh(self) -> None:
-        """Rebuild the index from every person's active tokens."""
+        """Rebuild the index from every person's active tokens (`refreshes` counts the rebuilds)."""
+        with self._lock:
+            self._refreshed_at = time.monotonic()
+            self.refreshes += 1
         index: dict[str, str] = {}
         for person in self.names():
             try:
