@@ -12,7 +12,9 @@ A restart waits for the requests in flight to finish (every request holds a leas
 holds new ones back until the new server is up; an evicted adapter is loaded again on its next request. Its
 cost is a reload of the base (bench/adapters.py measures it against a request whose adapter is loaded).
 
-Adapters with scale 0 are not applied (llama.cpp skips them), so every loaded adapter costs memory, not time.
+Measured (bench/adapters.py, 135M, 1 thread): a loaded adapter at scale 0 costs memory (about its file size),
+not time; applying one costs ~1.5x the base's time to first token, switching the applied adapter between two
+requests ~3x (llama.cpp rebuilds its compute graph), and a restart for an evicted one ~10x.
 """
 
 from __future__ import annotations
