@@ -526,20 +526,23 @@ def test_all_persons_of_a_postgres_store(tmp_path, pg_url):
 
 def test_unknown_tokens_rebuild_the_index_at_most_once_per_interval(tmp_path):
     """A stream of unknown tokens costs a dictionary lookup each, not a scan of every person's database; a
-    token made since the last rebuild is found once the interval has passed."""
+    token made since the last rebuild is found once the interval has passed, reading only the person whose
+    database changed."""
     home = tmp_path / "home"
     ann = make_person(home, "ann", NOTES["ann"])
     persons = Persons(load_settings(home, {"embedder": "hashing"}), ServeOptions(jobs=False, mcp=False),
                       refresh_s=60)
     try:
         persons.refresh()
-        assert persons.resolve(ann)[0].runtime.settings.person == "ann"
+        assert persons.resolve(ann)[0].runtime.settings.person == "ann"   # opens ann's database (a WAL appears)
+        persons.refresh()
         assert all(persons.resolve(f"ss-guess{i}") is None for i in range(50))
-        assert persons.refreshes == 1
+        assert (persons.index.rebuilds, persons.index.reads) == (2, 2)
         bob = make_person(home, "bob", NOTES["bob"])
         assert persons.resolve(bob) is None            # made after the last rebuild, within the interval
-        persons.refresh_s = 0
+        persons.index.refresh_s = 0
+        time.sleep(0.1)                                # past ten times the last rebuild's duration too
         assert persons.resolve(bob)[0].runtime.settings.person == "bob"
-        assert persons.refreshes == 2
+        assert (persons.index.rebuilds, persons.index.reads) == (3, 3)   # ann's unchanged database not read
     finally:
         persons.close()

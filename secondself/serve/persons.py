@@ -6,10 +6,9 @@ rate limiter and job queue — so every route, unchanged, works on the person it
 is what costs memory or CPU once per process: the loaded models (`ModelCache`, one base model for all), the
 gates in front of them, and one background worker that takes their queues in turn (jobs_fair.py).
 
-Which person a token belongs to: an index sha256(secret) → person, built at start from every person's token
-table and rebuilt on a miss, at most once per `refresh_s` seconds (so a stream of unknown tokens costs one
-dictionary lookup each, not a scan of every database). Only hashes are kept, never secrets. A hit is always
-verified against that person's own table, so a revoked token stops at once even while the index still has it.
+Which person a token belongs to: an index sha256(secret) → person (token_index.py), built at start and
+rebuilt on a miss at a bounded rate, reading only the persons whose database changed. Only hashes are kept,
+never secrets. A hit is always verified against that person's own table, so a revoked token stops at once.
 
 A person's token can reach only their own database, folder and jobs: a request acts through their Runtime,
 which opens nothing else, so another person's ids are simply unknown there (404) — existence does not leak.
@@ -25,7 +24,6 @@ import logging
 import shutil
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +36,7 @@ from ..runtime import Runtime
 from . import tokens as token_store
 from .limits import Gates, ModelGate, RateLimiter
 from .state import ServeOptions, ServerState
+from .token_index import TokenIndex
 
 __all__ = ["Persons", "PersonRuntime"]
 
@@ -154,12 +153,9 @@ class Persons:
         self.worker = FairWorker() if options.jobs else None
         self.runners = runners
         self.notify = notify or log.info
-        self.refresh_s = refresh_s
         self.on_remove: list[Callable[[str], None]] = []   # called with a person's name as they are removed
         self._states: dict[str, ServerState] = {}
-        self._index: dict[str, str] = {}
-        self._refreshed_at = float("-inf")
-        self.refreshes = 0
+        self.index = TokenIndex(self.names, self._token_digests, self._signature, refresh_s)
         self._gone: set[str] = set()        # being removed: never given a new state
         self._lock = threading.RLock()
 
@@ -222,7 +218,7 @@ class Persons:
                 raise PersonNotFoundError(person)
             self._gone.add(person)
             state = self._states.pop(person, None)
-            self._index = {h: p for h, p in self._index.items() if p != person}
+        self.index.forget(person)
         try:
             for hook in self.on_remove:
                 hook(person)
@@ -249,14 +245,10 @@ class Persons:
     # -- tokens ---------------------------------------------------------------------------------------------
     def resolve(self, secret: str) -> tuple[ServerState, token_store.Token] | None:
         """The caller's person (their server state) and token, or None when the token is unknown or revoked.
-        Looks the person up in the index; an unknown hash rebuilds the index at most once per `refresh_s`."""
+        The person comes from the index (token_index.py), the answer from their own token table."""
         if not secret or not secret.startswith("ss-") or len(secret) > 200:
             return None
-        digest = _digest(secret)
-        person = self._index.get(digest)
-        if person is None and self._may_refresh():
-            self.refresh()
-            person = self._index.get(digest)
+        person = self.index.get(_digest(secret))
         if person is None:
             return None
         try:
@@ -266,28 +258,29 @@ class Persons:
         token = state.tokens.verify(secret)
         return (state, token) if token is not None else None
 
-    def _may_refresh(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._refreshed_at < self.refresh_s:
-                return False
-            self._refreshed_at = now  # claimed here, so two misses at once rebuild it once
-            return True
-
     def refresh(self) -> None:
-        """Rebuild the index from every person's active tokens (`refreshes` counts the rebuilds)."""
-        with self._lock:
-            self._refreshed_at = time.monotonic()
-            self.refreshes += 1
-        index: dict[str, str] = {}
-        for person in self.names():
+        """Rebuild the token index now (a person's tokens changed outside the index's sight)."""
+        self.index.rebuild()
+
+    def _token_digests(self, person: str) -> list[str]:
+        return self._scan(person, "SELECT secret_hash FROM api_tokens WHERE revoked_at IS NULL")
+
+    def _signature(self, person: str) -> tuple[int, ...] | None:
+        """SQLite: size and modification time of the database and its WAL (every commit changes one of them);
+        Postgres: None (read every time)."""
+        settings = self.settings_for(person)
+        if settings.store_url:
+            return None
+        parts: list[int] = []
+        for path in (settings.db_path, settings.db_path.with_name(settings.db_path.name + "-wal")):
             try:
-                for digest in self._scan(person, "SELECT secret_hash FROM api_tokens WHERE revoked_at IS NULL"):
-                    index[digest] = person
-            except Exception:  # one unreadable database must not lock every other person out
-                log.exception("could not read the tokens of %s", person)
-        with self._lock:
-            self._index = {h: p for h, p in index.items() if p not in self._gone}
+                st = path.stat()
+            except FileNotFoundError:
+                parts += [0, 0]
+                continue
+            # an empty WAL (made by a reader, or truncated by a checkpoint) holds nothing: as if absent
+            parts += [st.st_size, st.st_mtime_ns] if st.st_size else [0, 0]
+        return tuple(parts)
 
     def _scan(self, person: str, sql: str) -> list[Any]:
         """The first column of `sql` in the person's database, read without building their server state."""
