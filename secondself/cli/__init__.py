@@ -107,4 +107,5 @@ from . import profile as _profile  # noqa: E402,F401
 from . import roles as _roles  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401
 from . import spaces as _spaces  # noqa: E402,F401
+from . import store as _store  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
