@@ -518,6 +518,8 @@ def test_all_persons_of_a_postgres_store(tmp_path, pg_url):
                              headers={"Authorization": f"Bearer {secrets_[person]}"}).json()["data"] == []
         persons.remove("ann")
         assert list_persons(settings) == ["bob"]
+        persons.create("cy")
+        assert list_persons(settings) == ["bob", "cy"]
         assert httpx.get(f"{thread.url}/api/sources",
                          headers={"Authorization": f"Bearer {secrets_['ann']}"}).status_code == 401
         assert httpx.get(f"{thread.url}/api/sources",
@@ -546,3 +548,37 @@ def test_unknown_tokens_rebuild_the_index_at_most_once_per_interval(tmp_path):
         assert (persons.index.rebuilds, persons.index.reads) == (3, 3)   # ann's unchanged database not read
     finally:
         persons.close()
+
+
+def test_removing_a_person_stops_their_running_job_first(tmp_path):
+    started, stopped = threading.Event(), threading.Event()
+
+    def block(rt, params, progress, should_stop):
+        started.set()
+        deadline = time.monotonic() + 10
+        while not should_stop():
+            assert time.monotonic() < deadline, "never asked to stop"
+            time.sleep(0.01)
+        stopped.set()
+        from secondself.errors import JobCancelled
+
+        raise JobCancelled("stopped")
+
+    with multi_server(tmp_path / "home", runners={"block": block}) as m:
+        m.persons.state("ann").jobs.submit("block")
+        assert started.wait(10)
+        bob_job = m.persons.state("bob").jobs.submit("ingest", {"paths": []})
+        r = httpx.delete(f"{m.url}/admin/persons/ann", headers={"Authorization": f"Bearer {m.admin}"}, timeout=60)
+        assert r.status_code == 200 and stopped.is_set()
+        assert not (m.home / "persons" / "ann").exists()
+        assert m.persons.state("bob").jobs.wait(bob_job["id"], 20)["status"] == "done"  # the worker goes on
+
+
+def test_persons_share_one_loaded_model(multi):
+    ask = {"model": "secondself", "messages": [{"role": "user", "content": "Where do I live?"}]}
+    for person in ("ann", "bob"):
+        r = httpx.post(f"{multi.url}/v1/chat/completions", headers=multi.h(person), json=ask)
+        assert r.status_code == 200, r.text
+    spec = f"fake:{REPLY}"
+    models = {id(multi.persons.state(p).runtime.chat_model(spec)) for p in ("ann", "bob")}
+    assert len(models) == 1 and spec in multi.persons.shared
