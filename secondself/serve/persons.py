@@ -101,38 +101,6 @@ class _PersonGates(Gates):
         return gate
 
 
-class _StoreTokenReader:
-    """tokens.TokenReader's contract on a store connection of its own, for Postgres (where there is no
-    read-only file to open): token checks never wait for the runtime's lock."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._store: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def db(self) -> Any:
-        if self._store is None:
-            from ..store import open_store
-
-            self._store = open_store(self.settings)
-        return self._store.db
-
-    def any_tokens(self) -> bool:
-        with self._lock:
-            return token_store.any_tokens(self)  # type: ignore[arg-type]
-
-    def verify(self, secret: str) -> token_store.Token | None:
-        with self._lock:
-            return token_store.verify(self, secret, touch=False)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -173,6 +141,9 @@ class Persons:
 
     def state(self, person: str) -> ServerState:
         """The person's server state, built on first use (PersonNotFoundError for an unknown person)."""
+        found = self._states.get(person)  # without the lock: a request never waits for another's first use
+        if found is not None:
+            return found
         with self._lock:
             found = self._states.get(person)
             if found is not None:
@@ -190,8 +161,7 @@ class Persons:
                 jobs = Jobs(settings, self.runners, make_runtime=lambda: self._runtime(settings),
                             wake=self.worker.wake)
                 self.worker.add(person, jobs)
-            reader: Any = _StoreTokenReader(settings) if settings.store_url else token_store.TokenReader(settings.db_path)
-            state = ServerState(runtime, self.options, reader, jobs=jobs,
+            state = ServerState(runtime, self.options, token_store.reader_for(settings), jobs=jobs,
                                 limiter=RateLimiter(self.options.rate_per_minute),
                                 gates=_PersonGates(self.gates), notices=self.notices)
             self._states[person] = state
