@@ -76,7 +76,7 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     options = options or ServeOptions()
     with runtime.lock:
         _ = runtime.store  # creates the database before the token reader opens it read-only
-    state = ServerState(runtime, options, token_store.TokenReader(runtime.settings.db_path),
+    state = ServerState(runtime, options, token_store.reader_for(runtime.settings),
                         limiter=RateLimiter(options.rate_per_minute),
                         gates=Gates(options.model_concurrency, options.max_waiting, options.wait_s))
     mcp_lifespan = None

@@ -41,7 +41,7 @@ class _TokenGate:
         self.app, self.runtime, self.require_token = app, runtime, require_token
         with runtime.lock:
             _ = runtime.store  # creates the database before the token reader opens it read-only
-        self.tokens = token_store.TokenReader(runtime.settings.db_path)
+        self.tokens = token_store.reader_for(runtime.settings)
         self._touched: dict[str, float] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:

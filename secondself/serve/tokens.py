@@ -24,11 +24,15 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, TokenNotFoundError
 from ..store import Store, now_iso
 
-__all__ = ["SCOPES", "Token", "TokenReader", "create", "list_tokens", "revoke", "verify", "grants", "any_tokens"]
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["SCOPES", "Token", "TokenReader", "StoreTokenReader", "reader_for", "create", "list_tokens", "revoke", "verify", "grants", "any_tokens"]
 
 SCOPES = ("chat", "read", "write", "admin")
 _IMPLIES = {"admin": set(SCOPES), "write": {"write", "read"}, "read": {"read"}, "chat": {"chat"}}
@@ -111,7 +115,7 @@ def list_tokens(store: Store, include_revoked: bool = False) -> list[Token]:
     return [_row(r) for r in store.db.execute(f"SELECT {_COLUMNS} FROM api_tokens {where} ORDER BY id")]
 
 
-def any_tokens(store: Store | TokenReader) -> bool:
+def any_tokens(store: Store | TokenReader | StoreTokenReader) -> bool:
     """Whether at least one active token exists (then every request must carry one)."""
     return store.db.execute("SELECT 1 FROM api_tokens WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
 
@@ -125,7 +129,7 @@ def revoke(store: Store, name: str) -> Token:
     return get(store, name)
 
 
-def verify(store: Store | TokenReader, secret: str, touch: bool = True) -> Token | None:
+def verify(store: Store | TokenReader | StoreTokenReader, secret: str, touch: bool = True) -> Token | None:
     """The active token whose secret this is, or None (unknown, malformed or revoked). `touch` records the use
     (a write: a Store only)."""
     if not secret or not secret.startswith("ss-") or len(secret) > 200:
@@ -172,3 +176,40 @@ class TokenReader:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+class StoreTokenReader:
+    """TokenReader's contract on a store connection of its own, for Postgres (where there is no read-only file
+    to open): token checks never wait for the runtime's lock either."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def db(self) -> Any:
+        if self._store is None:
+            from ..store import open_store
+
+            self._store = open_store(self.settings)
+        return self._store.db
+
+    def any_tokens(self) -> bool:
+        with self._lock:
+            return any_tokens(self)
+
+    def verify(self, secret: str) -> Token | None:
+        with self._lock:
+            return verify(self, secret, touch=False)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def reader_for(settings: Settings) -> TokenReader | StoreTokenReader:
+    """The server's token reader for `settings`' person: the read-only SQLite file, or a Postgres connection."""
+    return StoreTokenReader(settings) if settings.store_url else TokenReader(settings.db_path)
