@@ -582,3 +582,31 @@ def test_persons_share_one_loaded_model(multi):
     spec = f"fake:{REPLY}"
     models = {id(multi.persons.state(p).runtime.chat_model(spec)) for p in ("ann", "bob")}
     assert len(models) == 1 and spec in multi.persons.shared
+
+
+def test_the_shared_worker_keeps_few_job_runtimes_open(tmp_path):
+    """Jobs of many persons: the worker keeps only the `keep` most recent persons' runtimes (connections) open."""
+    from secondself.serve.jobs import Jobs
+    from secondself.serve.jobs_fair import FairWorker
+
+    seen = []
+
+    def record(rt, params, progress, should_stop):
+        seen.append(rt)
+        with rt.lock:
+            _ = rt.store
+
+    worker = FairWorker(keep=2)
+    queues = {}
+    for person in ("ann", "bob", "cy", "dee"):
+        queues[person] = Jobs(load_settings(tmp_path / "home", {"person": person}), {"record": record},
+                              wake=worker.wake)
+        worker.add(person, queues[person])
+    worker.start()
+    try:
+        for jobs in queues.values():
+            assert jobs.wait(jobs.submit("record")["id"], 10)["status"] == "done"
+        assert [rt.settings.person for rt in seen] == ["ann", "bob", "cy", "dee"]
+        assert [rt._store is None for rt in seen] == [True, True, False, False]  # only the two last kept open
+    finally:
+        worker.stop(timeout=5)

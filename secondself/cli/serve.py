@@ -72,6 +72,10 @@ def _serve_all(obj: Context, options) -> None:
     persons = Persons(obj.settings, options, notify=lambda message: out(message, err=True, multiline=True))
     app = create_persons_app(persons)
     names = persons.names()
+    limit = _raise_open_files()
+    if limit is not None and len(names) * 8 > limit:
+        out(f"note: each person in use keeps ~7 files open (their database connections) and this process may open "
+            f"{limit}: raise `ulimit -n` before serving {len(names)} persons at once", err=True)
     shown = f"[{options.host}]" if ":" in options.host else options.host
     admin = "an admin token" if admin_tokens.list_tokens(obj.settings.home) else "no admin token yet"
     out(f"secondself serving {len(names)} person(s) on http://{shown}:{options.port}  (every request needs a "
@@ -79,6 +83,25 @@ def _serve_all(obj: Context, options) -> None:
     out(f"  OpenAI API: http://{shown}:{options.port}/v1   MCP: http://{shown}:{options.port}/mcp   "
         f"admin: /admin/persons   Ctrl-C stops", err=True)
     run(app, options.host, options.port)
+
+
+def _raise_open_files() -> int | None:
+    """Raise this process's limit of open files to the most it may have (each person's database connections
+    hold ~7); returns the limit, or None where there is no such limit (Windows)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    target = max(soft, 65536) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 @cli.command("mcp")

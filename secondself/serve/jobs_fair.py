@@ -6,14 +6,16 @@ the whole server, taking the persons round-robin — after a job of person A it 
 first. So a person with ten queued jobs delays another person's one job by at most one job of theirs, never
 by ten. Within a person, jobs still run oldest first.
 
-The worker keeps one Runtime per person for their jobs (built by that person's `Jobs.make_runtime`, so models
-come from the server's shared cache), apart from the runtimes that answer requests, as `Jobs` does.
+The worker keeps a Runtime per person for their jobs (built by that person's `Jobs.make_runtime`, so models
+come from the server's shared cache), apart from the runtimes that answer requests, as `Jobs` does — the
+`keep` most recently used ones; an older one is closed (its database connection) and built again when needed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 
 from ..errors import StoreError
 from ..runtime import Runtime
@@ -27,10 +29,11 @@ log = logging.getLogger(__name__)
 class FairWorker:
     """Runs the jobs of several persons' queues, one at a time, round-robin by person."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 4) -> None:
         self.wake = threading.Event()          # pass to every Jobs(..., wake=worker.wake)
+        self.keep = keep
         self._queues: dict[str, Jobs] = {}     # person → queue, in the order they were added
-        self._runtimes: dict[str, Runtime] = {}
+        self._runtimes: OrderedDict[str, Runtime] = OrderedDict()   # least recently used first
         self._last: str | None = None          # the person whose job ran last
         self._running: str | None = None       # the person whose job runs now
         self._lock = threading.Condition()
@@ -109,6 +112,20 @@ class FairWorker:
                     return person, jobs, current
         return None
 
+    def _runtime(self, person: str, jobs: Jobs) -> Runtime:
+        """The person's job runtime, made the most recently used; the least recently used beyond `keep` are
+        closed (only this thread runs jobs, so none of them is in use)."""
+        with self._lock:
+            runtime = self._runtimes.pop(person, None)
+        if runtime is None:
+            runtime = jobs._make_runtime()
+        with self._lock:
+            self._runtimes[person] = runtime
+            old = [self._runtimes.popitem(last=False)[1] for _ in range(max(0, len(self._runtimes) - self.keep))]
+        for stale in old:
+            stale.close()
+        return runtime
+
     def _work(self) -> None:
         while not self._shutdown.is_set():
             picked = self._next()
@@ -118,13 +135,11 @@ class FairWorker:
                 continue
             person, jobs, current = picked
             try:
-                runtime = self._runtimes.get(person)
-                if runtime is None:
-                    try:
-                        runtime = self._runtimes[person] = jobs._make_runtime()
-                    except Exception as e:
-                        jobs._finish(current, "failed", error=_message(e, log_traceback=True))
-                        continue
+                try:
+                    runtime = self._runtime(person, jobs)
+                except Exception as e:
+                    jobs._finish(current, "failed", error=_message(e, log_traceback=True))
+                    continue
                 jobs._run(current, runtime)
             finally:
                 with self._lock:
