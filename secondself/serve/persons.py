@@ -111,7 +111,7 @@ class Persons:
 
     def __init__(self, settings: Settings, options: ServeOptions, *, shared: ModelCache | None = None,
                  runners: dict[str, Any] | None = None, notify: Callable[[str], None] | None = None,
-                 refresh_s: float = 1.0) -> None:
+                 refresh_s: float = 0.25) -> None:
         from .jobs_fair import FairWorker
 
         self.settings, self.options = settings, options
