@@ -423,3 +423,22 @@ def test_pg_start_detached_gives_a_working_store_url_and_pg_stop_stops_it(capsys
     assert "stopped" in capsys.readouterr().out
     with pytest.raises(StoreError, match="cannot reach"):
         PgStore(settings.store_url, "me")
+
+
+def test_models_lists_the_personal_model_of_a_postgres_person(pg_url, tmp_path):
+    """`models` looked for the SQLite file before asking for the current adapter: on Postgres it said no
+    personal model was trained."""
+    from secondself.cli import Context
+    from secondself.cli.models import _personal
+    from secondself.train import adapters as registry
+
+    ctx = Context(str(tmp_path / "home"), "maya", "hashing", pg_url)
+    try:
+        trained = tmp_path / "trained"
+        trained.mkdir()
+        (trained / "adapter_config.json").write_text("{}")
+        info = registry.register(ctx.settings.person_dir, trained, {"base": "embedded"})
+        registry.use(ctx.store, ctx.settings.person_dir, info.version)
+        assert _personal(ctx) is not None and _personal(ctx)[0] == info.version
+    finally:
+        ctx.close()

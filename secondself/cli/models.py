@@ -61,7 +61,7 @@ def _personal(obj: Context) -> tuple[str, str] | None:
     """(adapter version, where it runs) for the selected personal model; None before one is trained."""
     from ..train import adapters as registry
 
-    if not obj.settings.db_path.is_file():
+    if not obj.settings.store_url and not obj.settings.db_path.is_file():  # no SQLite file: nothing trained
         return None
     info = registry.current(obj.store, obj.settings.person_dir)
     if info is None:
