@@ -418,20 +418,36 @@ def test_no_mcp_tool_reaches_another_persons_data(tmp_path, owner, intruder):
 
 
 def test_a_model_path_into_another_persons_folder_is_refused(multi):
-    """Exported models and adapters are made from a person's memories: another person may not load them by
-    naming their path as a role's model or a training base (the same answer whether the path exists or not)."""
-    exported = multi.home / "persons" / "ann" / "exports" / "ann.gguf"
+    """Exported models and adapters are made from a person's memories: another person may not name their path
+    as a role's model or a training base, and is answered the same whether it exists, is not a model, or does
+    not exist (existence does not leak); a role stored with such a path (from the command line) cannot load it."""
+    ann = multi.home / "persons" / "ann"
+    exported = ann / "exports" / "ann.gguf"
     exported.parent.mkdir(parents=True)
     exported.write_bytes(b"GGUF" + bytes(64))
-    made = httpx.post(f"{multi.url}/api/roles", headers=multi.h("bob"), json={"name": "spy", "model": str(exported)})
-    assert made.status_code == 201, made.text
+    (ann / "diary.txt").write_text("not a model")
+    answers = set()
+    for path in (exported, exported.parent, ann / "diary.txt", ann / "no-such.gguf", ann / "exports" / ".."):
+        r = httpx.post(f"{multi.url}/api/roles", headers=multi.h("bob"), json={"name": "spy", "model": str(path)})
+        assert r.status_code == 400, r.text
+        answers.add(r.json()["error"]["message"].replace(str(path), "PATH"))
+    assert len(answers) == 1 and "another person's folder" in answers.pop()
+    from secondself import roles
+
+    bob = multi.persons.state("bob").runtime
+    with bob.lock:
+        roles.create_role(bob.store, "spy", model=str(exported))
     chat = httpx.post(f"{multi.url}/v1/chat/completions", headers=multi.h("bob"), json={
         "model": "secondself:spy", "messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400 and "another person's folder" in chat.text, chat.text
-    for base in (str(exported.parent), str(multi.home / "persons" / "ann" / "nothing-here")):
+    for base in (str(exported.parent), str(ann / "nothing-here")):
         job = httpx.post(f"{multi.url}/api/train", headers=multi.h("bob"), json={"base": base}).json()["job"]
         done = multi.persons.state("bob").jobs.wait(job["id"], 20)
         assert done["status"] == "failed" and "another person's folder" in done["error"], done
+    own = multi.home / "persons" / "bob" / "mine.gguf"   # a person's own folder stays theirs to name
+    own.write_bytes(b"GGUF" + bytes(64))
+    assert httpx.post(f"{multi.url}/api/roles", headers=multi.h("bob"),
+                      json={"name": "mine", "model": str(own)}).status_code == 201
 
 
 def test_the_shared_model_cache_loads_once_and_closing_never_loads(tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,12 @@ from . import catalog
 from .chat import ChatModel, Message, Sampling
 from .openai_compat import is_remote_url  # httpx is imported lazily there, so this stays cheap
 
-__all__ = ["ModelSpec", "parse_spec", "make_chat_model", "transformers_model", "DeferredChatModel"]
+__all__ = ["ModelSpec", "parse_spec", "make_chat_model", "transformers_model", "DeferredChatModel", "path_guard"]
+
+#: Who may name which local paths as models: a check `parse_spec` runs on a path before it looks at it (a
+#: server for many persons sets one per request: never into another person's folder, and the same answer
+#: whether the path exists or not). None: any path.
+path_guard: ContextVar[Callable[[Path], None] | None] = ContextVar("path_guard", default=None)
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +143,9 @@ def parse_spec(spec: str) -> ModelSpec:
         kind = "embedded" if "embedded" in entry.aliases else "local"
         return ModelSpec(kind, entry.name, source="catalog", engine="llamacpp")
     path = Path(spec).expanduser()
+    guard = path_guard.get()
+    if guard is not None:
+        guard(path)
     try:
         is_dir, is_file = path.is_dir(), path.is_file()
     except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: not a model on disk

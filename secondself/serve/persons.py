@@ -72,18 +72,23 @@ class PersonRuntime(Runtime):
 
 
 def _own_paths_only(spec: str | None, settings: Settings) -> None:
-    """ConfigError when `spec` names a path inside the home's persons/ folder but outside this person's own
-    (the same answer whether or not it exists: existence does not leak)."""
+    """ConfigError when `spec` names a path inside the home's persons/ folder but outside this person's own."""
     raw = (spec or "").strip().removeprefix("transformers:")
-    if not raw or raw.startswith(("fake", "openai:", "ollama:")):
-        return
+    if raw and not raw.startswith(("fake", "openai:", "ollama:")):
+        own_paths_only(Path(raw), settings)
+
+
+def own_paths_only(path: Path, settings: Settings) -> None:
+    """The model path guard of a person on a many-person server (backends/registry.py `path_guard`): no path
+    into another person's folder, with the same answer whether it exists or not (existence does not leak)."""
     try:
-        path = Path(raw).expanduser().resolve()
+        resolved = path.expanduser().resolve()
         persons, own = (settings.home / "persons").resolve(), settings.person_dir.resolve()
     except (OSError, ValueError):
         return
-    if (path == persons or persons in path.parents) and not (path == own or own in path.parents):
-        raise ConfigError(f"model {spec!r}: a model path on this server may not point into another person's folder")
+    if (resolved == persons or persons in resolved.parents) and not (resolved == own or own in resolved.parents):
+        raise ConfigError(f"model {str(path)!r}: a model path on this server may not point into another person's "
+                          "folder")
 
 
 class _PersonGates(Gates):
