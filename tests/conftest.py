@@ -4,6 +4,8 @@ test is marked `slow` (those run with --slow, as CI does)."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,12 +16,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_sqlite_only_on_postgres(config, items)
     if config.getoption("--slow") or os.environ.get("SECONDSELF_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow integration test: run with --slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def _deselect_sqlite_only_on_postgres(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `sqlite_only("why")` (it is about SQLite itself: a file, WAL, a corrupt .sqlite3) keeps
+    only its sqlite case of the `backend` parametrization."""
+    drop = [i for i in items if i.get_closest_marker("sqlite_only")
+            and getattr(i, "callspec", None) is not None and i.callspec.params.get("backend") == "postgres"]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i not in drop]
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +45,28 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fi
         monkeypatch.setenv("SECONDSELF_REAL_MODELS", "deny")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store backend a test runs on (issue 15: the suites run on both): "sqlite", the file per person, or
+    "postgres", a fresh database from `pg_url` named by SECONDSELF_STORE_URL, so that every Settings, Runtime
+    and server the test builds uses it. `store` depends on it; tests that build a runtime or a server ask for
+    it (`pytestmark = pytest.mark.usefixtures("backend")`). `-m "not postgres"` runs the SQLite half alone."""
+    if request.param == "postgres":
+        monkeypatch.setenv("SECONDSELF_STORE_URL", request.getfixturevalue("pg_url"))
+    return request.param
+
+
 @pytest.fixture
-def store(tmp_path: Path):
+def store(backend: str, tmp_path: Path):
+    """An empty store of the person "me" on the test's backend."""
     from secondself.store import Store
 
-    s = Store(tmp_path / "memory.sqlite3")
+    if backend == "postgres":
+        from secondself.store.postgres import PgStore
+
+        s = PgStore(os.environ["SECONDSELF_STORE_URL"], "me")
+    else:
+        s = Store(tmp_path / "memory.sqlite3")
     yield s
     s.close()
 
@@ -50,7 +80,11 @@ def pg_server(tmp_path_factory):
     pytest.importorskip("psycopg", reason="Postgres tests need psycopg (the 'postgres' extra)")
     import psycopg
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # Not under pytest's temp root: run as root, pgserver starts Postgres as the user 'pgserver', which must
+    # traverse the path, and every pytest session start resets that root to mode 0700 (a concurrent session
+    # made the server fail to start).
+    root = Path(tempfile.mkdtemp(prefix="secondself-pg-"))
+    server = pgserver.get_server(root / "data", cleanup_mode="delete")
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS secondself_template")
         conn.execute("CREATE DATABASE secondself_template")
@@ -58,22 +92,35 @@ def pg_server(tmp_path_factory):
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     yield server
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 _pg_databases = iter(range(1, 1_000_000))
 
 
-@pytest.fixture
-def pg_url(pg_server) -> str:
-    """A fresh, empty database (pgvector already enabled) on the session's server; dropped after the test."""
+def pg_create(server, template: str = "secondself_template") -> str:
+    """A new database on `server` copied from `template` (which nobody may be connected to); its name."""
     import psycopg
 
     name = f"t{next(_pg_databases)}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE secondself_template")
-    yield pg_server.get_uri(database=name)
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return name
+
+
+def pg_drop(server, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database (pgvector already enabled) on the session's server; dropped after the test."""
+    name = pg_create(pg_server)
+    yield pg_server.get_uri(database=name)
+    pg_drop(pg_server, name)
 
 
 @pytest.fixture

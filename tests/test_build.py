@@ -36,15 +36,62 @@ def corpora(tmp_path_factory):
         with Store(root / f"{name}.sqlite3") as s:
             ingest(s, EMBEDDER, [folder], source_name="maya", person_name="Maya")
         out[name] = root / f"{name}.sqlite3"
+    out["partial_folder"] = partial
     return out
 
 
+@pytest.fixture(scope="module")
+def pg_corpora(corpora, pg_server):
+    """The same two corpora as Postgres databases (each test gets a copy: CREATE DATABASE ... TEMPLATE)."""
+    from secondself.store.postgres import PgStore
+
+    from .conftest import pg_create, pg_drop
+
+    out = {}
+    for name in corpora:
+        out[name] = pg_create(pg_server)
+        with PgStore(pg_server.get_uri(database=out[name]), "me") as s:
+            ingest(s, EMBEDDER, [CORPUS if name == "full" else corpora["partial_folder"]], source_name="maya",
+                   person_name="Maya")
+    yield out
+    for db in out.values():
+        pg_drop(pg_server, db)
+
+
 @pytest.fixture
-def maya(corpora, tmp_path):
-    shutil.copy(corpora["full"], tmp_path / "m.sqlite3")
-    s = Store(tmp_path / "m.sqlite3")
-    yield s
-    s.close()
+def open_copy(backend, corpora, tmp_path, request):
+    """open_copy("full" | "partial"): a fresh copy of that ingested corpus on the test's backend;
+    open_copy(None): an empty store beside it (Postgres: another person in the same database)."""
+    from .conftest import pg_create, pg_drop
+
+    opened, databases = [], []
+
+    def open_(name):
+        if backend == "sqlite":
+            path = tmp_path / f"{name or 'fresh'}.sqlite3"
+            if name:
+                shutil.copy(corpora[name], path)
+            s = Store(path)
+        else:
+            from secondself.store.postgres import PgStore
+
+            server = request.getfixturevalue("pg_server")
+            if name:
+                databases.append(pg_create(server, request.getfixturevalue("pg_corpora")[name]))
+            s = PgStore(server.get_uri(database=databases[0]), "me" if name else "fresh")
+        opened.append(s)
+        return s
+
+    yield open_
+    for s in opened:
+        s.close()
+    for db in databases:
+        pg_drop(request.getfixturevalue("pg_server"), db)
+
+
+@pytest.fixture
+def maya(open_copy):
+    return open_copy("full")
 
 
 def _build(store, teacher=None, **options):
@@ -84,18 +131,17 @@ def test_unchanged_memory_is_up_to_date_and_costs_nothing(maya):
     assert v.diff(v.load_version(maya, 1), v.load_version(maya, 2)) == []
 
 
-def test_incremental_build_calls_the_teacher_for_what_changed(corpora, tmp_path):
-    shutil.copy(corpora["partial"], tmp_path / "p.sqlite3")
-    with Store(tmp_path / "p.sqlite3") as s:
-        first = _build(s)
-        ingest(s, EMBEDDER, [CORPUS], source_name="maya", person_name="Maya")
-        second = _build(s)
+def test_incremental_build_calls_the_teacher_for_what_changed(open_copy):
+    s = open_copy("partial")
+    first = _build(s)
+    ingest(s, EMBEDDER, [CORPUS], source_name="maya", person_name="Maya")
+    second = _build(s)
     assert second.new_chunks > 0 and second.version == 2
     assert first.teacher["calls"] > 0 and second.teacher["calls"] <= 0.25 * first.teacher["calls"]
     assert second.changes                                              # the diff is reported
 
 
-def test_failed_build_names_its_step_and_resumes(maya):
+def test_failed_build_names_its_step_and_resumes(maya, open_copy):
     calls = {"n": 0}
 
     def flaky(messages):
@@ -113,9 +159,9 @@ def test_failed_build_names_its_step_and_resumes(maya):
     resumed = _build(maya, teacher)
     assert resumed.resumed and "topics" in resumed.resumed and resumed.version == 1
     scratch = slot_teacher()
-    with Store(maya.path.with_name("fresh.sqlite3")) as fresh:
-        ingest(fresh, EMBEDDER, [CORPUS], source_name="maya", person_name="Maya")
-        _build(fresh, scratch)
+    fresh = open_copy(None)
+    ingest(fresh, EMBEDDER, [CORPUS], source_name="maya", person_name="Maya")
+    _build(fresh, scratch)
     assert len(teacher.calls) < len(scratch.calls)                     # finished names were kept
 
 

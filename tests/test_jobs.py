@@ -3,10 +3,8 @@ ingest and build runners on a few notes (hashing embedder, fake teacher)."""
 
 import json
 import logging
-import sqlite3
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -15,11 +13,11 @@ from secondself.config import load_settings
 from secondself.errors import ConfigError, JobCancelled, JobNotFoundError
 from secondself.serve.jobs import MAX_LOSS_POINTS, Jobs, add_loss
 from secondself.serve.runners import run_build
-from secondself.store import Store
+from secondself.store import open_store
 
 
 @pytest.fixture
-def settings():
+def settings(backend):
     return load_settings(overrides={"embedder": "hashing", "teacher_model": "fake", "person_name": "Maya"})
 
 
@@ -146,10 +144,10 @@ def test_a_real_build_cancelled_from_its_progress_callback_is_cancelled_not_fail
 
 
 def _insert(settings, kind, params, status="running"):
-    with Store(settings.db_path) as s:
-        return s.db.execute("INSERT INTO jobs (kind, params, status, created_at, started_at) VALUES (?, ?, ?, ?, ?)",
-                            (kind, json.dumps(params), status, "2026-01-01T00:00:00+00:00",
-                             "2026-01-01T00:00:01+00:00")).lastrowid
+    with open_store(settings) as s:
+        return s.db.execute("INSERT INTO jobs (kind, params, status, created_at, started_at) VALUES (?, ?, ?, ?, ?) "
+                            "RETURNING id", (kind, json.dumps(params), status, "2026-01-01T00:00:00+00:00",
+                                             "2026-01-01T00:00:01+00:00")).fetchone()[0]
 
 
 def test_start_requeues_jobs_a_killed_process_left_running(settings, make_jobs):
@@ -213,8 +211,8 @@ def test_progress_is_live_persisted_throttled_and_final(settings, make_jobs, mon
     seen = []
 
     def stored():
-        with closing(sqlite3.connect(settings.db_path)) as db:
-            return json.loads(db.execute("SELECT progress FROM jobs").fetchone()[0])
+        with open_store(settings) as s:
+            return json.loads(s.db.execute("SELECT progress FROM jobs").fetchone()[0])
 
     def reporting(rt, params, progress, should_stop):
         progress({"stage": "a", "done": 1, "total": 5})
@@ -295,7 +293,7 @@ def test_real_ingest_then_build(settings, make_jobs, notes, tmp_path):
     assert result["added"] == 6 and result["chunks_written"] >= 6
     assert result["failed"] == [{"source": "journal", "path": "broken.pdf", "reason": result["failed"][0]["reason"]}]
     assert job["progress"]["stage"] == "ingest" and job["progress"]["done"] == job["progress"]["total"] == 7
-    with Store(settings.db_path) as s:
+    with open_store(settings) as s:
         assert s.stats()["chunks"] == result["chunks_written"]
     again = jobs.wait(jobs.submit("ingest", {"paths": [str(notes)], "source_name": "journal"})["id"], 30)
     assert again["result"]["unchanged"] == 6 and again["result"]["chunks_written"] == 0
@@ -303,7 +301,7 @@ def test_real_ingest_then_build(settings, make_jobs, notes, tmp_path):
     build = jobs.wait(jobs.submit("build", {"teacher": "fake", "topics": 2})["id"], 20)
     assert build["status"] == "done", build["error"]
     assert build["result"]["version"] == 1 and not build["result"]["up_to_date"]
-    with Store(settings.db_path) as s:
+    with open_store(settings) as s:
         assert current_version(s) == 1
     assert jobs.wait(jobs.submit("build", {"teacher": "fake", "topics": 2})["id"], 20)["result"]["up_to_date"]
 
@@ -351,5 +349,5 @@ def test_real_train_stopped_by_shutdown_resumes_from_its_checkpoint(settings, ma
     result = job["result"]
     assert result["version"] == "v001" and result["train"]["steps"] == 3 and result["train"]["resumed_from_step"] == 1
     assert [p[0] for p in job["progress"]["losses"]] == [1, 2, 3] and job["progress"]["stage"] == "evaluate"
-    with Store(settings.db_path) as s:
+    with open_store(settings) as s:
         assert registry.current(s, settings.person_dir).version == "v001"

@@ -20,7 +20,7 @@ NOTES = {"2025-07-02-move.md": "Today I moved to Lisbon. The flat in Arroios is 
 
 
 @pytest.fixture
-def srv(tmp_path: Path):
+def srv(tmp_path: Path, backend: str):
     with running_server(tmp_path / "home", persona=f"fake:{REPLY}", jobs=False, mcp=False) as s:
         s.ingest_text(NOTES)
         yield s
@@ -134,8 +134,11 @@ def test_tokens_scopes_and_revocation(srv):
 
 def test_token_secrets_are_stored_hashed_and_shown_once(srv):
     secret = srv.token("chat", name="phone")
-    raw = Path(srv.runtime.settings.db_path).read_bytes()
-    assert secret.encode() not in raw
+    with srv.runtime.lock:
+        rows = srv.runtime.store.db.execute("SELECT * FROM api_tokens").fetchall()
+    assert rows and not any(secret in str(value) for row in rows for value in row)
+    if not srv.runtime.settings.store_url:                     # SQLite: nowhere in the file either
+        assert secret.encode() not in Path(srv.runtime.settings.db_path).read_bytes()
     listed = httpx.get(srv.url + "/api/settings", headers=bearer(srv.token("admin"))).json()["tokens"]
     assert {t["name"] for t in listed} >= {"phone"} and all("token" not in t for t in listed)
 
@@ -151,7 +154,7 @@ def test_refuses_to_bind_beyond_loopback_without_tokens(srv):
     check_bind("0.0.0.0", srv.runtime)
 
 
-def test_cli_serve_refuses_public_bind_and_tokens_roundtrip(tmp_path):
+def test_cli_serve_refuses_public_bind_and_tokens_roundtrip(tmp_path, backend):
     from click.testing import CliRunner
 
     from secondself.cli import cli
@@ -185,7 +188,7 @@ def test_configured_cors_origin_is_allowed(tmp_path):
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://app.local"
 
 
-def test_upload_names_cannot_escape_and_sizes_are_capped(tmp_path):
+def test_upload_names_cannot_escape_and_sizes_are_capped(tmp_path, backend):
     with running_server(tmp_path / "h", jobs=False, mcp=False, max_upload_bytes=1000) as s:
         person = s.runtime.settings.person_dir
         # jobs are off, so the upload is saved and then refused with a clear error about jobs
@@ -239,7 +242,7 @@ def test_a_busy_model_answers_503_not_a_pile_up(tmp_path):
 
 
 # -- profile routes -----------------------------------------------------------------------------------
-def test_profile_read_edit_diff_and_fact_corrections(tmp_path):
+def test_profile_read_edit_diff_and_fact_corrections(tmp_path, backend):
     from conftest import EXAMPLES
 
     from secondself.ingest.pipeline import ingest
@@ -328,7 +331,7 @@ def test_an_unexpected_failure_mid_stream_ends_with_an_error_event(tmp_path):
         assert s.state.gates["fake"].snapshot()["active"] == 0
 
 
-def test_jobs_outlive_a_server_restart(tmp_path):
+def test_jobs_outlive_a_server_restart(tmp_path, backend):
     """A note uploaded through one server is ingested by its background worker; the next server on the same
     home still shows the job, its result, and the memory."""
     home = tmp_path / "h"

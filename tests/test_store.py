@@ -6,7 +6,7 @@ import pytest
 from secondself.errors import SourceNotFoundError, StoreError
 from secondself.migrations import MIGRATIONS
 from secondself.store import Store
-from secondself.types import ChunkDraft
+from secondself.types import ChunkDraft, SearchFilters
 
 
 def _add(store: Store, source="notes", path="a.md", texts=("hello world",), model="m", dim=4):
@@ -72,8 +72,9 @@ def test_delete_source_removes_everything_derived(store):
     assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 1
     assert db.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 1
     assert db.execute("SELECT count(*) FROM documents").fetchone()[0] == 1
-    assert db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0] == 1
-    assert db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'gamma'").fetchone()[0] == 0
+    assert store.keyword_search(["gamma"], SearchFilters(), 10) == []            # gone from the keyword index
+    assert [cid for cid, _ in store.keyword_search(["alpha"], SearchFilters(), 10)] == [
+        r[0] for r in db.execute("SELECT id FROM chunks")]
     with pytest.raises(SourceNotFoundError):
         store.delete_source("notes")
 

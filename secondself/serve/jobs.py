@@ -53,7 +53,7 @@ from ..errors import (
     TrainingCancelled,
 )
 from ..runtime import Runtime
-from ..store import now_iso, open_store
+from ..store import Store, now_iso, open_store
 from .runners import RUNNERS, JobProgress, Runner, StopCheck, check_params
 
 __all__ = ["Jobs", "Runner", "JobProgress", "StopCheck", "RUNNERS", "FINISHED", "add_loss"]
@@ -148,7 +148,9 @@ class Jobs:
         self._make_runtime = make_runtime or (lambda: Runtime(settings, notify=log.info))
         self._store = open_store(settings)
         self._db = self._store.db
-        self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+        self._sqlite = isinstance(self._store, Store)   # Postgres has no file lock to wait for: no PRAGMAs
+        if self._sqlite:
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         self._lock = threading.Lock()            # guards the connection and `_current`
         self._wake = wake or threading.Event()
         self._shutdown = threading.Event()
@@ -259,7 +261,7 @@ class Jobs:
         docstring). Waits up to 30 s for the write lock; a database still busy then is a StoreError."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
                 try:
                     yield self._db
                     self._db.execute("COMMIT")
@@ -275,7 +277,8 @@ class Jobs:
         if not self._lock.acquire(timeout=0.2):
             return False
         try:
-            self._db.execute("PRAGMA busy_timeout = 0")
+            if self._sqlite:
+                self._db.execute("PRAGMA busy_timeout = 0")
             try:
                 self._db.execute("UPDATE jobs SET progress = ? WHERE id = ?", (text, job_id))
                 return True
@@ -283,7 +286,8 @@ class Jobs:
                 log.debug("job %s: progress not written now (%s)", job_id, e)
                 return False
             finally:
-                self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+                if self._sqlite:
+                    self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         finally:
             self._lock.release()
 
