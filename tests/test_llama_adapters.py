@@ -215,7 +215,8 @@ def test_the_bound_comes_from_the_environment(monkeypatch):
 @pytest.mark.slow
 def test_adapters_on_one_base_answer_as_each_adapter_alone(tmp_path, monkeypatch):
     """Greedy answers with adapters A, B, C on one engine (bound 2: B is evicted by C and reloaded) equal
-    the answers of an engine that only ever holds one adapter at a time (bound 1); so do concurrent ones."""
+    the answers of an engine that only ever holds one adapter at a time (bound 1); so do concurrent ones, on
+    the bound-1 engine (restarting between them) and on one server holding B and C."""
     from secondself.backends.local import embedded_gguf_path
 
     monkeypatch.setenv("SECONDSELF_REAL_MODELS", "allow")
@@ -242,18 +243,22 @@ def test_adapters_on_one_base_answer_as_each_adapter_alone(tmp_path, monkeypatch
         assert got == {n: [expected[n]] * (2 if n in "AB" else 1) for n in expected}
         assert shared._engine.starts == 4 and sorted(p.stem for p in shared._engine.loaded) == ["B", "C"]
 
-        answers: dict[int, str] = {}
-        names = ["A", "B", "C", "A"]
+        for model, names in ((alone, ["A", "B", "C", "A"]),         # restarts between them
+                             (shared, ["B", "C", "base", "C", "B"])):  # B and C loaded: one server, no restart
+            answers: dict[int, str] = {}
+            starts = shared._engine.starts
 
-        def run(i):
-            answers[i] = complete(alone.with_adapter(names[i]), question, greedy).text()
+            def run(i, model=model, names=names, answers=answers):
+                view = model if names[i] == "base" else model.with_adapter(names[i])
+                answers[i] = complete(view, question, greedy).text()
 
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(names))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert [answers[i] for i in range(len(names))] == [expected[n] for n in names]
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(len(names))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert [answers[i] for i in range(len(names))] == [expected[n] for n in names]
+        assert shared._engine.starts == starts
     finally:
         alone.close()
         shared.close()
