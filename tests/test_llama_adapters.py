@@ -187,6 +187,8 @@ def test_a_reply_left_open_on_this_thread_is_an_error_not_a_deadlock(tmp_path, f
     assert next(open_reply) == "a"
     with pytest.raises(BackendError, match="still open"):
         ask(model.with_adapter("b"))
+    with pytest.raises(BackendError, match="still open"):
+        model.close()
     open_reply.close()
     assert ask(model.with_adapter("b")) == "b"
 

@@ -294,6 +294,9 @@ class _Engine:
 
     def close(self) -> None:
         """Stop the server once the requests in flight are done; the next request starts it again."""
+        if getattr(self._mine, "n", 0):
+            raise BackendError(f"{self.gguf.name}: a reply on this thread is still open; read or close it before "
+                               "closing the model")
         with self._cond:
             self._cond.wait_for(lambda: self._active == 0 and not self._restarting, timeout=self.drain_s)
             self._stop()
