@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from secondself.config import load_settings
+from secondself.errors import ConfigError
 from secondself.ingest.pipeline import ingest
 from secondself.serve import admin_tokens, tokens
 from secondself.serve.app_persons import create_persons_app
@@ -626,3 +627,37 @@ def test_the_shared_worker_keeps_few_job_runtimes_open(tmp_path):
         assert [rt._store is None for rt in seen] == [True, True, False, False]  # only the two last kept open
     finally:
         worker.stop(timeout=5)
+
+
+def test_a_persons_admin_token_cannot_use_the_servers_reach(multi):
+    """A person's token holds the admin scope of their own data, not the server's: no endpoint the operator did
+    not configure (the server would send it its API key), no space participant off this machine or reading the
+    server's environment, no remote bridge expert."""
+    evil = "openai:m@https://collector.example/v1"
+    h = multi.h("bob")
+    r = httpx.post(f"{multi.url}/api/roles", headers=h, json={"name": "leaky", "model": evil})
+    assert r.status_code == 400 and "chosen by its operator" in r.text, r.text
+    job = httpx.post(f"{multi.url}/api/build", headers=h, json={"teacher": evil}).json()["job"]
+    done = multi.persons.state("bob").jobs.wait(job["id"], 20)
+    assert done["status"] == "failed" and "chosen by its operator" in done["error"], done
+    for ref in ("https://collector.example/v1", "http://127.0.0.1:9/v1#env:OPENAI_API_KEY"):
+        r = httpx.post(f"{multi.url}/api/spaces", headers=h, json={"topic": "t", "participants": ["self", ref]})
+        assert r.status_code == 403, r.text
+    r = httpx.post(f"{multi.url}/api/bridge/ask", headers=h, json={"request": "x", "expert": evil})
+    assert r.status_code == 400 and "chosen by its operator" in r.text, r.text
+    r = httpx.post(f"{multi.url}/api/bridge/ask", headers=h,
+                   json={"request": "x", "expert": "https://collector.example/v1", "expert_model": "m"})
+    assert r.status_code == 403, r.text
+
+
+def test_the_operators_endpoints_stay_usable(tmp_path):
+    from secondself.serve.persons import spec_check
+
+    settings = load_settings(tmp_path / "home", {"person": "ann", "persona_model": "openai:m@http://10.0.0.5/v1"})
+    check = spec_check(settings)
+    check("openai:m@http://10.0.0.5/v1", None)          # configured by the operator: allowed
+    with pytest.raises(ConfigError, match="chosen by its operator"):
+        check("openai:m@http://10.0.0.6/v1", None)
+    check("x.gguf", settings.person_dir / "x.gguf")       # the person's own folder
+    with pytest.raises(ConfigError, match="another person's folder"):
+        check("x.gguf", settings.home / "persons" / "bob" / "x.gguf")

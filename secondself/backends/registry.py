@@ -32,12 +32,14 @@ from . import catalog
 from .chat import ChatModel, Message, Sampling
 from .openai_compat import is_remote_url  # httpx is imported lazily there, so this stays cheap
 
-__all__ = ["ModelSpec", "parse_spec", "make_chat_model", "transformers_model", "DeferredChatModel", "path_guard"]
+__all__ = ["ModelSpec", "parse_spec", "make_chat_model", "transformers_model", "DeferredChatModel", "spec_guard"]
 
-#: Who may name which local paths as models: a check `parse_spec` runs on a path before it looks at it (a
-#: server for many persons sets one per request: never into another person's folder, and the same answer
-#: whether the path exists or not). None: any path.
-path_guard: ContextVar[Callable[[Path], None] | None] = ContextVar("path_guard", default=None)
+#: Who may name which models: a check `parse_spec` runs before it looks at what a spec names — `guard(spec,
+#: path)` for a local path, `guard(spec, None)` for an endpoint (`openai:`), raising ConfigError to refuse.
+#: A server for many persons sets one per request and per job: never a path into another person's folder (the
+#: same answer whether it exists or not), never an endpoint its operator did not configure (it would receive
+#: the server's API key). None: everything.
+spec_guard: ContextVar[Callable[[str, Path | None], None] | None] = ContextVar("spec_guard", default=None)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,9 @@ def parse_spec(spec: str) -> ModelSpec:
     if spec.startswith("fake:"):
         return ModelSpec("fake", spec[len("fake:"):])
     if spec.startswith("openai:"):
+        guard = spec_guard.get()
+        if guard is not None:
+            guard(spec, None)
         body = spec[len("openai:"):]
         model, sep, url = body.partition("@")
         if not (model and sep and url.startswith(("http://", "https://"))):
@@ -143,9 +148,9 @@ def parse_spec(spec: str) -> ModelSpec:
         kind = "embedded" if "embedded" in entry.aliases else "local"
         return ModelSpec(kind, entry.name, source="catalog", engine="llamacpp")
     path = Path(spec).expanduser()
-    guard = path_guard.get()
+    guard = spec_guard.get()
     if guard is not None:
-        guard(path)
+        guard(spec, path)
     try:
         is_dir, is_file = path.is_dir(), path.is_file()
     except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: not a model on disk

@@ -26,13 +26,13 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..backends.openai_compat import is_loopback_host
-from ..backends.registry import path_guard
+from ..backends.registry import spec_guard
 from ..errors import ConfigError
 from . import tokens as token_store
 from .app import ROUTERS, _install_errors, _install_guards, _web_file
 from .auth import SERVER_ADMIN, Forbidden, Principal, authenticate
 from .limits import RateLimiter
-from .persons import Persons, own_paths_only
+from .persons import Persons, spec_check
 
 __all__ = ["create_persons_app", "admin_router"]
 
@@ -132,16 +132,15 @@ def create_persons_app(persons: Persons) -> FastAPI:
     _install_errors(app)
 
     @app.middleware("http")  # inside the guards (added after it, so it runs once the caller is known)
-    async def confine_model_paths(request: Request, call_next):
+    async def confine_model_specs(request: Request, call_next):
         person = getattr(request.state, "person_state", None)
         if person is None:
             return await call_next(request)
-        settings = person.runtime.settings
-        token = path_guard.set(lambda path: own_paths_only(path, settings))
+        token = spec_guard.set(spec_check(person.runtime.settings))
         try:
             return await call_next(request)
         finally:
-            path_guard.reset(token)
+            spec_guard.reset(token)
 
     _install_guards(app, options)
     for module in ROUTERS:

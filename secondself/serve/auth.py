@@ -30,7 +30,7 @@ from ..runtime import Runtime
 from . import tokens as token_store
 from .state import state_of
 
-__all__ = ["Principal", "authenticate", "require", "acting_role", "note_use", "Unauthorized", "Forbidden",
+__all__ = ["Principal", "operator", "authenticate", "require", "acting_role", "note_use", "Unauthorized", "Forbidden",
            "Chatter", "Reader", "Writer", "Admin", "RoleChatter", "RoleReader"]
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -46,6 +46,14 @@ class Principal:
     name: str
     scopes: tuple[str, ...]
     role: str | None = None
+    tenant: bool = False      # a person's token on a server for many persons: their admin is not the server's
+
+
+def operator(principal: Principal) -> bool:
+    """Whether the caller may use the server's own reach: endpoints off this machine, its environment, its API
+    keys. The admin scope on a one-person server (its person runs it); never a person's token on a server for
+    many persons (persons.py), whatever its scopes."""
+    return token_store.grants(principal.scopes, "admin") and not principal.tenant
 
 
 class Unauthorized(SecondSelfError):
@@ -111,7 +119,7 @@ def _person_principal(request: Request, persons, secret: str) -> Principal:
     state, token = found
     request.state.person_state = state
     note_use(state.runtime, state._touched, token.name, secret)
-    return Principal(token.name, token.scopes, token.role)
+    return Principal(token.name, token.scopes, token.role, tenant=True)
 
 
 def note_use(runtime: Runtime, touched: dict[str, float], name: str, secret: str) -> None:

@@ -19,12 +19,13 @@ Removing a person (the admin routes): they leave the index and the worker first,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,22 +61,52 @@ class PersonRuntime(Runtime):
             self.retired = True
             self.close()
 
-    # A model spec may be a path (a role's model, a training base, a build's teacher): never one into another
-    # person's folder, where their exported models and adapters (made from their memories) live.
+    # Models are named by specs a person may have chosen (a role's model, a training base, a build's teacher):
+    # loaded under the person's spec guard (`spec_check`) wherever that happens — a request, a job, an MCP tool.
     def chat_model(self, spec: str, purpose: str = "persona"):
-        _own_paths_only(spec, self.settings)
-        return super().chat_model(spec, purpose)
+        with _guarded(self.settings):
+            return super().chat_model(spec, purpose)
 
     def train_base(self, spec: str | None = None):
-        _own_paths_only(spec, self.settings)
-        return super().train_base(spec)
+        with _guarded(self.settings):
+            return super().train_base(spec)
 
 
-def _own_paths_only(spec: str | None, settings: Settings) -> None:
-    """ConfigError when `spec` names a path inside the home's persons/ folder but outside this person's own."""
-    raw = (spec or "").strip().removeprefix("transformers:")
-    if raw and not raw.startswith(("fake", "openai:", "ollama:")):
-        own_paths_only(Path(raw), settings)
+@contextlib.contextmanager
+def _guarded(settings: Settings) -> Iterator[None]:
+    from ..backends.registry import spec_guard
+
+    token = spec_guard.set(spec_check(settings))
+    try:
+        yield
+    finally:
+        spec_guard.reset(token)
+
+
+def spec_check(settings: Settings) -> Callable[[str, Path | None], None]:
+    """The model-spec guard of a person on a many-person server (backends/registry.py `spec_guard`):
+    - no path into another person's folder (their exported models and adapters are made from their memories),
+      with the same answer whether it exists or not, so existence does not leak;
+    - no endpoint but those the operator configured: the server sends its API key (`api_key_env`) to an
+      endpoint, so a person naming their own would receive it. A person's token holds the admin scope of their
+      own data, never the server's."""
+    configured = {s.strip() for s in (settings.persona_model, settings.teacher_model, settings.personal_endpoint)}
+
+    def check(spec: str, path: Path | None) -> None:
+        if path is None:
+            if spec.strip() not in configured:
+                raise ConfigError(f"model {spec!r}: on this server the model endpoints are chosen by its operator "
+                                  "(a person's token cannot name one)")
+            return
+        try:
+            resolved = path.expanduser().resolve()
+            persons, own = (settings.home / "persons").resolve(), settings.person_dir.resolve()
+        except (OSError, ValueError):
+            return
+        if (resolved == persons or persons in resolved.parents) and not (resolved == own or own in resolved.parents):
+            raise ConfigError(f"model {str(path)!r}: a model path on this server may not point into another "
+                              "person's folder")
+    return check
 
 
 def own_paths_only(path: Path, settings: Settings) -> None:

@@ -18,10 +18,9 @@ from pydantic import BaseModel, Field
 
 from ..bridge import MAX_REQUEST_CHARS, Policy, ask, critique, enhance, get_run, list_runs
 from ..errors import ConfigError
-from .auth import Chatter, Principal, Reader
+from .auth import Chatter, Principal, Reader, operator
 from .responses import api_error
 from .state import state_of
-from .tokens import grants
 
 router = APIRouter(prefix="/api/bridge", tags=["bridge"])
 
@@ -75,7 +74,7 @@ def _expert_allowed(expert: str, principal: Principal) -> bool:
         spec = parse_spec(expert) if expert != "personal" else None
         endpoint = spec is not None and spec.kind == "openai"
         remote = bool(spec and spec.remote)
-    return not (remote or not endpoint) or grants(principal.scopes, "admin")
+    return not (remote or not endpoint) or operator(principal)
 
 
 def _turn(request: Request):
@@ -103,7 +102,8 @@ def ask_route(body: AskIn, request: Request, principal: Chatter) -> dict | JSONR
     if not body.dry_run and not _expert_allowed(body.expert, principal):
         return api_error(403, "this expert needs the 'admin' scope: sending your details to a machine other than "
                          "this one, or to a model that is not an OpenAI-compatible endpoint, is the owner's "
-                         "decision", "permission_error", "insufficient_scope")
+                         "decision (on a server for many persons, its operator's)", "permission_error",
+                         "insufficient_scope")
     rt = state_of(request).runtime
     return ask(rt, body.request, body.expert, body.policy(), body.rounds, expert_model=body.expert_model,
                model=body.writer(), dry_run=body.dry_run, turn=_turn(request)).to_dict()

@@ -22,10 +22,9 @@ from pydantic import BaseModel, Field
 from .. import spaces
 from ..backends.openai_compat import is_remote_url
 from ..errors import ConfigError
-from .auth import Reader, Writer
+from .auth import Reader, Writer, operator
 from .responses import api_error
 from .state import state_of
-from .tokens import grants
 
 router = APIRouter(prefix="/api", tags=["spaces"])
 
@@ -79,8 +78,9 @@ def list_spaces(request: Request, _: Reader) -> dict:
 def create_space(body: SpaceIn, request: Request, principal: Writer) -> dict | JSONResponse:
     """Create a space; inline tokens are stored apart and never shown again."""
     why = _needs_admin(body)
-    if why and not grants(principal.scopes, "admin"):
-        return api_error(403, f"this space needs the 'admin' scope: {why}", "permission_error", "insufficient_scope")
+    if why and not operator(principal):
+        return api_error(403, f"this space needs the 'admin' scope (on a server for many persons, its operator's): "
+                         f"{why}", "permission_error", "insufficient_scope")
     rt = state_of(request).runtime
     items = [p if isinstance(p, str) else p.model_dump() for p in body.participants]
     with rt.lock:
