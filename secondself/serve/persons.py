@@ -109,19 +109,6 @@ def spec_check(settings: Settings) -> Callable[[str, Path | None], None]:
     return check
 
 
-def own_paths_only(path: Path, settings: Settings) -> None:
-    """The model path guard of a person on a many-person server (backends/registry.py `path_guard`): no path
-    into another person's folder, with the same answer whether it exists or not (existence does not leak)."""
-    try:
-        resolved = path.expanduser().resolve()
-        persons, own = (settings.home / "persons").resolve(), settings.person_dir.resolve()
-    except (OSError, ValueError):
-        return
-    if (resolved == persons or persons in resolved.parents) and not (resolved == own or own in resolved.parents):
-        raise ConfigError(f"model {str(path)!r}: a model path on this server may not point into another person's "
-                          "folder")
-
-
 class _PersonGates(Gates):
     """A person's view of the server's model gates: the same gates (one line per model for everyone), but
     listing (GET /api/settings) shows only the models this person used."""
