@@ -9,7 +9,6 @@ from secondself.backends.embedders import HashingEmbedder
 from secondself.errors import IngestError
 from secondself.ingest.pipeline import ensure_embeddings, ingest
 from secondself.memory.search import Searcher
-from secondself.store import Store
 
 
 def write(p: Path, text: str) -> Path:
@@ -33,9 +32,7 @@ def vault(tmp_path: Path) -> Path:
 def counts(store):
     q = lambda sql: store.db.execute(sql).fetchone()[0]  # noqa: E731
     out = {t: q(f"SELECT count(*) FROM {t}") for t in ("files", "documents", "chunks", "embeddings")}
-    # rows of the keyword index: FTS5's own table on SQLite, the chunks' filled tsvector column on Postgres
-    out["chunks_fts"] = q("SELECT count(*) FROM chunks_fts" if isinstance(store, Store)
-                          else "SELECT count(*) FROM chunks WHERE tsv <> ''::tsvector")
+    out["chunks_fts"] = q("SELECT count(*) FROM chunks_fts")  # the keyword index: a table on both stores
     return out
 
 

@@ -3,10 +3,13 @@ sides, on the same scales, so the hybrid fusion above them is unchanged.
 
 Keyword: the text is tokenized like FTS5's `unicode61 remove_diacritics 2` (runs of letters and digits,
 lower-cased, diacritics removed) here in Python, then stemmed by Postgres (Snowball English, no stop words:
-pg_schema.TEXT_CONFIG) into `chunks.tsv`, text with weight A and heading + title with weight B. Candidates
-come from the GIN index (`tsv @@ query`); they are ranked by the BM25 FTS5 computes (k1 1.2, b 0.75, column
-weights 1.0 / 0.5 / 0.5, IDF ln((N - n + 0.5) / (n + 0.5)) floored at 1e-6), in SQL from each candidate's
-term frequencies (`unnest(tsv)`), its token count `doc_len`, and the person's document frequencies.
+pg_schema.TEXT_CONFIG) into `chunks_fts.tsv`, text with weight A and heading + title with weight B.
+Candidates come from the GIN index (`tsv @@ query`); they are ranked by the BM25 FTS5 computes (k1 1.2,
+b 0.75, column weights 1.0 / 0.5 / 0.5, IDF ln((N - n + 0.5) / (n + 0.5)) floored at 1e-6), in SQL from each
+candidate's term frequencies (`unnest(tsv)`), its token count `doc_len`, and the person's document
+frequencies. These queries run as the tables' owner (`PgStore.as_owner`), outside the row-level policy that
+would hide the GIN index from the planner (pg_schema.py, chunks_fts), so each names the person itself on every
+table it reads (`person_id = N`): the only queries of the store that do.
 
 Vector: `1 - (vector <=> query)`, the cosine similarity, as the numpy index gives it. Exact (an ORDER BY over
 the person's vectors of that model) until the person has HNSW_FROM vectors of a model; then a partial HNSW
@@ -73,9 +76,10 @@ def _tsquery(lexemes: list[str]) -> str:
 def _document_frequencies(store: PgStore, lexemes: list[str]) -> dict[str, int]:
     if not lexemes:
         return {}
-    parts = ", ".join(f"(SELECT count(*) FROM chunks c WHERE c.person_id = {store.person_id} "
-                      "AND c.tsv @@ ?::tsquery)" for _ in lexemes)
-    row = store.db.execute(f"SELECT {parts}", [_tsquery([lx]) for lx in lexemes]).fetchone()
+    parts = ", ".join(f"(SELECT count(*) FROM chunks_fts f WHERE f.person_id = {store.person_id} "
+                      "AND f.tsv @@ ?::tsquery)" for _ in lexemes)
+    with store.as_owner():
+        row = store.db.execute(f"SELECT {parts}", [_tsquery([lx]) for lx in lexemes]).fetchone()
     return dict(zip(lexemes, (int(n) for n in row), strict=True))
 
 
@@ -97,16 +101,19 @@ def keyword_search(store: PgStore, terms: list[str], filters: SearchFilters, lim
     df = _document_frequencies(store, lexemes)
     idf = [max(math.log((n - df[lx] + 0.5) / (df[lx] + 0.5)), 1e-6) for lx in lexemes]
     where, args = store.filter_sql(filters)
+    person = store.person_id
+    join = f"JOIN chunks c ON c.person_id = {person} AND c.id = f.chunk_id" if where else ""
     sql = f"""
-        SELECT c.id, sum(q.idf * t.tf * {K1 + 1} / (t.tf + {K1} * ({1 - B} + {B} * c.doc_len / ?))) AS score
-        FROM chunks c
-        CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme, positions, weights)
+        SELECT f.chunk_id, sum(q.idf * t.tf * {K1 + 1} / (t.tf + {K1} * ({1 - B} + {B} * f.doc_len / ?))) AS score
+        FROM chunks_fts f {join}
+        CROSS JOIN LATERAL unnest(f.tsv) AS u(lexeme, positions, weights)
         JOIN unnest(?::text[], ?::float8[]) AS q(lexeme, idf) ON q.lexeme = u.lexeme
         CROSS JOIN LATERAL (SELECT sum(CASE WHEN w = 'A' THEN 1.0 ELSE 0.5 END)::float8 AS tf
                             FROM unnest(u.weights) AS w) AS t
-        WHERE c.person_id = {store.person_id} AND c.tsv @@ ?::tsquery {where}
-        GROUP BY c.id ORDER BY score DESC, c.id LIMIT ?"""
-    rows = store.db.execute(sql, (max(avgdl, 1e-9), lexemes, idf, _tsquery(lexemes), *args, limit)).fetchall()
+        WHERE f.person_id = {person} AND f.tsv @@ ?::tsquery {where}
+        GROUP BY f.chunk_id ORDER BY score DESC, f.chunk_id LIMIT ?"""
+    with store.as_owner():
+        rows = store.db.execute(sql, (max(avgdl, 1e-9), lexemes, idf, _tsquery(lexemes), *args, limit)).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
 
 

@@ -123,13 +123,15 @@ class PgStore(StoreBase):
 
     @contextmanager
     def as_owner(self) -> Iterator[Any]:
-        """The raw connection as the login role (DDL such as an index belongs to the table's owner)."""
+        """The raw connection as the login role: outside the row-level policy of a superuser login (only the
+        keyword queries, which name the person themselves, and DDL such as an index, which belongs to the
+        table's owner)."""
         if self._tenant:
-            self.raw.execute("RESET ROLE")
+            self.db.execute("RESET ROLE")
         try:
             yield self.raw
         finally:
-            if self._tenant:
+            if self._tenant and not self.raw.closed:
                 self.raw.execute(f"SET ROLE {TENANT_ROLE}")
 
     def set_meta(self, key: str, value: str) -> None:
@@ -153,15 +155,20 @@ class PgStore(StoreBase):
         speakers = "|" + "|".join(draft.speakers) + "|" if draft.speakers else ""
         text_tokens = pg_search.fold_tokens(draft.text)
         side_tokens = pg_search.fold_tokens(draft.heading) + pg_search.fold_tokens(title)
-        cid = int(self.db.execute(
-            "INSERT INTO chunks(document_id, source_id, position, text, heading, date, speakers, doc_len, tsv) "
-            f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, {pg_search.tsv_sql()}) RETURNING id",
-            (document_id, source_id, draft.position, draft.text, draft.heading, iso(draft.date or fallback_date),
-             speakers, len(text_tokens) + len(side_tokens), " ".join(text_tokens), " ".join(side_tokens))
-        ).fetchone()[0])
-        if vector is not None and model is not None:
-            self.put_vector(cid, model, vector)
-        return cid
+        args = [document_id, source_id, draft.position, draft.text, draft.heading, iso(draft.date or fallback_date),
+                speakers, len(text_tokens) + len(side_tokens), " ".join(text_tokens), " ".join(side_tokens)]
+        vector_part = ""
+        if vector is not None and model is not None:  # one round trip for the chunk, its index row and vector
+            v = np.ascontiguousarray(vector, dtype=np.float32)
+            vector_part = (", v AS (INSERT INTO embeddings(chunk_id, model, dim, vector) "
+                           "SELECT id, ?, ?, ? FROM c)")
+            args += [model, int(v.shape[0]), v]
+            self._new_vectors += 1
+        return int(self.db.execute(
+            "WITH c AS (INSERT INTO chunks(document_id, source_id, position, text, heading, date, speakers) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id), "
+            f"f AS (INSERT INTO chunks_fts(chunk_id, doc_len, tsv) SELECT id, ?, {pg_search.tsv_sql()} FROM c)"
+            f"{vector_part} SELECT id FROM c", args).fetchone()[0])
 
     def put_vector(self, chunk_id: int, model: str, vector: np.ndarray) -> None:
         v = np.ascontiguousarray(vector, dtype=np.float32)
@@ -226,7 +233,8 @@ class PgStore(StoreBase):
     def document_statistics(self) -> tuple[int, float]:
         """(chunks, mean tokens per chunk): BM25's N and avgdl."""
         def compute() -> tuple[int, float]:
-            n, avg = self.db.execute("SELECT count(*), coalesce(avg(doc_len), 0)::float8 FROM chunks").fetchone()
+            n, avg = self.db.execute("SELECT count(*), coalesce(avg(doc_len), 0)::float8 FROM chunks_fts "
+                                     f"WHERE person_id = {self.person_id}").fetchone()
             return int(n), float(avg)
         return self._cached("doc_stats", compute)
 
