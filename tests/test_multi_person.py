@@ -44,11 +44,12 @@ class Multi:
         return {"Authorization": f"Bearer {self.secrets[person]}"}
 
 
-def make_person(home: Path, person: str, text: str, build: bool = False) -> str:
+def make_person(home: Path, person: str, text: str, build: bool = False, store_url: str = "") -> str:
     """A person with one ingested note (and a built profile) and an admin-scope token; returns the token."""
     from secondself.runtime import Runtime
 
-    rt = Runtime(load_settings(home, {"person": person, "embedder": "hashing", "teacher_model": "fake"}))
+    rt = Runtime(load_settings(home, {"person": person, "embedder": "hashing", "teacher_model": "fake",
+                                      "store_url": store_url}))
     try:
         folder = home / "corpus" / person
         folder.mkdir(parents=True, exist_ok=True)
@@ -62,10 +63,11 @@ def make_person(home: Path, person: str, text: str, build: bool = False) -> str:
 
 
 @contextmanager
-def multi_server(home: Path, runners: dict | None = None, build: bool = False, **options: Any) -> Iterator[Multi]:
-    secrets_ = {p: make_person(home, p, NOTES[p], build) for p in ("ann", "bob")}
+def multi_server(home: Path, runners: dict | None = None, build: bool = False, store_url: str = "",
+                 **options: Any) -> Iterator[Multi]:
+    secrets_ = {p: make_person(home, p, NOTES[p], build, store_url) for p in ("ann", "bob")}
     settings = load_settings(home, {"embedder": "hashing", "persona_model": f"fake:{REPLY}",
-                                    "teacher_model": "fake"})
+                                    "teacher_model": "fake", "store_url": store_url})
     persons = Persons(settings, ServeOptions(**options), runners=runners, refresh_s=0.0)
     app = create_persons_app(persons)
     _, admin = admin_tokens.create(home, "root")
@@ -323,9 +325,15 @@ def _routes(app) -> list[tuple[str, str]]:
     return found
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request) -> str:
+    """'' (an SQLite file per person) or a fresh Postgres database (skipped without the postgres extra)."""
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+
+
 @pytest.mark.parametrize("owner,intruder", [("ann", "bob"), ("bob", "ann")])
-def test_no_route_reaches_another_persons_data(tmp_path, owner, intruder):
-    with multi_server(tmp_path / "home", build=True) as m:
+def test_no_route_reaches_another_persons_data(tmp_path, owner, intruder, store_url):
+    with multi_server(tmp_path / "home", build=True, store_url=store_url) as m:
         objects = _owner_objects(m, owner)
         calls = _calls(objects)
         routes = _routes(m.app)
@@ -389,11 +397,11 @@ def _tool_args(owner: str) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("owner,intruder", [("ann", "bob"), ("bob", "ann")])
-def test_no_mcp_tool_reaches_another_persons_data(tmp_path, owner, intruder):
+def test_no_mcp_tool_reaches_another_persons_data(tmp_path, owner, intruder, store_url):
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    with multi_server(tmp_path / "home", build=True) as m:
+    with multi_server(tmp_path / "home", build=True, store_url=store_url) as m:
         objects = _owner_objects(m, owner)
         code = NOTES[owner].split(" is ")[1].split(".")[0]
         markers = [code, f"zq{owner}zq", f"{owner}-tag", f"{owner}-note.md"]
