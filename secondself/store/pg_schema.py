@@ -235,7 +235,12 @@ def migrate_pg(conn: Any) -> list[str]:
 
 def ensure_tenant_role(conn: Any) -> None:
     """Create `secondself_tenant` if missing and grant it this database's tables (idempotent; needs a role
-    that may create roles, i.e. the superuser that must use it)."""
+    that may create roles, i.e. the superuser that must use it). Nothing to do, and nothing written, when it
+    already holds them (each store opens through here)."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (TENANT_ROLE,)).fetchone() and conn.execute(
+            "SELECT bool_and(has_table_privilege(%s, t, 'SELECT, INSERT, UPDATE, DELETE')) "
+            "FROM unnest(%s::text[]) AS t", (TENANT_ROLE, list(PERSON_TABLES))).fetchone()[0]:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         # roles belong to the cluster, advisory locks to one database: another database may create it meanwhile
