@@ -29,7 +29,7 @@ def _deselect_sqlite_only_on_postgres(config: pytest.Config, items: list[pytest.
     """A test marked `sqlite_only("why")` (it is about SQLite itself: a file, WAL, a corrupt .sqlite3) keeps
     only its sqlite case of the `backend` parametrization."""
     drop = [i for i in items if i.get_closest_marker("sqlite_only")
-            and getattr(i, "callspec", None) is not None and i.callspec.params.get("backend") == "postgres"]
+            and getattr(i, "callspec", None) is not None and i.callspec.params.get("backend_kind") == "postgres"]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [i for i in items if i not in drop]
@@ -46,14 +46,21 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fi
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """"sqlite" | "postgres": the parametrization behind `backend`, for a fixture that makes its own database
+    (a copy of a module's prepared one) instead of `backend`'s empty one."""
+    return request.param
+
+
+@pytest.fixture
+def backend(backend_kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The store backend a test runs on (issue 15: the suites run on both): "sqlite", the file per person, or
     "postgres", a fresh database from `pg_url` named by SECONDSELF_STORE_URL, so that every Settings, Runtime
-    and server the test builds uses it. `store` depends on it; tests that build a runtime or a server ask for
-    it (`pytestmark = pytest.mark.usefixtures("backend")`). `-m "not postgres"` runs the SQLite half alone."""
-    if request.param == "postgres":
+    and server the test builds uses it. `store` depends on it; so do the fixtures that build a runtime or a
+    server. `-m "not postgres"` runs the SQLite half alone."""
+    if backend_kind == "postgres":
         monkeypatch.setenv("SECONDSELF_STORE_URL", request.getfixturevalue("pg_url"))
-    return request.param
+    return backend_kind
 
 
 @pytest.fixture

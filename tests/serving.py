@@ -46,14 +46,14 @@ class Server:
 
 @contextmanager
 def running_server(home: Path, persona: str = "fake", embedder: str = "hashing", person_name: str = "Maya",
-                   teacher: str = "fake", **options: Any) -> Iterator[Server]:
+                   teacher: str = "fake", person: str = "me", **options: Any) -> Iterator[Server]:
     from secondself.config import load_settings
     from secondself.runtime import Runtime
     from secondself.serve.app import ServeOptions, create_app
     from secondself.serve.server import ServerThread
 
     settings = load_settings(home, {"embedder": embedder, "persona_model": persona, "teacher_model": teacher,
-                                    "person_name": person_name})
+                                    "person_name": person_name, "person": person})
     runtime = Runtime(settings)
     options.setdefault("port", 0)
     app = create_app(runtime, ServeOptions(**options))

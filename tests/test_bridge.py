@@ -30,9 +30,8 @@ STEAKHOUSE = "Book Churrasqueira Gaúcha, a steakhouse in Porto, for Friday at 2
 VEGGIE = "Book Ao 26, a vegetarian restaurant in Lisbon, for Friday at 20:00; ask for the peanut-free menu."
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """Maya's corpus ('maya') plus a private note ('private', tagged 'secret'), layer 1 built, once per module."""
+def _build_into(tmp_path_factory, settings: dict) -> Path:
+    """Maya's corpus ('maya') plus a private note ('private', tagged 'secret'), layer 1 built; the home."""
     from secondself.ingest.pipeline import ingest
     from secondself.memory.build import BuildOptions, build
     from secondself.memory.fakes import slot_teacher
@@ -40,23 +39,48 @@ def built(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("bridge-home")
     notes = tmp_path_factory.mktemp("private")
     (notes / "2025-11-30-food.md").write_text("# Food\n\nI am allergic to peanuts, badly.\n", encoding="utf-8")
-    rt = Runtime.from_options(str(home), SETTINGS)
+    rt = Runtime.from_options(str(home), {**SETTINGS, **settings})
     ingest(rt.store, rt.embedder, [EXAMPLES / "maya" / "corpus"], source_name="maya", person_name="Maya")
     ingest(rt.store, rt.embedder, [notes], source_name="private", person_name="Maya")
     build(rt.store, rt.embedder.name, slot_teacher(), "Maya", BuildOptions(slots=False))
     with rt.store.transaction(memory=False) as db:
-        db.execute("INSERT INTO source_tags VALUES (?, 'secret')", (rt.store.source_id("private"),))
-        db.execute("INSERT INTO source_tags VALUES (?, 'everyday')", (rt.store.source_id("maya"),))
+        db.execute("INSERT INTO source_tags (source_id, tag) VALUES (?, 'secret')", (rt.store.source_id("private"),))
+        db.execute("INSERT INTO source_tags (source_id, tag) VALUES (?, 'everyday')", (rt.store.source_id("maya"),))
     rt.close()
-    return home / "persons" / "me" / "memory.sqlite3"
+    return home
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The built person's SQLite database, once per module."""
+    return _build_into(tmp_path_factory, {"store_url": ""}) / "persons" / "me" / "memory.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def built_pg(pg_server, tmp_path_factory):
+    """`built` as a Postgres database (each test gets a copy of it)."""
+    from conftest import pg_create, pg_drop
+
+    name = pg_create(pg_server)
+    _build_into(tmp_path_factory, {"store_url": pg_server.get_uri(database=name)})
+    yield name
+    pg_drop(pg_server, name)
 
 
 @pytest.fixture
-def home(built, tmp_path) -> Path:
-    """A fresh copy of the built person for each test (runs are logged into it)."""
+def home(built, tmp_path, backend_kind, request, monkeypatch) -> Path:
+    """A fresh copy of the built person for each test (runs are logged into it), on the test's backend."""
     h = tmp_path / "home"
     (h / "persons" / "me").mkdir(parents=True)
-    shutil.copy(built, h / "persons" / "me" / "memory.sqlite3")
+    if backend_kind == "sqlite":
+        shutil.copy(built, h / "persons" / "me" / "memory.sqlite3")
+        return h
+    from conftest import pg_create, pg_drop
+
+    server = request.getfixturevalue("pg_server")
+    name = pg_create(server, request.getfixturevalue("built_pg"))
+    request.addfinalizer(lambda: pg_drop(server, name))
+    monkeypatch.setenv("SECONDSELF_STORE_URL", server.get_uri(database=name))
     return h
 
 

@@ -29,13 +29,24 @@ from secondself.types import Chunk, Fact
 from .conftest import EXAMPLES
 
 
-@pytest.fixture(scope="module")
-def maya(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def maya(tmp_path_factory, request):
+    """The example person's facts from chunks read back from each store backend."""
     from secondself.backends.embedders import HashingEmbedder
     from secondself.ingest.pipeline import ingest
     from secondself.store import Store
 
-    store = Store(tmp_path_factory.mktemp("facts") / "m.sqlite3")
+    if request.param == "postgres":
+        from secondself.store.postgres import PgStore
+
+        from .conftest import pg_create, pg_drop
+
+        server = request.getfixturevalue("pg_server")
+        name = pg_create(server)
+        request.addfinalizer(lambda: pg_drop(server, name))
+        store = PgStore(server.get_uri(database=name), "me")
+    else:
+        store = Store(tmp_path_factory.mktemp("facts") / "m.sqlite3")
     ingest(store, HashingEmbedder(128), [EXAMPLES / "maya" / "corpus"], source_name="maya", person_name="Maya")
     chunks = {c.id: c for c in store.all_chunks()}
     store.close()

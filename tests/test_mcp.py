@@ -27,7 +27,7 @@ TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory", "
 
 
 @pytest.fixture
-def rt(tmp_path, monkeypatch):
+def rt(tmp_path, monkeypatch, backend):
     monkeypatch.setenv("SECONDSELF_EMBEDDER", "hashing")
     monkeypatch.setenv("SECONDSELF_PERSONA_MODEL", f"fake:{ANSWER}")
     notes = tmp_path / "notes"
@@ -53,7 +53,7 @@ def test_stdio_tools_search_ask_and_add_memory(rt):
         command=sys.executable,
         args=["-m", "secondself", "mcp"],  # the real CLI command
         env={k: os.environ[k] for k in ("SECONDSELF_HOME", "SECONDSELF_EMBEDDER", "SECONDSELF_PERSONA_MODEL",
-                                        "SECONDSELF_REAL_MODELS")})
+                                        "SECONDSELF_REAL_MODELS", "SECONDSELF_STORE_URL") if k in os.environ})
 
     async def main():
         async with Client(params, read_timeout_seconds=30) as client:
@@ -263,7 +263,7 @@ def test_http_session_belongs_to_the_token_that_opened_it(rt):
         assert other.status_code == 404
 
 
-def test_the_main_server_exposes_mcp_at_slash_mcp_behind_its_tokens(tmp_path):
+def test_the_main_server_exposes_mcp_at_slash_mcp_behind_its_tokens(tmp_path, backend):
     """`secondself serve` mounts MCP in the same process as the HTTP API, with the same tokens."""
     from serving import running_server
 
@@ -277,7 +277,7 @@ def test_the_main_server_exposes_mcp_at_slash_mcp_behind_its_tokens(tmp_path):
         assert httpx.post(f"{srv.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}).status_code == 401
 
 
-def test_bridge_tools_disclose_only_what_the_policy_allows(tmp_path):
+def test_bridge_tools_disclose_only_what_the_policy_allows(tmp_path, backend):
     from serving import running_server
 
     with running_server(tmp_path / "home", persona=f"fake:{ANSWER}", jobs=False) as srv:

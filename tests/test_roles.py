@@ -64,7 +64,7 @@ def leaks(text: str) -> list[str]:
 
 
 @pytest.fixture
-def srv(tmp_path: Path):
+def srv(tmp_path: Path, backend: str):
     from secondself.memory.build import BuildOptions, build
     from secondself.memory.fakes import slot_teacher
 
@@ -249,7 +249,7 @@ def test_mcp_tools_as_a_role_and_with_a_role_bound_token(srv):
 
 # -- scopes in the library ------------------------------------------------------------------------------
 @pytest.fixture
-def rt(tmp_path):
+def rt(tmp_path, backend):
     from secondself.ingest.pipeline import ingest
     from secondself.runtime import Runtime
 
@@ -385,7 +385,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return int(e.value.code or 0), out.out, out.err
 
 
-def test_cli_roles_tags_and_bound_tokens(capsys, tmp_path):
+def test_cli_roles_tags_and_bound_tokens(capsys, tmp_path, backend):
     work = tmp_path / "work"
     work.mkdir()
     (work / "a.md").write_text("I work at Heronworks.")
@@ -420,7 +420,7 @@ def test_cli_roles_tags_and_bound_tokens(capsys, tmp_path):
     assert "no roles yet" in run(capsys, "role", "list")[1]
 
 
-def test_cli_ask_as_a_role_reads_only_its_memories(capsys, tmp_path, monkeypatch):
+def test_cli_ask_as_a_role_reads_only_its_memories(capsys, tmp_path, monkeypatch, backend):
     monkeypatch.setenv("SECONDSELF_PERSONA_MODEL", f"fake:{ANSWER}")
     for source, files in (("work", WORK), ("diary", DIARY)):
         folder = tmp_path / source

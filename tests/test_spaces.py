@@ -73,9 +73,10 @@ def write(folder: Path, files: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def remote(tmp_path: Path):
+def remote(tmp_path: Path, backend: str):
     """Another person's second self: its own home, memories, token and scripted model."""
-    with running_server(tmp_path / "remote", person_name="Tomás", jobs=False) as srv:
+    # its own person (on Postgres every home shares the one database: the person key keeps them apart)
+    with running_server(tmp_path / "remote", person_name="Tomás", person="tomas", jobs=False) as srv:
         srv.ingest_text(REMOTE_NOTE, source="travel")
         srv.model = FakeChatModel(respond=lambda messages: REMOTE_REPLY)
         srv.runtime.use_model("fake", srv.model)
@@ -92,7 +93,7 @@ def prepare_home(rt: Runtime, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def local(tmp_path: Path):
+def local(tmp_path: Path, backend: str):
     """This person's runtime (the CLI's home), with a role scoped to the travel notes."""
     notices: list[str] = []
     rt = Runtime(load_settings(tmp_path / "home", {"embedder": "hashing", "persona_model": "fake",
@@ -117,7 +118,9 @@ def sent_to(srv) -> str:
 def dump(rt: Runtime) -> dict[str, str]:
     """Every table of the database as text, by table."""
     out = {}
-    for (table,) in rt.store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+    tables = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()" if rt.settings.store_url
+              else "SELECT name FROM sqlite_master WHERE type = 'table'")   # Postgres: this person's rows of each
+    for (table,) in rt.store.db.execute(tables).fetchall():
         out[table] = json.dumps(rt.store.db.execute(f'SELECT * FROM "{table}"').fetchall(), default=str)
     return out
 
