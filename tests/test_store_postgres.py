@@ -444,3 +444,22 @@ def test_models_lists_the_personal_model_of_a_postgres_person(pg_url, tmp_path):
         assert _personal(ctx) is not None and _personal(ctx)[0] == info.version
     finally:
         ctx.close()
+
+
+def test_a_read_after_the_connection_was_cut_reconnects_at_once(pg, pg_url):
+    """A server restart or a cut idle connection costs a reconnect, not a failed request, for a read outside a
+    transaction (a write is never retried: it may have been applied)."""
+    import psycopg
+
+    store = pg()
+    store.ensure_source("notes", "/n")
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    assert store.source_roots() == {"notes": "/n"}
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(StoreError, match="lost the connection"):
+        store.db.execute("UPDATE sources SET root = '/m'")  # a write: reported, not retried
+    assert store.source_roots() == {"notes": "/n"}

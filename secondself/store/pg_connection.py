@@ -72,6 +72,10 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
+def _is_read(sql: str) -> bool:
+    return sql.lstrip().upper().startswith("SELECT")
+
+
 def _adapt(params: Sequence[Any] | None) -> tuple:
     if not params:
         return ()
@@ -123,6 +127,14 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
         self._alive()
+        try:
+            return _Cursor(self.raw.execute(translate(sql), _adapt(params)))
+        except self._operational as e:
+            # a read outside a transaction is tried once more on a new connection (the server restarted, an
+            # idle connection was cut); the store refuses to reconnect inside a transaction, which is lost
+            if not (self.raw.closed and self._reopen is not None and _is_read(sql)):
+                raise lost(self.url, e) from e
+        self.raw = self._reopen()
         try:
             return _Cursor(self.raw.execute(translate(sql), _adapt(params)))
         except self._operational as e:
