@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .postgres import PgStore
 
 __all__ = ["fold_tokens", "tsv_sql", "keyword_search", "term_document_counts", "vector_search",
-           "maintain_vector_index", "HNSW_FROM"]
+           "maintain_vector_index", "session_settings", "HNSW_FROM"]
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +140,16 @@ def vector_search(store: PgStore, model: str, query: np.ndarray, k: int, filters
     sql = f"""SELECT e.chunk_id, 1 - ({column} <=> ?::vector({dim})) FROM embeddings e {join}
               WHERE e.person_id = {store.person_id} AND e.model = {_literal(model)} AND e.dim = {dim} {where}
               ORDER BY {column} <=> ?::vector({dim}) LIMIT ?"""
-    rows = store.db.execute(sql, (q, *args, q, k)).fetchall() if not hnsw else _hnsw_rows(store, sql, q, args, k)
+    rows = store.db.execute(sql, (q, *args, q, k)).fetchall()
     out = [(int(r[0]), float(r[1])) for r in rows]
     out.sort(key=lambda r: (-r[1], r[0]))  # relaxed_order may return near-ties out of order
     return out
 
 
-def _hnsw_rows(store: PgStore, sql: str, q: np.ndarray, args: list, k: int) -> list[tuple]:
-    with store.transaction(memory=False) as db:
-        db.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
-        db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        return db.execute(sql, (q, *args, q, k)).fetchall()
+def session_settings() -> list[str]:
+    """Set once per connection: the HNSW search breadth, and iterative scans so that a filtered query keeps
+    searching the graph until it has k rows that pass (pgvector 0.8; `relaxed_order`: re-sorted here)."""
+    return [f"SET hnsw.ef_search = {EF_SEARCH}", "SET hnsw.iterative_scan = relaxed_order"]
 
 
 def maintain_vector_index(store: PgStore) -> None:

@@ -60,6 +60,8 @@ class PgStore(StoreBase):
             if self._tenant:
                 conn.execute(f"SET ROLE {TENANT_ROLE}")
             conn.execute("INSERT INTO meta(key, value) VALUES ('generation', '0') ON CONFLICT DO NOTHING")
+            for statement in pg_search.session_settings():
+                conn.execute(statement)
             from pgvector.psycopg.vector import register_vector_info
             from psycopg.types import TypeInfo
 
