@@ -463,3 +463,20 @@ def test_a_read_after_the_connection_was_cut_reconnects_at_once(pg, pg_url):
     with pytest.raises(StoreError, match="lost the connection"):
         store.db.execute("UPDATE sources SET root = '/m'")  # a write: reported, not retried
     assert store.source_roots() == {"notes": "/n"}
+
+
+def test_many_persons_share_a_few_connections(pg, pg_url):
+    """A server holds a store per person (and more: token readers, job workers); their connections come from
+    one pool per database, so persons open at once do not exhaust the server's connections (100 by default)."""
+    import psycopg
+
+    from secondself.store.pg_connection import POOL_SIZE
+
+    stores = [pg(f"p{i}") for i in range(3 * POOL_SIZE)]
+    for i, s in enumerate(stores):
+        s.set_meta("who", f"p{i}")
+    with psycopg.connect(pg_url) as admin:
+        n = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND pid <> pg_backend_pid()").fetchone()[0]
+    assert n <= POOL_SIZE
+    assert [s.get_meta("who") for s in stores] == [f"p{i}" for i in range(3 * POOL_SIZE)]

