@@ -98,9 +98,15 @@ def keyword_search(store: PgStore, terms: list[str], filters: SearchFilters, lim
     if not lexemes:
         return []
     n, avgdl = store.document_statistics()
+    where, args = store.filter_sql(filters)
+    with store.as_owner():  # one switch of role for both queries
+        return _ranked(store, lexemes, n, avgdl, where, args, limit)
+
+
+def _ranked(store: PgStore, lexemes: list[str], n: int, avgdl: float, where: str, args: list, limit: int
+            ) -> list[tuple[int, float]]:
     df = _document_frequencies(store, lexemes)
     idf = [max(math.log((n - df[lx] + 0.5) / (df[lx] + 0.5)), 1e-6) for lx in lexemes]
-    where, args = store.filter_sql(filters)
     person = store.person_id
     join = f"JOIN chunks c ON c.person_id = {person} AND c.id = f.chunk_id" if where else ""
     sql = f"""

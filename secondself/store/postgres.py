@@ -47,6 +47,7 @@ class PgStore(StoreBase):
         self.path = f"{redact_url(url)} (person {person})"  # what `status` shows as the database
         self._pinned: Any = None
         self._depth = 0
+        self._owner = False
         self._cache: dict[str, Any] = {}
         self._new_vectors = 0
         self._pool = pool_for(url, lambda conn, tenant: _prepare_connection(url, conn, tenant))
@@ -179,10 +180,17 @@ class PgStore(StoreBase):
         """A connection as the login role: outside the row-level policy of a superuser login (only the
         keyword queries, which name the person themselves, and DDL such as an index, which belongs to the
         table's owner). Statements through `db` inside it use that connection."""
+        if self._owner:  # nested: already the owner on the pinned connection
+            yield self._pinned
+            return
         self._pin()
         try:
             with _owner(self._pinned, self._tenant):
-                yield self._pinned
+                self._owner = True
+                try:
+                    yield self._pinned
+                finally:
+                    self._owner = False
         except self._pool_errors() as e:
             raise lost(self.url, e) from e
         finally:
