@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["SECONDSELF_THREADS"] = str(args.threads)  # training keeps it (train/threads.py)
     from secondself.backends.local import LocalChatModel
     from secondself.train.generic import GENERIC_PROMPTS, retention_examples
     from secondself.train.synthesis import synthesize

@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["SECONDSELF_THREADS"] = str(args.threads)  # training keeps it (train/threads.py)
     examples = journal_examples()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

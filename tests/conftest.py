@@ -17,6 +17,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _deselect_sqlite_only_on_postgres(config, items)
+    for item in items:  # the Postgres half of the application-level suites runs with --slow (CI), not in the fast run
+        if item.get_closest_marker("slow_on_postgres") and item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.slow)
     if config.getoption("--slow") or os.environ.get("SECONDSELF_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow integration test: run with --slow")
@@ -28,8 +31,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _deselect_sqlite_only_on_postgres(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test marked `sqlite_only("why")` (it is about SQLite itself: a file, WAL, a corrupt .sqlite3) keeps
     only its sqlite case of the `backend` parametrization."""
-    drop = [i for i in items if i.get_closest_marker("sqlite_only")
-            and getattr(i, "callspec", None) is not None and i.callspec.params.get("backend_kind") == "postgres"]
+    drop = [i for i in items if i.get_closest_marker("sqlite_only") and i.get_closest_marker("postgres")]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [i for i in items if i not in drop]
@@ -38,6 +40,8 @@ def _deselect_sqlite_only_on_postgres(config: pytest.Config, items: list[pytest.
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("SECONDSELF_HOME", str(tmp_path / "home"))
+    if not os.environ.get("SECONDSELF_THREADS"):  # one thread for torch and llama.cpp: tests share the cores,
+        monkeypatch.setenv("SECONDSELF_THREADS", "1")  # and a count that changes mid-run would change numbers
     for var in ("SECONDSELF_PERSON", "SECONDSELF_EMBEDDER", "SECONDSELF_PERSON_NAME", "SECONDSELF_PERSONA_MODEL",
                 "SECONDSELF_TEACHER_MODEL", "SECONDSELF_STORE_URL"):
         monkeypatch.delenv(var, raising=False)

@@ -20,7 +20,6 @@ requests ~3x (llama.cpp rebuilds its compute graph), and a restart for an evicte
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import secrets
@@ -77,26 +76,9 @@ def pick_threads(sample_s: float = 0.25) -> int:
     env = env_threads()
     if env:
         return env
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    try:
-        before = _cpu_times(cpus)
-        time.sleep(sample_s)
-        after = _cpu_times(cpus)
-        idle = sum((after[c][0] - before[c][0]) / max(after[c][1] - before[c][1], 1) for c in cpus)
-    except (OSError, ValueError, KeyError, IndexError):
-        idle = len(cpus) - os.getloadavg()[0] if hasattr(os, "getloadavg") else 1.0
-    return max(1, min(len(cpus), math.floor(idle + 0.25)))  # 0.75 of a core idle counts as free
+    from ..cpu import free_cores, threads_for, usable_cpus
 
-
-def _cpu_times(cpus: Sequence[int]) -> dict[int, tuple[int, int]]:
-    """(idle + iowait, total) jiffies per CPU from /proc/stat."""
-    out: dict[int, tuple[int, int]] = {}
-    for line in Path("/proc/stat").read_text().splitlines():
-        head, _, rest = line.partition(" ")
-        if head.startswith("cpu") and head[3:].isdigit() and int(head[3:]) in cpus:
-            v = [int(x) for x in rest.split()]
-            out[int(head[3:])] = (v[3] + v[4], sum(v[:8]))
-    return out
+    return threads_for(free_cores(sample_s), len(usable_cpus()))
 
 
 _POOL: dict[tuple[Any, ...], _Engine] = {}

@@ -39,6 +39,7 @@ from ..types import TrainingExample
 from .checkpoint import clear_checkpoint, load_checkpoint, rng_state, save_checkpoint, swap_in
 from .data import IGNORE, encode
 from .pairs import Pair
+from .threads import CpuThreads
 
 __all__ = ["DPOConfig", "DPOResult", "train", "dpo_loss", "encode_pair", "sequence_logps", "METADATA"]
 
@@ -221,11 +222,16 @@ def train(base_dir: Path, adapter_dir: Path, pairs: Sequence[Pair], out_dir: Pat
         save_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler,
                         {**state, "seconds": start_seconds + time.perf_counter() - t0}, rng_state())
 
+    threads = CpuThreads() if device == "cpu" else None
+    if threads is not None:
+        log.info("DPO on %d CPU thread(s)", threads.start())
     try:
         while state["step"] < steps:
             _step(model, encoded, reference, pad_id, config, state, per_step, params, optimizer,
                               scheduler)
             _report(on_progress, state, start_step, steps, t0, scheduler.get_last_lr()[0])
+            if threads is not None:
+                threads.step()
             if state["step"] < steps and state["step"] % max(1, config.checkpoint_every) == 0:
                 checkpoint()
             if state["step"] < steps and should_stop is not None and should_stop():

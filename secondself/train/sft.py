@@ -34,6 +34,7 @@ from ..types import TrainingExample
 from .checkpoint import clear_checkpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint, swap_in
 from .data import IGNORE, TARGET_MODULES, Row, _pad, _pieces, choose_rank, encode, pack, pad_batches
 from .losses import _collate, _heldout_loss, _step_loss, bits_per_byte
+from .threads import CpuThreads
 
 __all__ = ["TrainConfig", "TrainResult", "Row", "IGNORE", "encode", "pack", "pad_batches", "choose_rank", "train",
            "bits_per_byte", "load_model"]
@@ -297,6 +298,9 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
         return 0 < config.patience <= state["since_best"]
 
     model.train()
+    threads = CpuThreads() if device == "cpu" else None
+    if threads is not None:
+        log.info("training on %d CPU thread(s)", threads.start())
     try:
         while state["step"] < steps:
             rng = rng_state()  # the state at this step's start: what a checkpoint taken mid-step restores
@@ -321,6 +325,8 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
             rng = rng_state()
             in_update = False
             _report(on_progress, state, start, steps, t0, scheduler.get_last_lr()[0])
+            if threads is not None:
+                threads.step()
             if held_rows and (state["step"] % max(1, config.eval_every) == 0 or state["step"] == steps) \
                     and measure():
                 log.info("early stop at step %d of %d: held-out loss rose %d times since step %s",
