@@ -480,3 +480,34 @@ def test_many_persons_share_a_few_connections(pg, pg_url):
                           "AND pid <> pg_backend_pid()").fetchone()[0]
     assert n <= POOL_SIZE
     assert [s.get_meta("who") for s in stores] == [f"p{i}" for i in range(3 * POOL_SIZE)]
+
+
+def test_persons_on_threads_sharing_the_pool_never_see_each_others_rows(pg, monkeypatch):
+    """The pool hands a connection last used by one person to another: each statement must run as its own
+    store's person, with transactions interleaved on several threads (two connections for six persons)."""
+    import threading
+
+    from secondself.store import pg_connection
+
+    monkeypatch.setattr(pg_connection, "POOL_SIZE", 2)
+    stores = [pg(f"t{i}") for i in range(6)]
+    errors: list[BaseException] = []
+
+    def work(store) -> None:
+        try:
+            for j in range(15):
+                with store.transaction() as db:
+                    db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (f"k{j}", store.person))
+                    assert {r[0] for r in db.execute("SELECT DISTINCT value FROM meta WHERE key <> 'generation'")} \
+                        == {store.person}
+                assert store.get_meta(f"k{j}") == store.person
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert all(s.db.execute("SELECT count(*) FROM meta").fetchone()[0] == 16 for s in stores)

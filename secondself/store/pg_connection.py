@@ -124,8 +124,8 @@ class Pool:
     connection) it also checks pgvector, applies migrations and decides whether connections must switch to the
     tenant role (pg_schema.py); it runs outside the pool's lock."""
 
-    def __init__(self, url: str, prepare: Callable[[Any, bool | None], bool], size: int = POOL_SIZE) -> None:
-        self.url, self._prepare, self.size = url, prepare, size
+    def __init__(self, url: str, prepare: Callable[[Any, bool | None], bool], size: int | None = None) -> None:
+        self.url, self._prepare, self.size = url, prepare, size or POOL_SIZE
         self.pid = os.getpid()       # a forked child must not share the parent's sockets
         self._idle: list[Any] = []
         self._open = 0
