@@ -77,7 +77,7 @@ def pg(pg_url):
 
 def _counts(store) -> dict[str, int]:
     return {t: store.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("sources", "files", "documents", "chunks", "embeddings")}
+            for t in ("sources", "files", "documents", "chunks", "chunks_fts", "embeddings")}
 
 
 def test_open_store_and_the_flag_pick_postgres(pg_url, tmp_path, monkeypatch):
@@ -104,7 +104,7 @@ def test_ingest_search_forget_and_reingest(pg):
     r1 = ingest(store, emb, [MAYA], source_name="maya", person_name="Maya")
     assert r1.summary()["added"] > 50 and not r1.failed
     counts, gen = _counts(store), store.generation
-    assert counts["chunks"] == counts["embeddings"] > 200
+    assert counts["chunks"] == counts["chunks_fts"] == counts["embeddings"] > 200
     r2 = ingest(store, emb, [MAYA], source_name="maya", person_name="Maya")
     assert r2.summary()["unchanged"] == r1.summary()["added"] and r2.chunks_written == 0
     assert _counts(store) == counts
@@ -195,6 +195,15 @@ def test_a_large_person_gets_an_hnsw_index_that_search_uses(pg, monkeypatch, tmp
     assert len(Searcher(store, emb).search("topic", k=5, mode="vector", filters=SearchFilters(
         since="2000-01-01"))) == 5  # filtered through the index: still k rows (iterative scan)
 
+    # an interrupted build leaves an invalid index: it does not count, and the next check builds it again
+    with store.as_owner() as raw:
+        raw.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+                    "(SELECT oid FROM pg_class WHERE relname LIKE 'embeddings_hnsw_%')")
+    store.forget_index_cache()
+    assert not store.has_vector_index(emb.name)
+    pg_search.maintain_vector_index(store)
+    assert store.has_vector_index(emb.name)
+
 
 def _vectors(store, model):
     ids, matrix, _, _ = store.load_vectors(model)
@@ -223,7 +232,7 @@ def test_an_interrupted_ingest_leaves_every_file_whole_or_absent(pg, tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         ingest(store, Exploding(64), [v])
     c = _counts(store)
-    assert 0 < c["files"] < 6 and c["chunks"] == c["embeddings"] == c["files"] == c["documents"]
+    assert 0 < c["files"] < 6 and c["chunks"] == c["chunks_fts"] == c["embeddings"] == c["files"] == c["documents"]
     with pytest.raises(KeyboardInterrupt), store.transaction() as db:
         db.execute("INSERT INTO sources(name, root, created_at) VALUES ('half', '/x', 'now')")
         raise KeyboardInterrupt

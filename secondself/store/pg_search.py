@@ -170,12 +170,16 @@ def maintain_vector_index(store: PgStore) -> None:
             continue
         log.info("building the HNSW index %s for %d vectors of %s", name, count, model)
         with store.as_owner() as raw:
-            raw.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embeddings USING hnsw "
+            # a build that was interrupted leaves an invalid index, which the planner ignores: build it again
+            raw.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            raw.execute(f"CREATE INDEX CONCURRENTLY {name} ON embeddings USING hnsw "
                         f"((vector::vector({int(dim)})) vector_cosine_ops) "
                         f"WHERE person_id = {store.person_id} AND model = {_literal(model)} AND dim = {int(dim)}")
         store.forget_index_cache()
 
 
 def index_exists(store: PgStore, model: str) -> bool:
-    return store.db.execute("SELECT 1 FROM pg_indexes WHERE indexname = ?",
-                            (_index_name(store.person_id, model),)).fetchone() is not None
+    """Whether the person has a usable (valid: completely built) HNSW index for `model`."""
+    row = store.db.execute("SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+                           "WHERE c.relname = ?", (_index_name(store.person_id, model),)).fetchone()
+    return bool(row and row[0])
