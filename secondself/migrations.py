@@ -2,6 +2,10 @@
 
 Add a migration by appending a function to MIGRATIONS; never edit one that has shipped.
 Each runs inside the store's transaction together with its record in `_migrations`.
+
+These are the SQLite forms. The Postgres store has the same migrations, by the same names, as SQL in
+store/pg_schema.py (`PG_MIGRATIONS`; m001..m007 are one baseline there, since no older Postgres database
+exists): a new migration is written in both places, and a test checks that the two lists match.
 """
 
 from __future__ import annotations
