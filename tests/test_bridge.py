@@ -22,6 +22,9 @@ from secondself.errors import ConfigError, EndpointError, SourceNotFoundError
 from secondself.prompts import render
 from secondself.runtime import Runtime
 
+# its Postgres half runs with --slow (CI): the fast run keeps only the store-level suites on both backends
+pytestmark = pytest.mark.slow_on_postgres
+
 RESTAURANT = "Book a restaurant for Friday."
 SETTINGS = {"embedder": "hashing", "person_name": "Maya", "persona_model": "fake", "teacher_model": "fake"}
 # What a restaurant booking has no business knowing (all of it is in Maya's memories).

@@ -17,6 +17,9 @@ from secondself.store import Store
 
 from .conftest import EXAMPLES
 
+# its Postgres half runs with --slow (CI): the fast run keeps only the store-level suites on both backends
+pytestmark = pytest.mark.slow_on_postgres
+
 CORPUS = EXAMPLES / "maya" / "corpus"
 HELD_BACK = ["journal/2025-12-06.md", "journal/2025-12-13.md", "journal/2025-12-24.md", "journal/2025-12-31.md",
              "notes/2025-12-26-gift-ideas.txt"]

@@ -306,6 +306,7 @@ def test_real_ingest_then_build(settings, make_jobs, notes, tmp_path):
     assert jobs.wait(jobs.submit("build", {"teacher": "fake", "topics": 2})["id"], 20)["result"]["up_to_date"]
 
 
+@pytest.mark.slow_on_postgres
 def test_real_train_stopped_by_shutdown_resumes_from_its_checkpoint(settings, make_jobs, notes, tmp_path,
                                                                     monkeypatch):
     pytest.importorskip("peft")

@@ -21,6 +21,9 @@ from secondself.runtime import Runtime
 from secondself.serve import tokens
 from secondself.serve.mcp_http import http_app, mcp_asgi_app
 
+# its Postgres half runs with --slow (CI): the fast run keeps only the store-level suites on both backends
+pytestmark = pytest.mark.slow_on_postgres
+
 ANSWER = "I live in Lisbon, on Rua dos Anjos [1]."
 TOOLS = {"search_memory", "read_profile", "list_sources", "ask", "add_memory", "list_roles", "bridge_enhance",
          "bridge_critique", "prefill"}

@@ -32,6 +32,9 @@ from secondself.roles import create_role, delete_role, get_role, list_roles, upd
 from secondself.serve import tokens
 from secondself.types import Fact, Profile, SearchFilters, Status
 
+# its Postgres half runs with --slow (CI): the fast run keeps only the store-level suites on both backends
+pytestmark = pytest.mark.slow_on_postgres
+
 WORK = {
     "2025-01-10-standup.md": "# Standup\n\nI work at Heronworks as a data engineer. The ingest pipeline for the "
                              "Heronworks warehouse failed twice today.",

@@ -14,6 +14,9 @@ from serving import running_server
 
 from secondself.backends.chat import FakeChatModel
 
+# its Postgres half runs with --slow (CI): the fast run keeps only the store-level suites on both backends
+pytestmark = pytest.mark.slow_on_postgres
+
 REPLY = "I moved to Lisbon in July [1]."
 NOTES = {"2025-07-02-move.md": "Today I moved to Lisbon. The flat in Arroios is small but bright.",
          "2025-03-01-bread.md": "Baked sourdough again; the starter is finally lively."}

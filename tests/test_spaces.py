@@ -35,6 +35,9 @@ from secondself.spaces import (
     run_space,
 )
 
+# its Postgres half runs with --slow (CI): the fast run keeps only the store-level suites on both backends
+pytestmark = pytest.mark.slow_on_postgres
+
 TOPIC = "Plan a trip to Japan"
 TRAVEL = {"2025-01-05-japan.md": "# Japan\n\nI want to plan a trip to Japan with my sister Zelinda: Osaka first, "
                                  "for the Dotonbori lights, then Kyoto."}
