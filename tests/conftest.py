@@ -16,7 +16,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _deselect_sqlite_only_on_postgres(config, items)
     for item in items:  # the Postgres half of the application-level suites runs with --slow (CI), not in the fast run
         if item.get_closest_marker("slow_on_postgres") and item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.slow)
@@ -26,15 +25,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def _deselect_sqlite_only_on_postgres(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked `sqlite_only("why")` (it is about SQLite itself: a file, WAL, a corrupt .sqlite3) keeps
-    only its sqlite case of the `backend` parametrization."""
-    drop = [i for i in items if i.get_closest_marker("sqlite_only") and i.get_closest_marker("postgres")]
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = [i for i in items if i not in drop]
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +51,8 @@ def backend(backend_kind: str, request: pytest.FixtureRequest, monkeypatch: pyte
     """The store backend a test runs on (issue 15: the suites run on both): "sqlite", the file per person, or
     "postgres", a fresh database from `pg_url` named by SECONDSELF_STORE_URL, so that every Settings, Runtime
     and server the test builds uses it. `store` depends on it; so do the fixtures that build a runtime or a
-    server. `-m "not postgres"` runs the SQLite half alone."""
+    server. `-m "not postgres"` runs the SQLite half alone. Tests about SQLite itself (its file, migrations
+    table, a corrupt .sqlite3: test_store.py) open their Store directly and stay SQLite-only."""
     if backend_kind == "postgres":
         monkeypatch.setenv("SECONDSELF_STORE_URL", request.getfixturevalue("pg_url"))
     return backend_kind
