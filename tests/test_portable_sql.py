@@ -21,6 +21,7 @@ FORBIDDEN = {
     r"\bGLOB\b": "SQLite only: filter in Python or use LIKE",
     r"\bIS\s+NOT\s+\?": "Postgres cannot type a parameter compared with IS NOT",
     r"\bWHERE\s+1\s+(AND|\{)": "Postgres wants a boolean: WHERE 1 = 1",
+    r"INSERT\s+INTO\s+\w+\s+VALUES": "name the columns: Postgres tables lead with the person key",
 }
 # files whose SQL is one backend's by design
 EXEMPT = {"store", "migrations.py"}
