@@ -15,6 +15,9 @@ from serving import running_server
 
 from secondself.backends.chat import FakeChatModel
 
+# its Postgres half runs with --slow (CI): the fast run keeps only the store-level suites on both backends
+pytestmark = pytest.mark.slow_on_postgres
+
 REPLY = "I moved to Lisbon in July [1]."
 NOTES = {"2025-07-02-move.md": "Today I moved to Lisbon. The flat in Arroios is small but bright.",
          "2025-03-01-bread.md": "Baked sourdough again; the starter is finally lively."}
@@ -26,7 +29,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def srv(tmp_path: Path):
+def srv(tmp_path: Path, backend: str):
     with running_server(tmp_path / "home", persona=f"fake:{REPLY}", jobs=False, mcp=False) as s:
         s.ingest_text(NOTES)
         yield s
@@ -89,7 +92,7 @@ def test_a_chat_token_cannot_send_to_an_expert_that_only_looks_local(srv):
 
 
 # -- 9: an upload never re-points a folder source -----------------------------------------------------
-def test_an_upload_into_a_folder_source_is_refused_and_the_folder_is_kept(tmp_path):
+def test_an_upload_into_a_folder_source_is_refused_and_the_folder_is_kept(tmp_path, backend):
     with running_server(tmp_path / "h", mcp=False) as s:
         s.ingest_text(NOTES, source="journal")
         rt = s.runtime
@@ -111,7 +114,7 @@ def test_an_upload_into_a_folder_source_is_refused_and_the_folder_is_kept(tmp_pa
         assert again.status_code == 202
 
 
-def test_a_note_or_default_upload_moves_past_a_folder_source_of_that_name(tmp_path):
+def test_a_note_or_default_upload_moves_past_a_folder_source_of_that_name(tmp_path, backend):
     """The server picks 'notes' and 'uploads' itself, so it moves on to a free name instead of refusing."""
     with running_server(tmp_path / "h", mcp=False) as s:
         s.ingest_text(NOTES, source="notes")
@@ -174,7 +177,7 @@ def test_health_shedding_and_other_routes_answer_while_a_model_loads(tmp_path):
         assert first[0].status_code == 200
 
 
-def test_authentication_never_waits_for_the_runtime_lock(tmp_path):
+def test_authentication_never_waits_for_the_runtime_lock(tmp_path, backend):
     """HTTP API and MCP alike: while something holds the store lock, a caller still learns who it is."""
     with running_server(tmp_path / "h", jobs=False, rate_per_minute=0) as s:
         read = s.token("read")
@@ -227,7 +230,7 @@ def _asgi_call(app, method: str, path: str, headers: list[tuple[bytes, bytes]], 
 
 
 @pytest.fixture
-def app_and_runtime(tmp_path):
+def app_and_runtime(tmp_path, backend):
     from secondself.config import load_settings
     from secondself.runtime import Runtime
     from secondself.serve.app import ServeOptions, create_app
