@@ -37,6 +37,14 @@ def test_facade_translates_placeholders_outside_literals_and_adds_the_person_to_
         "INSERT INTO t VALUES (%s) ON CONFLICT DO NOTHING"
 
 
+def test_keyword_tokens_are_fts5s_letters_and_digits_without_diacritics():
+    from secondself.store.pg_search import fold_tokens
+
+    assert fold_tokens("Inês met Tomás at São_Bento, 3 times!") == ["ines", "met", "tomas", "at", "sao", "bento",
+                                                                   "3", "times"]
+    assert fold_tokens("plain ASCII, v2.0") == ["plain", "ascii", "v2", "0"]
+
+
 def test_urls_are_shown_without_their_password():
     assert redact_url("postgresql://maya:s3cret@db.example:5432/mem") == "postgresql://maya:***@db.example:5432/mem"
     assert redact_url("postgresql://maya@db.example/mem") == "postgresql://maya@db.example/mem"
