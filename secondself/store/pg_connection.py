@@ -1,7 +1,7 @@
-"""The Postgres connection behind `PgStore.db`: the calls the rest of secondself makes on an sqlite3 connection
-(`execute(sql, params)` with `?` placeholders, `executemany`, cursors with fetchone/fetchall/iteration), on a
-psycopg 3 connection. It knows nothing about the schema beyond one rule (`ON CONFLICT` targets gain the person
-key, below); the store owns transactions.
+"""The Postgres connections behind `PgStore.db`: the calls the rest of secondself makes on an sqlite3
+connection (`execute(sql, params)` with `?` placeholders, `executemany`, cursors with fetchone/fetchall/
+iteration, `BEGIN` ... `COMMIT`), on psycopg 3 connections borrowed from a pool per database (`Pool`). It knows
+nothing about the schema beyond one rule (`ON CONFLICT` targets gain the person key, below).
 
 What it translates, and why:
 - `?` outside string literals, comments and quoted names becomes `%s`; `%` becomes `%%` (psycopg reads `%`
