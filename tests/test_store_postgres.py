@@ -49,6 +49,10 @@ def test_urls_are_shown_without_their_password():
     assert redact_url("postgresql://maya:s3cret@db.example:5432/mem") == "postgresql://maya:***@db.example:5432/mem"
     assert redact_url("postgresql://maya@db.example/mem") == "postgresql://maya@db.example/mem"
     assert redact_url("postgresql://u:p%40ss@h/db?sslmode=require") == "postgresql://u:***@h/db?sslmode=require"
+    assert redact_url("host=db user=maya password=s3cret dbname=mem") == "host=db user=maya password=*** dbname=mem"
+    assert redact_url("host=db password='s3 cret'") == "host=db password=***"
+    assert redact_url("postgresql://maya@h/db?password=s3cret&sslmode=require") == \
+        "postgresql://maya@h/db?password=***&sslmode=require"
 
 
 def test_both_backends_name_the_same_migrations():

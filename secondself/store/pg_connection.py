@@ -62,7 +62,9 @@ def translate(sql: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, for messages and logs."""
+    """The URL with its password replaced by ***, for messages and logs (also a `key=value` connection
+    string's password, and a `password=` query parameter)."""
+    url = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", url, flags=re.IGNORECASE)
     try:
         parts = urlsplit(url)
     except ValueError:
