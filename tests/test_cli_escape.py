@@ -186,7 +186,8 @@ def test_library_deprecation_notices_are_not_shown_unless_debugging(tmp_path, de
     """)
     (tmp_path / "n").mkdir()
     (tmp_path / "n" / "a.md").write_text("text")
-    env = {k: v for k, v in os.environ.items() if k != "SECONDSELF_DEBUG"} | ({"SECONDSELF_DEBUG": "1"} if debug else {})
+    mine = ("SECONDSELF_DEBUG", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")  # an in-process main() set them
+    env = {k: v for k, v in os.environ.items() if k not in mine} | ({"SECONDSELF_DEBUG": "1"} if debug else {})
     done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, timeout=120, env=env)
     err = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 0, err
