@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceNotFoundError
-from ..types import Chunk, SourceInfo
+from ..types import Chunk, SearchFilters, SourceInfo
 
 __all__ = ["StoreBase", "FileRecord", "now_iso", "iso"]
 
@@ -211,3 +211,39 @@ class StoreBase:
                 if s:
                     index.setdefault(s, []).append(cid)
         return {s: np.asarray(ids, dtype=np.int64) for s, ids in index.items()}
+
+    # -- filters and statistics ---------------------------------------------------------------------
+    _POSITION = "instr"  # the SQL function giving a substring's position (Postgres: strpos)
+
+    def filter_sql(self, f: SearchFilters) -> tuple[str, list]:
+        """SQL condition on `c` (chunks) for the filters; names of unknown sources raise."""
+        parts, args = [], []
+        if f.sources:
+            ids = [self.source_id(s) for s in f.sources]
+            parts.append(f"c.source_id IN ({','.join('?' * len(ids))})")
+            args += ids
+        if f.since:
+            parts.append("c.date >= ?")
+            args.append(f.since)
+        if f.until:
+            parts.append("c.date <= ?")
+            args.append(f.until)
+        if f.speaker:
+            parts.append(f"{self._POSITION}(lower(c.speakers), ?) > 0")
+            args.append("|" + f.speaker.lower() + "|")
+        return ("AND " + " AND ".join(parts)) if parts else "", args
+
+    def stats(self) -> dict[str, object]:
+        q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        by_status = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+        return {
+            "sources": q("SELECT count(*) FROM sources"),
+            "files": by_status,
+            "documents": q("SELECT count(*) FROM documents"),
+            "chunks": q("SELECT count(*) FROM chunks"),
+            "vectors": self.vector_models(),
+            "db_bytes": self.db_bytes(),
+        }
+
+    def db_bytes(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -308,37 +308,11 @@ class PgStore(StoreBase):
         """(chunk_id, BM25) best first for chunks holding any of `terms`, FTS5's BM25 (pg_search.py)."""
         return pg_search.keyword_search(self, terms, filters, limit)
 
-    def filter_sql(self, f: SearchFilters) -> tuple[str, list]:
-        """SQL condition on `c` (chunks) for the filters; names of unknown sources raise."""
-        parts, args = [], []
-        if f.sources:
-            ids = [self.source_id(s) for s in f.sources]
-            parts.append(f"c.source_id IN ({','.join('?' * len(ids))})")
-            args += ids
-        if f.since:
-            parts.append("c.date >= ?")
-            args.append(f.since)
-        if f.until:
-            parts.append("c.date <= ?")
-            args.append(f.until)
-        if f.speaker:
-            parts.append("strpos(lower(c.speakers), ?) > 0")
-            args.append("|" + f.speaker.lower() + "|")
-        return ("AND " + " AND ".join(parts)) if parts else "", args
+    _POSITION = "strpos"
 
-    # -- statistics -----------------------------------------------------------------------------------
-    def stats(self) -> dict[str, object]:
-        q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
-        by_status = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
-        return {
-            "sources": q("SELECT count(*) FROM sources"),
-            "files": by_status,
-            "documents": q("SELECT count(*) FROM documents"),
-            "chunks": q("SELECT count(*) FROM chunks"),
-            "vectors": self.vector_models(),
-            # the person's share of the database is not measurable cheaply: the size of their rows' text
-            "db_bytes": int(q("SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM chunks c")),
-        }
+    def db_bytes(self) -> int:
+        """The person's share of the database is not measurable cheaply: the size of their chunk rows."""
+        return int(self.db.execute("SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM chunks c").fetchone()[0])
 
 
 def _prepare_connection(url: str, conn: Any, tenant: bool | None) -> bool:

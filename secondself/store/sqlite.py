@@ -181,36 +181,8 @@ class Store(StoreBase):
         except sqlite3.OperationalError as e:  # a query our sanitizer let through but FTS5 rejects
             raise StoreError(f"keyword search failed for {fts_query!r}: {e}") from e
 
-    def filter_sql(self, f: SearchFilters) -> tuple[str, list]:
-        """SQL condition on `c` (chunks) for the filters; names of unknown sources raise."""
-        parts, args = [], []
-        if f.sources:
-            ids = [self.source_id(s) for s in f.sources]
-            parts.append(f"c.source_id IN ({','.join('?' * len(ids))})")
-            args += ids
-        if f.since:
-            parts.append("c.date >= ?")
-            args.append(f.since)
-        if f.until:
-            parts.append("c.date <= ?")
-            args.append(f.until)
-        if f.speaker:
-            parts.append("instr(lower(c.speakers), ?) > 0")
-            args.append("|" + f.speaker.lower() + "|")
-        return ("AND " + " AND ".join(parts)) if parts else "", args
-
-    # -- statistics -----------------------------------------------------------------------------------
-    def stats(self) -> dict[str, object]:
-        q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
-        by_status = dict(self.db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
-        return {
-            "sources": q("SELECT count(*) FROM sources"),
-            "files": by_status,
-            "documents": q("SELECT count(*) FROM documents"),
-            "chunks": q("SELECT count(*) FROM chunks"),
-            "vectors": self.vector_models(),
-            "db_bytes": sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*")),
-        }
+    def db_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
 
 
 def vector_metadata(ids: np.ndarray, meta: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
