@@ -143,11 +143,35 @@ def verify(store: Store | TokenReader | StoreTokenReader, secret: str, touch: bo
     return _row(row)
 
 
-class TokenReader:
+class _Reader:
+    """Token checks serialized by a lock on a connection of the reader's own (`db`, opened on first use, from
+    any thread; `_release` closes it)."""
+
+    _lock: threading.Lock
+
+    db: Any
+
+    def any_tokens(self) -> bool:
+        with self._lock:
+            return any_tokens(self)
+
+    def verify(self, secret: str) -> Token | None:
+        with self._lock:
+            return verify(self, secret, touch=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TokenReader(_Reader):
     """The server's token checks on a read-only connection of their own, so that authenticating (and /health)
     never waits for the runtime's lock, which a cold model load or a long store operation holds for seconds.
     The database is in WAL mode: this reader sees every committed change (a revocation at once) and never
-    waits for a writer. `db` is opened on first use, from any thread; calls are serialized by a lock."""
+    waits for a writer."""
 
     def __init__(self, db_path: str | Path) -> None:
         self.path = Path(db_path)
@@ -163,22 +187,13 @@ class TokenReader:
             self._db = db
         return self._db
 
-    def any_tokens(self) -> bool:
-        with self._lock:
-            return any_tokens(self)
-
-    def verify(self, secret: str) -> Token | None:
-        with self._lock:
-            return verify(self, secret, touch=False)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+    def _release(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
-class StoreTokenReader:
+class StoreTokenReader(_Reader):
     """TokenReader's contract on a store connection of its own, for Postgres (where there is no read-only file
     to open): token checks never wait for the runtime's lock either."""
 
@@ -195,19 +210,10 @@ class StoreTokenReader:
             self._store = open_store(self.settings)
         return self._store.db
 
-    def any_tokens(self) -> bool:
-        with self._lock:
-            return any_tokens(self)
-
-    def verify(self, secret: str) -> Token | None:
-        with self._lock:
-            return verify(self, secret, touch=False)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+    def _release(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def reader_for(settings: Settings) -> TokenReader | StoreTokenReader:
