@@ -55,6 +55,19 @@ def score(hit_entries: list[set[int]], n_entries: int) -> dict[str, float]:
             "mrr@10": 1.0 / first if first else 0.0}
 
 
+
+def run_queries(searcher, queries: list[dict], top=lambda hit: hit.chunk.path) -> dict[str, dict[str, dict]]:
+    """Per query and mode: `score` of the top K hits, plus `top5` (`top(hit)` of the first AT)."""
+    out: dict[str, dict[str, dict]] = {}
+    for q in queries:
+        out[q["id"]] = {}
+        for mode in MODES:
+            hits = searcher.search(q["question"], k=K, mode=mode)
+            s = score([relevant_entries(h.chunk, q["relevant"]) for h in hits], len(q["relevant"]))
+            s["top5"] = [top(h) for h in hits[:AT]]
+            out[q["id"]][mode] = s
+    return out
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -87,16 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     reach[i] = True
             reachable[q["id"]] = reach
 
-        searcher = Searcher(store, embedder)
-        per_query: dict[str, dict[str, dict]] = {}
-        for q in queries:
-            per_query[q["id"]] = {}
-            for mode in MODES:
-                hits = searcher.search(q["question"], k=K, mode=mode)
-                matched = [relevant_entries(h.chunk, q["relevant"]) for h in hits]
-                s = score(matched, len(q["relevant"]))
-                s["top5_paths"] = [h.chunk.path for h in hits[:AT]]
-                per_query[q["id"]][mode] = s
+        per_query = run_queries(Searcher(store, embedder), queries)
         store.close()
 
     metrics = ("recall@5", "hit@5", "mrr@10")

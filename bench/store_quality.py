@@ -26,12 +26,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import retrieval  # noqa: E402
 from _common import MAYA, dump_json, log, table  # noqa: E402
 from _stores import CachingEmbedder, open_pg, open_sqlite, postgres  # noqa: E402
-from retrieval import AT, K, score  # noqa: E402
 
 from secondself.backends.embedders import make_embedder  # noqa: E402
-from secondself.evaluation import relevant_entries  # noqa: E402
 from secondself.ingest.pipeline import ingest  # noqa: E402
 from secondself.memory.search import MODES, Searcher  # noqa: E402
 
@@ -40,16 +39,7 @@ GOAL = 0.02
 
 
 def run_queries(store, embedder, queries: list[dict]) -> dict[str, dict[str, dict]]:
-    searcher = Searcher(store, embedder)
-    out: dict[str, dict[str, dict]] = {}
-    for q in queries:
-        out[q["id"]] = {}
-        for mode in MODES:
-            hits = searcher.search(q["question"], k=K, mode=mode)
-            s = score([relevant_entries(h.chunk, q["relevant"]) for h in hits], len(q["relevant"]))
-            s["top5"] = [(h.chunk.path, h.chunk.position) for h in hits[:AT]]
-            out[q["id"]][mode] = s
-    return out
+    return retrieval.run_queries(Searcher(store, embedder), queries, top=lambda h: (h.chunk.path, h.chunk.position))
 
 
 def main(argv: list[str] | None = None) -> int:
