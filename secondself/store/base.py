@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SourceNotFoundError
+from ..errors import SourceNotFoundError, StoreError
 from ..types import Chunk, SearchFilters, SourceInfo
 
 __all__ = ["StoreBase", "FileRecord", "now_iso", "iso"]
@@ -247,3 +247,47 @@ class StoreBase:
 
     def db_bytes(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # -- vectors ------------------------------------------------------------------------------------------
+    _VECTOR_META = "SELECT id, source_id, date FROM chunks ORDER BY id"
+
+    def load_vectors(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """All vectors of `model` as (chunk_ids int64[n], matrix float32[n, d], source_ids int64[n],
+        dates as unix seconds float64[n] with NaN where unknown).
+
+        Two narrow queries instead of a join, so no page holding chunk text is read (at 100k chunks the
+        join spent a second reading text it did not need)."""
+        rows = self.db.execute("SELECT chunk_id, dim, vector FROM embeddings WHERE model = ? ORDER BY chunk_id",
+                               (model,)).fetchall()
+        if not rows:
+            return (np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
+                    np.zeros(0, np.float64))
+        dims = {r[1] for r in rows}
+        if len(dims) != 1:
+            raise StoreError(f"vectors for model {model!r} have mixed dimensions {sorted(dims)}")
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        matrix = self._matrix([r[2] for r in rows], dims.pop())
+        return ids, matrix, *vector_metadata(ids, self.db.execute(self._VECTOR_META).fetchall())
+
+    @staticmethod
+    def _matrix(vectors: list, dim: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def vector_metadata(ids: np.ndarray, meta: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Source ids and dates (unix seconds, NaN where unknown) of the chunks `ids`, from (id, source_id, date)
+    rows of every chunk sorted by id."""
+    meta_ids = np.fromiter((r[0] for r in meta), np.int64, len(meta))
+    pos = np.searchsorted(meta_ids, ids)  # every vector's chunk exists (ON DELETE CASCADE)
+    sources = np.fromiter((r[1] for r in meta), np.int64, len(meta))[pos]
+    dates = np.array([_epoch(r[2]) for r in meta], dtype=np.float64)[pos]
+    return sources, dates
+
+
+def _epoch(iso_date: str | None) -> float:
+    if not iso_date:
+        return float("nan")
+    try:
+        return datetime.fromisoformat(iso_date).timestamp()
+    except ValueError:
+        return float("nan")

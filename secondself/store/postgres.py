@@ -30,7 +30,6 @@ from .base import FileRecord, StoreBase, iso, now_iso
 from .pg_admin import list_pg_persons, remove_pg_person
 from .pg_connection import PgConnection, drop_ref, lost, pool_for, redact_url
 from .pg_schema import TENANT_ROLE, ensure_tenant_role, migrate_pg
-from .sqlite import vector_metadata
 
 __all__ = ["PgStore", "FileRecord", "list_pg_persons", "remove_pg_person"]
 
@@ -270,20 +269,9 @@ class PgStore(StoreBase):
         """(chunk_id, cosine similarity) best first among the chunks passing `filters` (pg_search.py)."""
         return pg_search.vector_search(self, model, query, k, filters)
 
-    def load_vectors(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """All vectors of `model`, as the SQLite store gives them (layer 1's build reads them all)."""
-        rows = self.db.execute("SELECT chunk_id, dim, vector FROM embeddings WHERE model = ? ORDER BY chunk_id",
-                               (model,)).fetchall()
-        if not rows:
-            return (np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
-                    np.zeros(0, np.float64))
-        dims = {r[1] for r in rows}
-        if len(dims) != 1:
-            raise StoreError(f"vectors for model {model!r} have mixed dimensions {sorted(dims)}")
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        matrix = np.stack([r[2].to_numpy() for r in rows]).astype(np.float32, copy=False)
-        meta = self.db.execute("SELECT id, source_id, date FROM chunks ORDER BY id").fetchall()
-        return ids, matrix, *vector_metadata(ids, meta)
+    @staticmethod
+    def _matrix(vectors: list, dim: int) -> np.ndarray:  # pgvector's Vector values (layer 1's build reads them)
+        return np.stack([v.to_numpy() for v in vectors]).astype(np.float32, copy=False)
 
     def undated_chunks(self) -> set[int]:
         """Chunks whose date is only their file's modification time (no date in the content or name)."""

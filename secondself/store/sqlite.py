@@ -107,26 +107,11 @@ class Store(StoreBase):
         self.db.execute("INSERT OR REPLACE INTO embeddings(chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
                         (chunk_id, model, int(v.shape[0]), v.tobytes()))
 
-    def load_vectors(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """All vectors of `model` as (chunk_ids int64[n], matrix float32[n, d], source_ids int64[n],
-        dates as unix seconds float64[n] with NaN where unknown).
+    _VECTOR_META = "SELECT id, source_id, date FROM chunks INDEXED BY chunks_source_date ORDER BY id"
 
-        Two narrow queries instead of a join, so no page holding chunk text is read (at 100k chunks the
-        join spent a second reading text it did not need).
-        """
-        rows = self.db.execute("SELECT chunk_id, dim, vector FROM embeddings WHERE model = ? ORDER BY chunk_id",
-                               (model,)).fetchall()
-        if not rows:
-            return (np.zeros(0, np.int64), np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
-                    np.zeros(0, np.float64))
-        dims = {r[1] for r in rows}
-        if len(dims) != 1:
-            raise StoreError(f"vectors for model {model!r} have mixed dimensions {sorted(dims)}")
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dims.pop())
-        meta = self.db.execute("SELECT id, source_id, date FROM chunks INDEXED BY chunks_source_date "
-                               "ORDER BY id").fetchall()
-        return ids, matrix, *vector_metadata(ids, meta)
+    @staticmethod
+    def _matrix(blobs: list[bytes], dim: int) -> np.ndarray:
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
 
     def vector_search(self, model: str, query: np.ndarray, k: int, filters: SearchFilters
                       ) -> list[tuple[int, float]] | None:
@@ -184,21 +169,3 @@ class Store(StoreBase):
     def db_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
 
-
-def vector_metadata(ids: np.ndarray, meta: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Source ids and dates (unix seconds, NaN where unknown) of the chunks `ids`, from (id, source_id, date)
-    rows of every chunk sorted by id."""
-    meta_ids = np.fromiter((r[0] for r in meta), np.int64, len(meta))
-    pos = np.searchsorted(meta_ids, ids)  # every vector's chunk exists (ON DELETE CASCADE)
-    sources = np.fromiter((r[1] for r in meta), np.int64, len(meta))[pos]
-    dates = np.array([_epoch(r[2]) for r in meta], dtype=np.float64)[pos]
-    return sources, dates
-
-
-def _epoch(iso_date: str | None) -> float:
-    if not iso_date:
-        return float("nan")
-    try:
-        return datetime.fromisoformat(iso_date).timestamp()
-    except ValueError:
-        return float("nan")
