@@ -132,6 +132,13 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
                 "person_name": runtime.person, "auth": auth,
                 "notices": state.notices}
 
+    add_web_routes(app)
+    return app
+
+
+def add_web_routes(app: FastAPI) -> None:
+    """The web app: its page at / and its files at /static/NAME."""
+
     @app.get("/", include_in_schema=False)
     def index() -> Response:
         return _web_file("index.html")
@@ -139,8 +146,6 @@ def create_app(runtime: Runtime, options: ServeOptions | None = None, jobs: Any 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
         return _web_file(name)
-
-    return app
 
 
 def _web_file(name: str) -> Response:

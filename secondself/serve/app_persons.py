@@ -21,7 +21,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from .. import __version__
@@ -29,7 +28,7 @@ from ..backends.openai_compat import is_loopback_host
 from ..backends.registry import spec_guard
 from ..errors import ConfigError
 from . import tokens as token_store
-from .app import ROUTERS, _install_errors, _install_guards, _web_file
+from .app import ROUTERS, _install_errors, _install_guards, add_web_routes
 from .auth import SERVER_ADMIN, Forbidden, Principal, authenticate
 from .limits import RateLimiter
 from .persons import Persons, spec_check
@@ -156,12 +155,5 @@ def create_persons_app(persons: Persons) -> FastAPI:
         return {"status": "ok", "version": __version__, "persons": "many", "auth": "token",
                 "notices": persons.notices}
 
-    @app.get("/", include_in_schema=False)
-    def index() -> Response:
-        return _web_file("index.html")
-
-    @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
-        return _web_file(name)
-
+    add_web_routes(app)
     return app
