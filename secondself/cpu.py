@@ -8,6 +8,7 @@ Both return floats; callers round. Without /proc (not Linux) the 1-minute load a
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -70,7 +71,7 @@ def others_busy(before: Sample, after: Sample) -> float:
     """Cores used by other processes between two samples (on our CPUs): busy time minus our own."""
     wall = after.wall_s - before.wall_s
     if before.jiffies is None or after.jiffies is None or wall <= 0:
-        return len(usable_cpus()) - _load_free(usable_cpus())
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 1.0
     busy = 0.0
     for c, (idle1, total1) in after.jiffies.items():
         idle0, total0 = before.jiffies.get(c, (idle1, total1))
@@ -82,6 +83,4 @@ def others_busy(before: Sample, after: Sample) -> float:
 def threads_for(free: float, cpus: int) -> int:
     """Whole threads for `free` cores: rounded down (a fraction of a core is not enough for a thread the others
     wait for at every step; 0.75 of a core counts as free), at least 1, at most the usable cores."""
-    import math
-
     return max(1, min(cpus, math.floor(free + 0.25)))

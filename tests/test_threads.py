@@ -46,3 +46,8 @@ def test_secondself_threads_pins_training_threads(monkeypatch):
     threads = CpuThreads(every=1, set_threads=set_to.append, sampler=lambda: _sample(0, 0, 0.0, 0.0), cpus=2)
     assert threads.start(free=2.0) == 1
     assert threads.step() is None and set_to == [1]
+
+
+def test_without_proc_the_others_are_the_load_average(monkeypatch):
+    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (1.25, 0.0, 0.0))
+    assert cpu.others_busy(cpu.Sample(None, 0.0, 0.0), cpu.Sample(None, 1.0, 10.0)) == 1.25
