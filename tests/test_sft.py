@@ -4,6 +4,7 @@ byte-level BPE tokenizer trained on a few sentences, and a ChatML template like 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -283,7 +284,8 @@ def test_early_stopping_keeps_the_weights_of_the_lowest_heldout_loss(base: Path,
 
     ids, labels = _pieces([encode(tok, held[0])], 48)[0]
     rows = [sft.Row(ids, labels, list(range(len(ids))), [1] * len(ids))]
-    assert sft._heldout_loss(model, rows, 2, "cpu") == pytest.approx(losses[result.best_step], abs=1e-3)
+    with sft._products(sft._resolve_autocast(None, "cpu", "float32")):   # as training measured it
+        assert sft._heldout_loss(model, rows, 2, "cpu") == pytest.approx(losses[result.best_step], abs=1e-3)
 
 
 def test_unpacked_training_runs_too(base: Path, tmp_path: Path) -> None:
@@ -341,3 +343,117 @@ def test_local_chat_model_merges_an_adapter(base: Path, adapter: Path, monkeypat
     peft_model, _ = sft.load_model(base, adapter)
     assert torch.allclose(logits(personal._model, ids), logits(peft_model, ids), atol=1e-5)
     assert not torch.allclose(logits(personal._model, ids), logits(plain._load(True) and plain._model, ids))
+
+
+# -- retention by distillation (anchor) --------------------------------------------------------------------
+
+ANCHOR = ["The coffee was cold but the rain was warm, and her sister walked by the river.",
+          "Where do you live? In Lisbon, by the river, and on Sundays the cello."]
+
+
+def anchor_kl(base: Path, adapter_dir: Path, tokenizer) -> float:
+    from secondself.train.anchor import anchor_loss, anchor_rows
+
+    model, _ = sft.load_model(base, adapter_dir)
+    rows = anchor_rows(model, tokenizer, ANCHOR, 48)
+    with torch.no_grad():
+        return sum(float(anchor_loss(model, r)) for r in rows) / len(rows)
+
+
+def test_anchor_rows_are_the_base_model_even_with_an_adapter_on(base: Path, adapter: Path, tokenizer) -> None:
+    from secondself.train.anchor import anchor_loss, anchor_rows
+
+    plain, _ = sft.load_model(base)
+    tuned, _ = sft.load_model(base, adapter)
+    want, got = anchor_rows(plain, tokenizer, ANCHOR, 48, k=5), anchor_rows(tuned, tokenizer, ANCHOR, 48, k=5)
+    assert len(want) == len(got) == 2
+    for w, g in zip(want, got, strict=True):
+        assert torch.equal(w.top_ids, g.top_ids) and torch.allclose(w.top_logp, g.top_logp, atol=1e-6)
+        assert g.top_ids.shape == (len(g.input_ids) - 1, 5)
+        with torch.no_grad():
+            assert float(anchor_loss(plain, w)) == pytest.approx(0.0, abs=1e-6)   # the base matches itself
+            assert float(anchor_loss(tuned, w)) > 1e-3                            # the tuned model drifted
+
+
+def test_a_long_text_is_read_in_windows_that_carry_the_last_token_as_context(tokenizer) -> None:
+    from secondself.train.anchor import anchor_rows
+
+    class Echo(torch.nn.Module):   # a stand-in LM: uniform next-token distribution; only the windows matter
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, **kw):
+            return type("Out", (), {"logits": torch.zeros(*input_ids.shape, 50) + self.w})()
+
+    text = " ".join(SENTENCES * 3)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    rows = anchor_rows(Echo(), tokenizer, [text], 20, k=3)
+    assert [int(i) for r in rows for i in r.input_ids[1:]] == ids[:sum(len(r.input_ids) - 1 for r in rows)]
+    assert all(int(r.input_ids[0]) == int(prev.input_ids[-1]) for prev, r in zip(rows, rows[1:], strict=False))
+    assert all(len(r.input_ids) <= 20 for r in rows)
+
+
+def test_the_anchor_keeps_the_tuned_model_closer_to_its_base(base: Path, tokenizer, tmp_path: Path) -> None:
+    config = cfg(steps=12, learning_rate=3e-2)
+    free = sft.train(base, [QA] * 8, tmp_path / "free", config, run_dir=tmp_path / "r1")
+    held = sft.train(base, [QA] * 8, tmp_path / "held", replace(config, anchor_weight=4.0), run_dir=tmp_path / "r2",
+                     anchor=ANCHOR)
+    assert free.anchor_kl == [] and len(held.anchor_kl) == 12
+    kl_free, kl_held = anchor_kl(base, tmp_path / "free", tokenizer), anchor_kl(base, tmp_path / "held", tokenizer)
+    assert kl_held < 0.5 * kl_free
+    assert held.final_loss < held.losses[0]          # and it still learns the answer
+
+
+def test_the_anchor_is_part_of_the_run_a_resume_checks(base: Path, tmp_path: Path) -> None:
+    config = cfg(checkpoint_every=2, anchor_weight=1.0)
+    straight = sft.train(base, examples(10), tmp_path / "a", config, run_dir=tmp_path / "run-a", anchor=ANCHOR)
+    with pytest.raises(TrainingCancelled):
+        sft.train(base, examples(10), tmp_path / "b", config, run_dir=tmp_path / "run-b", anchor=ANCHOR,
+                  should_stop=lambda: True)
+    with pytest.raises(TrainingError, match="different run"):   # other anchor text: another run
+        sft.train(base, examples(10), tmp_path / "b", config, run_dir=tmp_path / "run-b", anchor=ANCHOR[:1])
+    resumed = sft.train(base, examples(10), tmp_path / "b", config, run_dir=tmp_path / "run-b", anchor=ANCHOR)
+    assert resumed.resumed_from_step == 1 and resumed.anchor_kl == pytest.approx(straight.anchor_kl, abs=1e-5)
+
+
+def test_bf16_products_only_on_a_cpu_that_has_bf16_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert sft._resolve_autocast(None, "cpu", "float32") is False          # emulated bf16 would be slower
+    assert sft._resolve_autocast(True, "cpu", "float32") is True           # asked for
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert sft._resolve_autocast(None, "cpu", "float32") is True
+    assert sft._resolve_autocast(False, "cpu", "float32") is False
+    assert sft._resolve_autocast(None, "cuda", "bfloat16") is False        # CUDA trains bf16 weights
+    assert sft._resolve_autocast(True, "cpu", "bfloat16") is False
+
+
+def test_once_kinds_are_trained_once_over_the_run_and_the_rest_every_epoch(base: Path, tokenizer,
+                                                                              tmp_path: Path) -> None:
+    from secondself.train.data import IGNORE, encode
+
+    qa = [TrainingExample("self_qa", (("user", f"Question {i}?"),), f"Answer {i}.") for i in range(4)]
+    notes = [TrainingExample("notes", (), s) for s in SENTENCES]
+
+    def targets(e: TrainingExample) -> int:
+        return sum(x != IGNORE for x in encode(tokenizer, e)[1][1:])
+
+    config = cfg(steps=None, epochs=3, batch_size=1, seq_len=256, once_kinds=("notes",))
+    once = sft.train(base, qa + notes, tmp_path / "a", config, run_dir=tmp_path / "r1")
+    assert once.tokens_trained == 3 * sum(map(targets, qa)) + sum(map(targets, notes))
+    every = sft.train(base, qa + notes, tmp_path / "b", replace(config, once_kinds=()), run_dir=tmp_path / "r2")
+    assert every.tokens_trained == 3 * sum(map(targets, qa + notes))
+
+
+def test_a_chat_anchor_is_read_as_the_template_renders_it(base: Path, tokenizer, tmp_path: Path) -> None:
+    from secondself.train.anchor import anchor_rows
+    from secondself.train.data import encode
+
+    model, _ = sft.load_model(base)
+    ids = encode(tokenizer, QA)[0]
+    (row,) = anchor_rows(model, tokenizer, [ids], 256, k=4)
+    assert [int(i) for i in row.input_ids] == ids and row.top_ids.shape == (len(ids) - 1, 4)
+    result = sft.train(base, examples(), tmp_path / "out", cfg(steps=2, anchor_weight=1.0), run_dir=tmp_path / "r",
+                       anchor=[QA, ANCHOR[0]])
+    assert len(result.anchor_kl) == 2

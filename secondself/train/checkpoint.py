@@ -32,7 +32,8 @@ __all__ = ["fingerprint", "rng_state", "save_checkpoint", "load_checkpoint", "cl
 _CKPT, _PREV = "checkpoint", "checkpoint.prev"
 
 
-def fingerprint(config: TrainConfig, base_dir: Path, examples: Sequence[TrainingExample]) -> str:
+def fingerprint(config: TrainConfig, base_dir: Path, examples: Sequence[TrainingExample],
+                texts: Sequence[str] = ()) -> str:
     h = hashlib.sha256()
     cfg = {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}
     h.update(json.dumps(cfg, sort_keys=True, default=list).encode())
@@ -41,6 +42,8 @@ def fingerprint(config: TrainConfig, base_dir: Path, examples: Sequence[Training
         h.update(f"{p.name}:{p.stat().st_size}".encode())
     for e in examples:
         h.update(json.dumps([e.kind, e.prompt, e.completion]).encode())
+    for t in texts:
+        h.update(t.encode())
     return h.hexdigest()[:16]
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import TrainingCancelled, TrainingError
 from ..progress import OnProgress, Progress
 from ..types import TrainingExample
+from .anchor import anchor_loss, anchor_rows
 from .checkpoint import clear_checkpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint, swap_in
 from .data import IGNORE, TARGET_MODULES, Row, _pad, _pieces, choose_rank, encode, pack, pad_batches
 from .losses import _collate, _heldout_loss, _step_loss, bits_per_byte
@@ -62,11 +63,17 @@ class TrainConfig:
     checkpoint_every: int = field(default=10, metadata={"help": "steps between resumable checkpoints"})
     device: str | None = field(default=None, metadata={"help": "'cpu' or 'cuda'; empty = cuda if available"})
     dtype: str | None = field(default=None, metadata={"help": "'float32' or 'bfloat16'; empty = bf16 on cuda"})
+    autocast: bool | None = field(default=None, metadata={"help": "fp32 weights, bf16 matrix products on a CPU "
+                                                                  "that has bf16 instructions; empty = when it has"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
     warmup_steps: int = field(default=5, metadata={"help": "linear warmup, then cosine decay to 10%"})
     eval_every: int = field(default=10, metadata={"help": "steps between held-out loss measurements"})
     patience: int = field(default=2, metadata={"help": "stop after this many held-out losses without a new "
                                                        "best (0 = never stop early); the best weights are kept"})
+    once_kinds: tuple[str, ...] = field(default=(), metadata={"help": "example kinds seen once over the run, "
+                                                                     "spread over the epochs, instead of every epoch"})
+    anchor_weight: float = field(default=0.0, metadata={"help": "weight of the KL to the base model on generic "
+                                                               "prose added to every step (0 = off; see anchor)"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,9 @@ class TrainResult:
     resumed_from_step: int
     heldout_losses: list[tuple[int, float]] = field(default_factory=list)   # (step, loss) per measurement
     best_step: int | None = None        # the step whose weights were saved (early stopping), None: the last
+    anchor_kl: list[float] = field(default_factory=list)   # KL to the base on the anchor row, per step
+    threads: list[int] = field(default_factory=list)       # CPU threads used, each change in order (CPU only)
+    bf16_products: bool = False                            # bf16 matrix products under fp32 weights (CPU)
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -94,6 +104,28 @@ def _resolve_device(device: str | None, dtype: str | None) -> tuple[str, str]:
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return device, dtype or ("bfloat16" if device == "cuda" else "float32")
+
+
+def _resolve_autocast(autocast: bool | None, device: str, dtype: str) -> bool:
+    """bf16 products under fp32 weights: on a CPU with AVX512-BF16 or AMX a training step of the 135M took
+    2.8 s instead of 4.5-5.2 s (2 threads) with the same loss to 3 decimals (2026-12-07); without those
+    instructions bf16 is emulated and slower, so it stays off. CUDA trains in bf16 weights already."""
+    if device != "cpu" or dtype != "float32":
+        return False
+    if autocast is not None:
+        return autocast
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def _products(on: bool) -> Any:
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
 
 
 def _load_base(base_dir: Path, device: str, dtype: str) -> Any:
@@ -146,22 +178,31 @@ def load_model(base_dir: str | Path, adapter_dir: str | Path | None = None,
 
 class _Schedule:
     """Which rows each optimizer step trains on: a deterministic function of (seed, step), so that a
-    resumed run sees exactly the batches the uninterrupted run would have seen."""
+    resumed run sees exactly the batches the uninterrupted run would have seen. `epochs`: the rows of each
+    epoch (one list: the same rows every epoch), cycled; each epoch's rows are shuffled by (seed, epoch)."""
 
-    def __init__(self, rows: list[Row], config: TrainConfig, pad_id: int) -> None:
-        self.rows, self.config, self.pad_id = rows, config, pad_id
+    def __init__(self, epochs: list[list[Row]], config: TrainConfig, pad_id: int) -> None:
+        self.epochs, self.config, self.pad_id = epochs, config, pad_id
         self.per_step = config.batch_size * config.grad_accum
         self._orders: dict[int, list[int]] = {}
+
+    def _locate(self, g: int) -> tuple[int, int]:
+        epoch = 0
+        while g >= len(self.epochs[epoch % len(self.epochs)]):
+            g -= len(self.epochs[epoch % len(self.epochs)])
+            epoch += 1
+        return epoch, g
 
     def micro_batches(self, step: int) -> list[list[Row]]:
         picked = []
         for g in range(step * self.per_step, (step + 1) * self.per_step):
-            epoch, i = divmod(g, len(self.rows))
+            epoch, i = self._locate(g)
+            rows = self.epochs[epoch % len(self.epochs)]
             if epoch not in self._orders:
-                order = list(range(len(self.rows)))
+                order = list(range(len(rows)))
                 random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
                 self._orders = {epoch: order}
-            picked.append(self.rows[self._orders[epoch][i]])
+            picked.append(rows[self._orders[epoch][i]])
         b = self.config.batch_size
         batches = [picked[i:i + b] for i in range(0, len(picked), b)]
         return batches if self.config.packing else [_pad(mb, self.pad_id) for mb in batches]
@@ -197,13 +238,15 @@ def _lora_weights(model: Any) -> dict[str, Any]:
 def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config: TrainConfig, *,
           run_dir: Path, on_progress: OnProgress | None = None,
           should_stop: Callable[[], bool] | None = None, heldout: Sequence[TrainingExample] = (),
-          init_adapter: Path | None = None) -> TrainResult:
+          init_adapter: Path | None = None, anchor: Sequence[str | TrainingExample] = ()) -> TrainResult:
     """Train a LoRA adapter on the `split == "train"` examples and save it, verified, at `out_dir`.
 
     `heldout`: examples never trained on whose loss is measured every `config.eval_every` steps; after
     `config.patience` measurements without a new lowest loss training stops, and the weights of the lowest
     one are saved (early stopping). `init_adapter`: continue from this adapter's weights (same base; its
-    rank and alpha are kept) instead of a fresh LoRA — continuous learning.
+    rank and alpha are kept) instead of a fresh LoRA — continuous learning. `anchor`: generic texts (or chats) on which
+    every step adds `config.anchor_weight` x the KL from the base model's next-token distributions (read once,
+    adapter off) to the tuned model's: retention by distillation (see `anchor`; off when the weight is 0).
 
     Resumes from `run_dir/checkpoint` if it holds a checkpoint of the same run (same fingerprint);
     raises TrainingError if it holds one of a different run. `should_stop()` is checked after every step:
@@ -223,12 +266,12 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     order = list(range(len(train_examples)))
     random.Random(config.seed).shuffle(order)
-    encoded = [encode(tokenizer, train_examples[i]) for i in order]
-    if config.packing:
-        rows = pack(encoded, config.seq_len, pad_id)
-    else:
-        rows = [Row(ids, labels, list(range(len(ids))), [1] * len(ids))
-                for ids, labels in _pieces(encoded, config.seq_len)]
+    once = [i for i in order if train_examples[i].kind in config.once_kinds]
+    every = [i for i in order if train_examples[i].kind not in config.once_kinds]
+    n_epochs = max(1, math.ceil(config.epochs)) if once and not config.steps else 1
+    encoded = {i: encode(tokenizer, train_examples[i]) for i in order}
+    epochs = [_rows([encoded[i] for i in every + once[e::n_epochs]], config, pad_id) for e in range(n_epochs)]
+    rows = epochs[0]
     if not rows:
         raise TrainingError("the training samples contain nothing to learn (no supervised tokens): check "
                             "that their completions are not empty")
@@ -243,9 +286,13 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
 
         rank, rank_reason = choose_rank(train_examples, tokenizer, AutoConfig.from_pretrained(base_dir),
                                         config.target_modules)
-    steps = config.steps or max(1, math.ceil(config.epochs * len(rows) / (config.batch_size * config.grad_accum)))
-    config = replace(config, rank=rank, alpha=config.alpha or 2.0 * rank, steps=steps, device=device, dtype=dtype)
-    run_fingerprint = fingerprint(config, base_dir, train_examples) + (
+    steps = config.steps or max(1, math.ceil(config.epochs / n_epochs * sum(map(len, epochs))
+                                             / (config.batch_size * config.grad_accum)))
+    config = replace(config, rank=rank, alpha=config.alpha or 2.0 * rank, steps=steps, device=device, dtype=dtype,
+                     autocast=_resolve_autocast(config.autocast, device, dtype))
+    anchor = list(anchor) if config.anchor_weight > 0 else []
+    run_fingerprint = fingerprint(config, base_dir, train_examples,
+                                  [a if isinstance(a, str) else json.dumps([a.prompt, a.completion]) for a in anchor]) + (
         f"+{fingerprint(config, Path(init_adapter), [])}" if init_adapter is not None else "")
     held_rows = [Row(ids, labels, list(range(len(ids))), [1] * len(ids))
                  for ids, labels in _pieces([encode(tokenizer, e) for e in heldout], config.seq_len)]
@@ -264,9 +311,12 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
             model = get_peft_model(_load_base(base_dir, device, dtype), LoraConfig(
                 r=rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                 target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none"))
+    anchors = anchor_rows(model, tokenizer, [a if isinstance(a, str) else encode(tokenizer, a)[0] for a in anchor],
+                          config.seq_len) if anchor else []
     optimizer, scheduler = optimizer_and_schedule(model, config.learning_rate, config.warmup_steps, steps)
     params = optimizer.param_groups[0]["params"]
-    state: dict[str, Any] = {"step": 0, "losses": [], "tokens": 0, "tokens_all": 0, "positions": 0,
+    state: dict[str, Any] = {"step": 0, "losses": [], "anchor_kl": [], "tokens": 0, "tokens_all": 0,
+                             "positions": 0,
                              "seconds": 0.0, "heldout": [], "best_step": None, "since_best": 0}
     best: dict[str, Any] | None = None
     resumed = load_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler)
@@ -275,7 +325,7 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
         state = {**state, **resumed}
         log.info("resuming from step %d of %d", state["step"], steps)
     start = dict(state)
-    schedule = _Schedule(rows, config, pad_id)
+    schedule = _Schedule(epochs, config, pad_id)
     t0 = time.perf_counter()
     rng = rng_state()
     in_update = False
@@ -287,7 +337,8 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     def measure() -> bool:
         """Record the held-out loss; True when training should stop (no new best for `patience` times)."""
         nonlocal best
-        loss = _heldout_loss(model, held_rows, config.batch_size, device)
+        with _products(config.autocast):
+            loss = _heldout_loss(model, held_rows, config.batch_size, device)
         state["heldout"].append([state["step"], round(loss, 5)])
         if all(loss < old for _, old in state["heldout"][:-1]):
             state["best_step"], state["since_best"] = state["step"], 0
@@ -308,9 +359,15 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
             n_targets = max(1, sum(sum(x != IGNORE for x in r.labels[1:]) for mb in batches for r in mb))
             total = 0.0
             for mb in batches:
-                loss = _step_loss(model, _collate(mb, config.packing, device), n_targets)
+                with _products(config.autocast):
+                    loss = _step_loss(model, _collate(mb, config.packing, device), n_targets)
                 loss.backward()
                 total += float(loss.detach())
+            if anchors:  # one anchor row per step, in a fixed cycle (a resumed run sees the same ones)
+                with _products(config.autocast):
+                    kl = anchor_loss(model, anchors[state["step"] % len(anchors)])
+                (config.anchor_weight * kl).backward()
+                state["anchor_kl"].append(round(float(kl.detach()), 5))
             in_update = True  # from here until the step is recorded, a checkpoint would be inconsistent
             if config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -363,7 +420,14 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     return TrainResult(out_dir, state["step"], state["losses"][-1], list(state["losses"]), state["tokens"],
                        start["seconds"] + time.perf_counter() - t0, rank, rank_reason, start["step"],
                        [(int(a), float(b)) for a, b in state["heldout"]],
-                       state["best_step"] if held_rows else None)
+                       state["best_step"] if held_rows else None, list(state["anchor_kl"]),
+                       list(threads.history) if threads is not None else [], bool(config.autocast))
+
+
+def _rows(encoded: list[tuple[list[int], list[int]]], config: TrainConfig, pad_id: int) -> list[Row]:
+    if config.packing:
+        return pack(encoded, config.seq_len, pad_id)
+    return [Row(ids, labels, list(range(len(ids))), [1] * len(ids)) for ids, labels in _pieces(encoded, config.seq_len)]
 
 
 def _report(on_progress: OnProgress | None, state: dict[str, Any], start: dict[str, Any],
