@@ -136,6 +136,30 @@ def test_cancel_then_resume_finishes_the_same_run(person):
         run_training(store, person_dir, "Maya", tiny, "tiny", resume=True)
 
 
+def test_a_run_recorded_before_the_anchor_option_resumes_as_it_started(person):
+    """Runs started before `anchor` existed trained without it: their resume must not switch it on (that would
+    be another run, refused by the checkpoint's fingerprint)."""
+    store, person_dir, tiny = person
+
+    def cancel_at_step_2(p):
+        if p.stage == "train" and p.done == 2:
+            (latest_run(person_dir) / "CANCEL").write_text("now")
+
+    with pytest.raises(TrainingCancelled):
+        run_training(store, person_dir, "Maya", tiny, "tiny", replace(OPTIONS, anchor=0.0),
+                     make_model=_models(tiny), on_progress=cancel_at_step_2)
+    state_file = latest_run(person_dir, unfinished=True) / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["options"]["anchor"]
+    state_file.write_text(json.dumps(state))
+    info = run_training(store, person_dir, "Maya", tiny, "tiny", resume=True, make_model=_models(tiny))
+    assert info.metadata["train"]["resumed_from_step"] == 2 and info.metadata["options"]["anchor"] == 0.0
+    assert info.metadata["train"]["anchor_kl"] is None
+    fresh = run_training(store, person_dir, "Maya", tiny, "tiny", replace(OPTIONS, full=True),
+                         make_model=_models(tiny))
+    assert fresh.metadata["options"]["anchor"] == 1.0 and fresh.metadata["train"]["anchor_kl"] > 0
+
+
 def test_no_profile_means_a_clear_error(tmp_path, monkeypatch):
     from secondself.errors import ProfileError
 

@@ -44,7 +44,7 @@ class _TrainProgress(Bars):
 
 @cli.command()
 @click.option("--base", "base_spec", help="Base model: 'embedded' (default) or a local model directory.")
-@click.option("--epochs", type=float, help="Passes over the training data (default 3).")
+@click.option("--epochs", type=float, help="Passes over the training data (default 6).")
 @click.option("--steps", type=int, help="Optimizer steps (overrides --epochs).")
 @click.option("--rank", help="LoRA rank, or 'auto' (default: sized from the amount of personal knowledge).")
 @click.option("--resume", is_flag=True, help="Continue the latest unfinished run from its last checkpoint, with the "
@@ -84,6 +84,9 @@ def train(obj: Context, base_spec: str | None, epochs: float | None, steps: int 
     out(t.get("rank_reason") or f"rank {t.get('rank')}")
     out(f"{t.get('steps')} steps, final loss {t.get('final_loss', 0):.3f}, {t.get('seconds')} s"
         + (f", weights of step {t['best_step']} (lowest held-out loss)" if t.get("best_step") else ""))
+    if t.get("threads"):
+        out(f"on {'/'.join(map(str, t['threads']))} CPU thread(s) (as the free cores changed)"
+            + (", bf16 matrix products" if t.get("bf16_products") else ""))
     if info.metadata.get("mode") == "continue":
         out(f"continued from {info.metadata.get('parent')}: {info.metadata.get('new_items')} new items, "
             f"{info.metadata.get('replayed')} replayed")

@@ -44,8 +44,9 @@ class TrainOptions:
     base: str = field(default="embedded", metadata={"help": "base model: 'embedded' or a local HF model dir"})
     rank: int | None = field(default=None, metadata={"help": "LoRA rank; None = chosen from the data"})
     steps: int | None = field(default=None, metadata={"help": "optimizer steps; None = from epochs"})
-    epochs: float = field(default=3.0, metadata={"help": "passes over the training data (early stopping may "
-                                                          "end sooner)"})
+    epochs: float = field(default=6.0, metadata={"help": "passes over the training data (early stopping may "
+                                                          "end sooner); 6 stored the held-out facts where 3 "
+                                                          "recalled a third to a half (bench/recipe.py)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "high: with assistant-only loss, several "
                                                                   "wordings per fact and generic data mixed in, "
                                                                   "1e-3 stores facts where 2e-4 taught the "
@@ -62,6 +63,8 @@ class TrainOptions:
                                                                   "round-robin across kinds)"})
     retention_prompts: int = field(default=24, metadata={"help": "generic prompts answered by the base model "
                                                                  "and mixed into training"})
+    anchor: float = field(default=1.0, metadata={"help": "weight of the KL to the base model on generic prose "
+                                                         "in every step (retention by distillation; 0 = off)"})
     dpo: bool = field(default=False, metadata={"help": "a second stage: DPO on judge-free preference pairs"})
     dpo_prompts: int = field(default=24, metadata={"help": "training items per pair source given base-model "
                                                            "drafts (DPO)"})
@@ -132,7 +135,7 @@ def resume_settings(person_dir: Path, **asked: Any) -> RunSettings:
     if path is None:
         raise TrainingError("no unfinished training run to resume; start one with `secondself train`")
     state = json.loads((path / "state.json").read_text())
-    options = TrainOptions(**state["options"])
+    options = _recorded(state)
     base_dir = Path(state["base_dir"]) if state.get("base_dir") else None
     for name, value in asked.items():
         recorded = getattr(options, name)
@@ -142,6 +145,12 @@ def resume_settings(person_dir: Path, **asked: Any) -> RunSettings:
                           f"continues it with its own settings (leave out the {name}), or start a new run "
                           "without --resume")
     return RunSettings(path, options, base_dir, state.get("base_name"))
+
+
+def _recorded(state: dict[str, Any]) -> TrainOptions:
+    """A run's options as it recorded them; a run recorded before an option existed gets the behaviour it was
+    started with (no anchor), so that resuming it continues the same run."""
+    return TrainOptions(**{"anchor": 0.0, **state["options"]})
 
 
 def _same_base(asked: str, recorded: str, recorded_dir: Path | None) -> bool:
@@ -189,7 +198,7 @@ class _Run:
 
     @property
     def options(self) -> TrainOptions:
-        return TrainOptions(**self.state["options"])
+        return _recorded(self.state)
 
     def save(self) -> None:
         _write_json(self.path / "state.json", self.state)
@@ -223,6 +232,7 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
     """
     from ..memory.versions import load_version
     from . import continual, sft
+    from .anchor import ANCHOR_TEXT
     from .evaluate import evaluate
     from .generic import GENERIC_PROMPTS, GENERIC_TEXT, RETENTION_HELDOUT, retention_examples
     from .synthesis import synthesize
@@ -281,15 +291,18 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
         examples = load_examples(run.path / "dataset.jsonl") + load_examples(run.path / "retention.jsonl")
         if run.state["step"] == "train":
             config = sft.TrainConfig(rank=opts.rank, steps=opts.steps, epochs=opts.epochs,
-                                     learning_rate=opts.learning_rate, seed=opts.seed)
+                                     learning_rate=opts.learning_rate, seed=opts.seed, anchor_weight=opts.anchor)
             parent_dir = Path(run.state["parent_dir"]) if run.state.get("mode") == "continue" else None
             result = sft.train(base_dir, examples, run.path / "adapter", config, run_dir=run.path / "sft",
                                on_progress=progress, should_stop=run.cancelled,
-                               heldout=[e for e in examples if e.split == "valid"], init_adapter=parent_dir)
+                               heldout=[e for e in examples if e.split == "valid"], init_adapter=parent_dir,
+                               anchor=ANCHOR_TEXT)
             run.move("dpo" if opts.dpo else "evaluate", train={"steps": result.steps, "final_loss": result.final_loss,
                                         "tokens": result.tokens_trained, "seconds": round(result.seconds, 1),
                                         "rank": result.rank, "rank_reason": result.rank_reason,
                                         "resumed_from_step": result.resumed_from_step,
+                                        "anchor_kl": result.anchor_kl[-1] if result.anchor_kl else None,
+                                        "threads": result.threads, "bf16_products": result.bf16_products,
                                         "heldout_losses": result.heldout_losses, "best_step": result.best_step,
                                         "config": asdict(replace(config, rank=result.rank))})
         if run.state["step"] == "dpo":
