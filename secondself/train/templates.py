@@ -307,7 +307,7 @@ def preferences(profile: Profile, own_events: dict[str, list[tuple[str, str, tup
         lines, sources, days = [], [], []
         for day, sentence, src in own_events.get(s.name, []):
             line = f"On {human_date(day)}: {sentence}"
-            if len(" ".join([*lines, line]).split()) > max_words or len(lines) == 4:
+            if len(" ".join([*lines, line]).split()) > max_words or len(lines) == 2:   # answers stay short
                 break
             lines.append(line)
             sources += src
