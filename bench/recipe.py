@@ -25,6 +25,10 @@ How to read it
     `--base qwen2.5-coder-0.5b` trains on another base from the model ladder (its GGUF, dequantized: the
     weights llama.cpp serves). `--eval-questions` bounds the held-out fact questions asked per model.
     `--tiny` runs on a tiny model built in code (plumbing check). Reports, never asserts.
+    Config keys: lr, rank, epochs, seq, steps, batch, patience; notes (the notes' share of trained words);
+    anchor (weight of the KL to the base on generic prose, `train/anchor.py`); chats=1 (anchor the base's
+    answers to the generic prompts too); once=notes (kinds trained once over the run, spread over the
+    epochs, instead of every epoch).
 
     python bench/recipe.py [--person maya --person heldout] [--config lr=1e-3,rank=8,epochs=3,seq=256]
                            [--base embedded] [--threads 1] [--eval-questions 24] [--json]
@@ -47,7 +51,10 @@ from _common import REPO, dump_json, log, table  # noqa: E402
 DEFAULT_CONFIGS = ("lr=1e-3,rank=8,epochs=3,seq=256",)  # the defaults of `secondself train`
 _KEYS = {"lr": ("learning_rate", float), "rank": ("rank", int), "epochs": ("epochs", float),
          "seq": ("seq_len", int), "steps": ("steps", int), "batch": ("batch_size", int),
-         "patience": ("patience", int), "notes": ("notes_share", float)}
+         "patience": ("patience", int), "notes": ("notes_share", float),
+         "anchor": ("anchor_weight", float), "once": ("once_kinds", lambda v: tuple(filter(None, v.split("+")))),
+         "chats": ("anchor_chats", lambda v: v.lower() in ("1", "true", "yes"))}
+_NOT_TRAIN = ("notes_share", "anchor_chats")  # synthesis / anchor choices, not TrainConfig fields
 
 
 def parse_config(text: str) -> dict[str, Any]:
@@ -106,21 +113,23 @@ class Memo:
         yield self.cache[key]
 
 
-def run_config(base_dir: Path, base: Memo, examples: list, retention: list, names: list[str], config: dict,
-               work: Path, eval_questions: int) -> dict:
-    from secondself.backends.local import LocalChatModel
+def run_config(base_dir: Path, models_dir: Path, base: Memo, examples: list, retention: list, names: list[str],
+               config: dict, work: Path, eval_questions: int) -> dict:
     from secondself.train import sft
+    from secondself.train.adapters import run_models
+    from secondself.train.anchor import ANCHOR_TEXT
     from secondself.train.evaluate import evaluate
     from secondself.train.generic import GENERIC_TEXT, RETENTION_HELDOUT
 
-    train_cfg = sft.TrainConfig(**{k: v for k, v in config.items() if k != "notes_share"},
+    train_cfg = sft.TrainConfig(**{k: v for k, v in config.items() if k not in _NOT_TRAIN},
                                 checkpoint_every=10_000)
     out = work / f"adapter-{abs(hash(json.dumps(config, sort_keys=True)))}"
     t0 = time.perf_counter()
     result = sft.train(base_dir, examples + retention, out, train_cfg, run_dir=work / f"{out.name}-run",
-                       heldout=[e for e in examples if e.split == "valid"])
+                       heldout=[e for e in examples if e.split == "valid"],
+                       anchor=[*ANCHOR_TEXT, *(retention if config.get("anchor_chats") else [])])
     train_s = time.perf_counter() - t0
-    personal = LocalChatModel(base_dir, adapter=out)
+    personal = run_models(base_dir, models_dir)(out)   # as `train` evaluates: llama.cpp where the base has a GGUF
     models: dict[str, Any] = {}
 
     def bpb(which: str, texts: list[str]) -> float:
@@ -136,6 +145,7 @@ def run_config(base_dir: Path, base: Memo, examples: list, retention: list, name
     eval_s = time.perf_counter() - t0
     return {"config": config, "steps": result.steps, "best_step": result.best_step, "rank": result.rank,
             "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "heldout_losses": result.heldout_losses,
+            "anchor_kl_last10": round(sum(result.anchor_kl[-10:]) / max(1, len(result.anchor_kl[-10:])), 4),
             "scores": report.scores, "summary": report.summary, "items": report.items}
 
 
@@ -158,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ["SECONDSELF_THREADS"] = str(args.threads)  # training keeps it (train/threads.py)
-    from secondself.backends.local import LocalChatModel
+    from secondself.train.adapters import run_models
     from secondself.train.generic import GENERIC_PROMPTS, retention_examples
     from secondself.train.synthesis import synthesize
 
@@ -171,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
             from secondself.train.tiny import make_tiny_model
 
             base_dir, base_name = make_tiny_model(work / "tiny"), "tiny"
+            models_dir = work / "models"
         else:
             from secondself.backends.registry import parse_spec, transformers_model
 
-            model = transformers_model(parse_spec(args.base), Path.home() / ".secondself" / "models")
+            models_dir = Path.home() / ".secondself" / "models"
+            model = transformers_model(parse_spec(args.base), models_dir)
             base_dir, base_name = model._checkpoint(), model.name
-        base = Memo(LocalChatModel(base_dir))
+        base = Memo(run_models(base_dir, models_dir)(None))
         t0 = time.perf_counter()
         retention = retention_examples(base, GENERIC_PROMPTS[:args.retention_prompts])
         results["retention_s"] = round(time.perf_counter() - t0, 1)
@@ -191,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 synth_s = time.perf_counter() - t0
                 names = sorted({n for e in profile.entities for n in (e.name, *e.aliases)} | {name})
                 log(f"[{person}] {config}: {sum(e.split == 'train' for e in report.examples)} training items ...")
-                r = run_config(base_dir, base, report.examples, retention, names, config, pdir, args.eval_questions)
+                r = run_config(base_dir, models_dir, base, report.examples, retention, names, config, pdir, args.eval_questions)
                 r["synth_s"] = round(synth_s, 2)
                 r["counts"] = report.counts
                 rows.append(r)

@@ -12,10 +12,14 @@ What it measures
     - all tokens/s: non-padding tokens (prompt + completion) per second;
     - fill: non-padding share of the positions computed.
 
-Baseline (same run, same data, same model and settings)
-    `packing=False`: one example per row, each batch padded to its longest row (the usual HF collator).
-    "packed / padded" is the ratio of supervised tokens/s; goal >= 1.5x. The two runs alternate order
-    from round to round (`--rounds`, default 1) so that machine drift hits both alike.
+Runs (same data, same model and settings)
+    - packed: the trainer's defaults — packed rows, and on a CPU with bf16 instructions (AVX512-BF16 or
+      AMX) bf16 matrix products under fp32 weights (`TrainConfig.autocast`);
+    - packed fp32: packed rows, fp32 products (what packing alone gives);
+    - padded (the baseline): `packing=False`, fp32: one example per row, each batch padded to its longest
+      row (the usual HF collator).
+    "packed / padded" is the ratio of supervised tokens/s; goal >= 1.5x. The runs rotate their order from
+    round to round (`--rounds`, default 1) so that machine drift hits all alike.
 
 How to read it
     Absolute times depend on the machine and its load (a shared 2-core CPU is slow and noisy); compare the
@@ -44,6 +48,12 @@ from secondself.train.sft import TrainConfig, train  # noqa: E402
 from secondself.types import TrainingExample  # noqa: E402
 
 SYSTEM = "You are Maya Lindqvist. Answer as yourself, from your own memories."
+
+def _bf16_cpu() -> bool:
+    from secondself.train.sft import _resolve_autocast
+
+    return _resolve_autocast(None, "cpu", "float32")
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -130,14 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         lengths = sorted(len(encode(tokenizer, e)[0]) for e in examples)
         config = TrainConfig(rank=args.rank, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                              checkpoint_every=10_000, warmup_steps=2)
-        runs: dict[str, list[dict]] = {"packed": [], "padded": []}
+        kinds = {"packed": {}, "packed fp32": {"autocast": False}, "padded": {"packing": False, "autocast": False}}
+        runs: dict[str, list[dict]] = {k: [] for k in kinds}
         for r in range(args.rounds):
-            order = ["padded", "packed"] if r % 2 == 0 else ["packed", "padded"]
+            order = list(kinds)[::-1] if r % 2 == 0 else list(kinds)
             for label in order:
                 log(f"round {r + 1}/{args.rounds}: {label} ...")
-                runs[label].append(run(base, examples, TrainConfig(**{**config.__dict__,
-                                                                       "packing": label == "packed"}),
-                                       work, f"{label}-{r}"))
+                runs[label].append(run(base, examples, TrainConfig(**{**config.__dict__, **kinds[label]}),
+                                       work, f"{label.replace(' ', '-')}-{r}"))
 
     def mean(label: str, key: str) -> float:
         return sum(x[key] for x in runs[label]) / len(runs[label])
@@ -148,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         "examples": len(examples), "example_tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2],
                                                       "max": lengths[-1], "total": sum(lengths)},
         "config": {"steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len, "rank": args.rank},
-        "packed": {k: mean("packed", k) for k in ("s_per_step", "supervised_per_s", "all_per_s", "fill",
-                                                   "supervised_per_step", "final_loss")},
-        "padded": {k: mean("padded", k) for k in ("s_per_step", "supervised_per_s", "all_per_s", "fill",
-                                                   "supervised_per_step", "final_loss")},
+        **{label: {k: mean(label, k) for k in ("s_per_step", "supervised_per_s", "all_per_s", "fill",
+                                                "supervised_per_step", "final_loss")} for label in runs},
+        "bf16_products": TrainConfig().autocast is not False and _bf16_cpu(),
         "rounds": args.rounds, "rss_mb": peak_rss_mb(),
     }
     result["packed_vs_padded"] = ratio(result["packed"]["supervised_per_s"], result["padded"]["supervised_per_s"])
+    result["packed_fp32_vs_padded"] = ratio(result["packed fp32"]["supervised_per_s"],
+                                            result["padded"]["supervised_per_s"])
     result["goal_met"] = bool(result["packed_vs_padded"] and result["packed_vs_padded"] >= 1.5)
 
     out(f"{name} on {result['device']}, {result['threads']} torch threads, load average "
@@ -162,14 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         f"(median {lengths[len(lengths) // 2]}); batch {args.batch_size} x {args.seq_len}, rank {args.rank}, "
         f"{args.steps} steps")
     rows = []
-    for label in ("packed", "padded"):
+    for label in runs:
         x = result[label]
         rows.append([f"{label}{' (baseline)' if label == 'padded' else ''}", f"{x['s_per_step']:.2f}",
                      f"{x['supervised_per_s']:.0f}", f"{x['all_per_s']:.0f}", f"{x['fill']:.0%}",
                      f"{x['supervised_per_step']:.0f}"])
     out(table(["rows", "s/step", "supervised tok/s", "all tok/s", "fill", "supervised/step"], rows))
     out(f"\npacked / padded supervised tokens/s: {fmt_ratio(result['packed_vs_padded'])} "
-        f"(goal >= 1.5x: {'met' if result['goal_met'] else 'NOT met'}); peak RSS {result['rss_mb']:.0f} MB")
+        f"(goal >= 1.5x: {'met' if result['goal_met'] else 'NOT met'}; bf16 products: "
+        f"{'yes' if result['bf16_products'] else 'no, this CPU lacks bf16 instructions'}); packed fp32 / padded: "
+        f"{fmt_ratio(result['packed_fp32_vs_padded'])}; peak RSS {result['rss_mb']:.0f} MB")
     if args.json:
         dump_json(result)
     return 0
