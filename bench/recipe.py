@@ -48,7 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, dump_json, log, table  # noqa: E402
 
-DEFAULT_CONFIGS = ("lr=1e-3,rank=8,epochs=3,seq=256",)  # the defaults of `secondself train`
+DEFAULT_CONFIGS = ("lr=1e-3,rank=8,epochs=6,seq=256,anchor=1,once=notes",)  # the defaults of `secondself train`
 _KEYS = {"lr": ("learning_rate", float), "rank": ("rank", int), "epochs": ("epochs", float),
          "seq": ("seq_len", int), "steps": ("steps", int), "batch": ("batch_size", int),
          "patience": ("patience", int), "notes": ("notes_share", float),
@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for config in configs:
                 t0 = time.perf_counter()
-                report = synthesize(profile, chunks, name, notes_share=config.get("notes_share", 0.25))
+                report = synthesize(profile, chunks, name, notes_share=config.get("notes_share", 0.25),
+                                    epochs=config.get("epochs", 6) if "notes" in config.get("once_kinds", ()) else 1)
                 synth_s = time.perf_counter() - t0
                 names = sorted({n for e in profile.entities for n in (e.name, *e.aliases)} | {name})
                 log(f"[{person}] {config}: {sum(e.split == 'train' for e in report.examples)} training items ...")

@@ -118,6 +118,18 @@ def test_raw_notes_are_a_minority_of_training(report):
     assert report.dropped["notes_capped"] > 0
 
 
+def test_the_notes_share_holds_over_a_run_that_trains_notes_once(maya, report):
+    """`epochs`: the other items are trained that many times per pass over the notes, so more notes fit in
+    the same share of the run's trained words."""
+    six = synthesize(maya[0], maya[1], "Maya", epochs=6)
+    train = [e for e in six.examples if e.split == "train"]
+    notes = sum(len(e.completion.split()) for e in train if e.kind == "notes")
+    others = sum(len(e.completion.split()) for e in train if e.kind != "notes")
+    assert notes <= 0.25 * (notes + 6 * others)
+    assert six.counts["notes"]["train"] > report.counts["notes"]["train"]
+    assert [e for e in six.examples if e.kind != "notes"] == [e for e in report.examples if e.kind != "notes"]
+
+
 def test_no_duplicates(report):
     seen = {(e.prompt, e.completion) for e in report.examples}
     assert len(seen) == len(report.examples)

@@ -137,27 +137,24 @@ def test_cancel_then_resume_finishes_the_same_run(person):
 
 
 def test_a_run_recorded_before_the_anchor_option_resumes_as_it_started(person):
-    """Runs started before `anchor` existed trained without it: their resume must not switch it on (that would
-    be another run, refused by the checkpoint's fingerprint)."""
+    """Runs started before `anchor` and notes-once existed trained without them: resuming one must not switch
+    them on. (Killed before its first checkpoint; a checkpoint written by an older version is refused as
+    another run, since the configuration it fingerprints has new fields: such a run starts over.)"""
     store, person_dir, tiny = person
-
-    def cancel_at_step_2(p):
-        if p.stage == "train" and p.done == 2:
-            (latest_run(person_dir) / "CANCEL").write_text("now")
-
-    with pytest.raises(TrainingCancelled):
-        run_training(store, person_dir, "Maya", tiny, "tiny", replace(OPTIONS, anchor=0.0),
-                     make_model=_models(tiny), on_progress=cancel_at_step_2)
+    with pytest.raises(_Killed):
+        run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny),
+                     on_progress=lambda p: _raise(p.stage == "train"))
     state_file = latest_run(person_dir, unfinished=True) / "state.json"
     state = json.loads(state_file.read_text())
-    del state["options"]["anchor"]
+    del state["options"]["anchor"], state["notes_once"]
     state_file.write_text(json.dumps(state))
     info = run_training(store, person_dir, "Maya", tiny, "tiny", resume=True, make_model=_models(tiny))
-    assert info.metadata["train"]["resumed_from_step"] == 2 and info.metadata["options"]["anchor"] == 0.0
-    assert info.metadata["train"]["anchor_kl"] is None
+    assert info.metadata["options"]["anchor"] == 0.0 and info.metadata["train"]["anchor_kl"] is None
+    assert info.metadata["train"]["config"]["once_kinds"] == []
     fresh = run_training(store, person_dir, "Maya", tiny, "tiny", replace(OPTIONS, full=True),
                          make_model=_models(tiny))
     assert fresh.metadata["options"]["anchor"] == 1.0 and fresh.metadata["train"]["anchor_kl"] > 0
+    assert fresh.metadata["train"]["config"]["once_kinds"] == ["notes"]
 
 
 def test_no_profile_means_a_clear_error(tmp_path, monkeypatch):

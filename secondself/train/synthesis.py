@@ -59,12 +59,14 @@ class SynthesisReport:
 
 def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, seed: int = 0,
                heldout: float = 0.2, unseen: float = 0.15, notes_share: float = 0.25, max_words: int = 120,
-               system: str | None = None) -> SynthesisReport:
+               system: str | None = None, epochs: float = 1.0) -> SynthesisReport:
     """All kinds, support-checked, deduplicated, length-limited and split. Deterministic for a seed.
 
     `heldout`: share of the wordings of each trained answer (and of the other kinds' groups) held out;
     `unseen`: share of fact groups held out whole; `notes_share`: at most this share of the words of the
-    training answers are raw notes (the rest of the notes are left out, counted as "notes_capped")."""
+    training answers are raw notes (the rest of the notes are left out, counted as "notes_capped");
+    `epochs`: passes over the other items per pass over the notes (`train` trains notes once over the run and
+    the rest every epoch), so the share holds over the whole run."""
     system = system or f"You are {person}. Answer as {person}, in the first person, from your own memories."
     as_of = profile.status.as_of
     mine = [f for f in profile.facts if is_person(f.subject, person) or norm(f.subject) == norm(person)]
@@ -92,7 +94,7 @@ def synthesize(profile: Profile, chunks: Mapping[int, Chunk], person: str, *, se
                                chunks, max_words, dropped) if not quarantine.blocks(c)]
     kept += intro
     sides += ["train"] * len(intro)
-    sides = _cap_notes(kept, sides, notes_share, seed)
+    sides = _cap_notes(kept, sides, notes_share, seed, epochs)
     for s in sides:
         if s not in SPLITS:
             dropped[s] += 1
@@ -118,12 +120,14 @@ def _with_own_wordings(cands: list[Candidate]) -> list[Candidate]:
     return out
 
 
-def _cap_notes(cands: Sequence[Candidate], sides: list[str], share: float, seed: int) -> list[str]:
+def _cap_notes(cands: Sequence[Candidate], sides: list[str], share: float, seed: int,
+               epochs: float = 1.0) -> list[str]:
     """Raw notes are at most `share` of the words the training items teach (notes are long: capped by
-    count, they were still half of the supervised tokens): a seeded sample of them is kept."""
+    count, they were still half of the supervised tokens): a seeded sample of them is kept. The other items
+    count `epochs` times (trained that many times per pass over the notes)."""
     notes = [i for i, (c, s) in enumerate(zip(cands, sides, strict=True)) if c.kind == "notes" and s == "train"]
-    others = sum(len(c.completion.split()) for c, s in zip(cands, sides, strict=True)
-                 if c.kind != "notes" and s == "train")
+    others = epochs * sum(len(c.completion.split()) for c, s in zip(cands, sides, strict=True)
+                          if c.kind != "notes" and s == "train")
     limit = share / (1 - share) * others if share < 1 else float("inf")
     # ranked by content, so that the same note stays in (or out) when other notes come and go
     ranked = sorted(notes, key=lambda i: hashlib.sha1(f"{seed}|notes|{cands[i].completion}".encode()).hexdigest())
