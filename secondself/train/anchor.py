@@ -20,6 +20,7 @@ is never trained on). torch is imported inside functions only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 __all__ = ["ANCHOR_TEXT", "AnchorRow", "anchor_rows", "anchor_loss"]
@@ -57,7 +58,7 @@ def anchor_rows(model: Any, tokenizer: Any, texts: Sequence[str | list[int]], se
             context = chunk[-1]
     was_training = model.training
     model.eval()
-    off = model.disable_adapter() if hasattr(model, "disable_adapter") else _nothing()
+    off = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
     out = []
     with torch.no_grad(), off:
         for w in windows:
@@ -80,14 +81,6 @@ def anchor_loss(model: Any, row: AnchorRow) -> Any:
     q_rest = (1 - logq.exp().sum(-1)).clamp_min(1e-8)
     kl = (p * (row.top_logp - logq)).sum(-1) + p_rest * (p_rest.log() - q_rest.log())
     return kl.mean()
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 ANCHOR_TEXT: tuple[str, ...] = (

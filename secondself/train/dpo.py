@@ -183,7 +183,8 @@ def train(base_dir: Path, adapter_dir: Path, pairs: Sequence[Pair], out_dir: Pat
     adapter and pairs); raises TrainingError if it holds another's. `should_stop()` is checked after every
     step: when true a checkpoint is written and TrainingCancelled raised. On success the checkpoint is removed.
     `on_progress` gets Progress("dpo", step, steps, info: loss, accuracy, margin, lr, elapsed_s, eta_s)."""
-    from .sft import _load_base, _load_tokenizer, _quiet_peft, _resolve_device, optimizer_and_schedule
+    from .models import _load_base, _load_tokenizer, _quiet_peft, _resolve_device
+    from .sft import optimizer_and_schedule
 
     base_dir, adapter_dir, out_dir, run_dir = Path(base_dir), Path(adapter_dir), Path(out_dir), Path(run_dir)
     if not pairs:
@@ -309,7 +310,7 @@ def _save_verified(model: Any, base_dir: Path, adapter_dir: Path, out_dir: Path,
     import torch
     from peft import PeftModel
 
-    from .sft import _load_base, _quiet_peft
+    from .models import _load_base, _quiet_peft
 
     model.eval()
     probe = torch.tensor([probe_ids[:64]], device=config.device)

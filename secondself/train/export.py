@@ -60,7 +60,7 @@ def _atomic_dir(out_dir: Path, write: Callable[[Path], None]) -> Path:
 def _write_merged(base_dir: Path, adapter_dir: Path, target: Path) -> None:
     from peft import PeftModel
 
-    from .sft import _load_base, _load_tokenizer, _quiet_peft
+    from .models import _load_base, _load_tokenizer, _quiet_peft
 
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
         raise TrainingError(f"{adapter_dir} holds no adapter (adapter_config.json is missing): train one first")
@@ -151,7 +151,7 @@ def export_ollama(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
 
     def write(tmp: Path) -> None:
         _write_merged(Path(base_dir), Path(adapter_dir), tmp / "merged")
-        from .sft import _load_tokenizer
+        from .models import _load_tokenizer
 
         template = getattr(_load_tokenizer(Path(base_dir)), "chat_template", None) or ""
         (tmp / "Modelfile").write_text(_modelfile("./merged", template, "the base model with the personal "
