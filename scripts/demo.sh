@@ -48,7 +48,7 @@ ss ask "Who is my manager at Tidewater?"
 ss ask "What is my blood type?"                       # not in her memories: it says it does not know
 
 # Layer 2: the personal model. Grounded samples from layers 0-1, a LoRA adapter trained on this CPU
-# (about ten minutes on 2 cores), evaluated against the base model on held-out data.
+# (about twelve minutes on 2 cores), evaluated against the base model on held-out data.
 ss train
 ss model list
 ss ask --model personal "Where do I live now?"
