@@ -26,9 +26,8 @@ How to read it
     weights llama.cpp serves). `--eval-questions` bounds the held-out fact questions asked per model.
     `--tiny` runs on a tiny model built in code (plumbing check). Reports, never asserts.
     Config keys: lr, rank, epochs, seq, steps, batch, patience; notes (the notes' share of trained words);
-    anchor (weight of the KL to the base on generic prose, `train/anchor.py`); chats=1 (anchor the base's
-    answers to the generic prompts too); once=notes (kinds trained once over the run, spread over the
-    epochs, instead of every epoch).
+    anchor (weight of the KL to the base on generic prose, `train/anchor.py`); once=notes (kinds trained once
+    over the run, spread over the epochs, instead of every epoch).
 
     python bench/recipe.py [--person maya --person heldout] [--config lr=1e-3,rank=8,epochs=3,seq=256]
                            [--base embedded] [--threads 1] [--eval-questions 24] [--json]
@@ -52,9 +51,7 @@ DEFAULT_CONFIGS = ("lr=1e-3,rank=8,epochs=6,seq=256,anchor=1,once=notes",)  # th
 _KEYS = {"lr": ("learning_rate", float), "rank": ("rank", int), "epochs": ("epochs", float),
          "seq": ("seq_len", int), "steps": ("steps", int), "batch": ("batch_size", int),
          "patience": ("patience", int), "notes": ("notes_share", float),
-         "anchor": ("anchor_weight", float), "once": ("once_kinds", lambda v: tuple(filter(None, v.split("+")))),
-         "chats": ("anchor_chats", lambda v: v.lower() in ("1", "true", "yes"))}
-_NOT_TRAIN = ("notes_share", "anchor_chats")  # synthesis / anchor choices, not TrainConfig fields
+         "anchor": ("anchor_weight", float), "once": ("once_kinds", lambda v: tuple(filter(None, v.split("+"))))}
 
 
 def parse_config(text: str) -> dict[str, Any]:
@@ -121,13 +118,14 @@ def run_config(base_dir: Path, models_dir: Path, base: Memo, examples: list, ret
     from secondself.train.evaluate import evaluate
     from secondself.train.generic import GENERIC_TEXT, RETENTION_HELDOUT
 
-    train_cfg = sft.TrainConfig(**{k: v for k, v in config.items() if k not in _NOT_TRAIN},
+    train_cfg = sft.TrainConfig(**{k: v for k, v in config.items() if k != "notes_share"},
                                 checkpoint_every=10_000)
     out = work / f"adapter-{abs(hash(json.dumps(config, sort_keys=True)))}"
+    if hasattr(base.model, "close"):   # as `train` does: llama.cpp is not left running beside torch (it
+        base.model.close()             # slowed each step by ~19%); it starts again for the evaluation
     t0 = time.perf_counter()
     result = sft.train(base_dir, examples + retention, out, train_cfg, run_dir=work / f"{out.name}-run",
-                       heldout=[e for e in examples if e.split == "valid"],
-                       anchor=[*ANCHOR_TEXT, *(retention if config.get("anchor_chats") else [])])
+                       heldout=[e for e in examples if e.split == "valid"], anchor=ANCHOR_TEXT)
     train_s = time.perf_counter() - t0
     personal = run_models(base_dir, models_dir)(out)   # as `train` evaluates: llama.cpp where the base has a GGUF
     models: dict[str, Any] = {}

@@ -444,16 +444,3 @@ def test_once_kinds_are_trained_once_over_the_run_and_the_rest_every_epoch(base:
     assert once.tokens_trained == 3 * sum(map(targets, qa)) + sum(map(targets, notes))
     every = sft.train(base, qa + notes, tmp_path / "b", replace(config, once_kinds=()), run_dir=tmp_path / "r2")
     assert every.tokens_trained == 3 * sum(map(targets, qa + notes))
-
-
-def test_a_chat_anchor_is_read_as_the_template_renders_it(base: Path, tokenizer, tmp_path: Path) -> None:
-    from secondself.train.anchor import anchor_rows
-    from secondself.train.data import encode
-
-    model, _ = sft.load_model(base)
-    ids = encode(tokenizer, QA)[0]
-    (row,) = anchor_rows(model, tokenizer, [ids], 256, k=4)
-    assert [int(i) for i in row.input_ids] == ids and row.top_ids.shape == (len(ids) - 1, 4)
-    result = sft.train(base, examples(), tmp_path / "out", cfg(steps=2, anchor_weight=1.0), run_dir=tmp_path / "r",
-                       anchor=[QA, ANCHOR[0]])
-    assert len(result.anchor_kl) == 2

@@ -10,8 +10,7 @@ and its top-k next-token log-probabilities are kept; each training step adds the
 to the tuned model's, on one anchor row, weighted by `TrainConfig.anchor_weight`. The KL is exact over the
 partition {each of the top k tokens, all the rest}, so it is 0 exactly when the tuned model matches the base
 there, and it never rewards the tuned model for being *better* than its base on the anchor text (which
-would hide forgetting elsewhere). Chats can be anchored too (the training run passes the base's own answers
-to the generic prompts): there the whole distribution of its answers is kept, not only their greedy tokens.
+would hide forgetting elsewhere).
 
 `ANCHOR_TEXT` is generic prose on topics the evaluation's `generic.GENERIC_TEXT` does not cover (that one
 is never trained on). torch is imported inside functions only.
@@ -37,10 +36,8 @@ class AnchorRow(NamedTuple):
     top_logp: Any       # FloatTensor [n - 1, k]
 
 
-def anchor_rows(model: Any, tokenizer: Any, texts: Sequence[str | list[int]], seq_len: int,
-                k: int = TOP_K) -> list[AnchorRow]:
-    """The base model's top-k distributions on `texts` (plain text, or token ids as they are: a chat
-    rendered by the template), read in windows of `seq_len` tokens.
+def anchor_rows(model: Any, tokenizer: Any, texts: Sequence[str], seq_len: int, k: int = TOP_K) -> list[AnchorRow]:
+    """The base model's top-k distributions on `texts`, read in windows of `seq_len` tokens.
 
     `model` may be a peft model: its adapter is switched off while the base reads."""
     import torch
@@ -49,8 +46,8 @@ def anchor_rows(model: Any, tokenizer: Any, texts: Sequence[str | list[int]], se
     device = next(model.parameters()).device
     windows = []
     for text in texts:
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) if isinstance(text, str) else list(text)
-        context = start if isinstance(text, str) else ids.pop(0)
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        context = start
         for i in range(0, len(ids), seq_len - 1):
             chunk = ids[i:i + seq_len - 1]
             if len(chunk) >= 8:

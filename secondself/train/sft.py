@@ -105,8 +105,6 @@ class TrainResult:
     bf16_products: bool = False                            # bf16 matrix products under fp32 weights (CPU)
 
 
-# -- models ----------------------------------------------------------------------------------------------
-
 # -- training --------------------------------------------------------------------------------------------
 
 class _Schedule:
@@ -171,14 +169,14 @@ def _lora_weights(model: Any) -> dict[str, Any]:
 def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config: TrainConfig, *,
           run_dir: Path, on_progress: OnProgress | None = None,
           should_stop: Callable[[], bool] | None = None, heldout: Sequence[TrainingExample] = (),
-          init_adapter: Path | None = None, anchor: Sequence[str | TrainingExample] = ()) -> TrainResult:
+          init_adapter: Path | None = None, anchor: Sequence[str] = ()) -> TrainResult:
     """Train a LoRA adapter on the `split == "train"` examples and save it, verified, at `out_dir`.
 
     `heldout`: examples never trained on whose loss is measured every `config.eval_every` steps; after
     `config.patience` measurements without a new lowest loss training stops, and the weights of the lowest
     one are saved (early stopping). `init_adapter`: continue from this adapter's weights (same base; its
-    rank and alpha are kept) instead of a fresh LoRA — continuous learning. `anchor`: generic texts (or chats) on which
-    every step adds `config.anchor_weight` x the KL from the base model's next-token distributions (read once,
+    rank and alpha are kept) instead of a fresh LoRA — continuous learning. `anchor`: generic texts on which every
+    step adds `config.anchor_weight` x the KL from the base model's next-token distributions (read once,
     adapter off) to the tuned model's: retention by distillation (see `anchor`; off when the weight is 0).
 
     Resumes from `run_dir/checkpoint` if it holds a checkpoint of the same run (same fingerprint);
@@ -224,8 +222,7 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     config = replace(config, rank=rank, alpha=config.alpha or 2.0 * rank, steps=steps, device=device, dtype=dtype,
                      autocast=_resolve_autocast(config.autocast, device, dtype))
     anchor = list(anchor) if config.anchor_weight > 0 else []
-    run_fingerprint = fingerprint(config, base_dir, train_examples,
-                                  [a if isinstance(a, str) else json.dumps([a.prompt, a.completion]) for a in anchor]) + (
+    run_fingerprint = fingerprint(config, base_dir, train_examples, anchor) + (
         f"+{fingerprint(config, Path(init_adapter), [])}" if init_adapter is not None else "")
     held_rows = [Row(ids, labels, list(range(len(ids))), [1] * len(ids))
                  for ids, labels in _pieces([encode(tokenizer, e) for e in heldout], config.seq_len)]
@@ -244,13 +241,11 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
             model = get_peft_model(_load_base(base_dir, device, dtype), LoraConfig(
                 r=rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                 target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none"))
-    anchors = anchor_rows(model, tokenizer, [a if isinstance(a, str) else encode(tokenizer, a)[0] for a in anchor],
-                          config.seq_len) if anchor else []
+    anchors = anchor_rows(model, tokenizer, anchor, config.seq_len) if anchor else []
     optimizer, scheduler = optimizer_and_schedule(model, config.learning_rate, config.warmup_steps, steps)
     params = optimizer.param_groups[0]["params"]
     state: dict[str, Any] = {"step": 0, "losses": [], "anchor_kl": [], "tokens": 0, "tokens_all": 0,
-                             "positions": 0,
-                             "seconds": 0.0, "heldout": [], "best_step": None, "since_best": 0}
+                             "positions": 0, "seconds": 0.0, "heldout": [], "best_step": None, "since_best": 0}
     best: dict[str, Any] | None = None
     resumed = load_checkpoint(run_dir, run_fingerprint, model, optimizer, scheduler)
     if resumed is not None:
