@@ -67,6 +67,10 @@ class TrainOptions:
                                                                  "and mixed into training"})
     anchor: float = field(default=1.0, metadata={"help": "weight of the KL to the base model on generic prose "
                                                          "in every step (retention by distillation; 0 = off)"})
+    notes_once: bool = field(default=True, metadata={"help": "each note trained once over the run, spread over "
+                                                             "the epochs (the rest every epoch): with every note "
+                                                             "kept, held-out note compression went from 2% to 11% "
+                                                             "at the same recall and steps (bench/recipe.py)"})
     dpo: bool = field(default=False, metadata={"help": "a second stage: DPO on judge-free preference pairs"})
     dpo_prompts: int = field(default=24, metadata={"help": "training items per pair source given base-model "
                                                            "drafts (DPO)"})
@@ -149,17 +153,13 @@ def resume_settings(person_dir: Path, **asked: Any) -> RunSettings:
     return RunSettings(path, options, base_dir, state.get("base_name"))
 
 
+# What a run recorded before an option existed was started with, so that resuming it continues the same run.
+_BEFORE_RECORDED = {"anchor": 0.0, "notes_once": False}
+
+
 def _recorded(state: dict[str, Any]) -> TrainOptions:
-    """A run's options as it recorded them; a run recorded before an option existed gets the behaviour it was
-    started with (no anchor), so that resuming it continues the same run."""
-    return TrainOptions(**{"anchor": 0.0, **state["options"]})
-
-
-def _once(state: dict[str, Any]) -> tuple[str, ...]:
-    """Notes are trained once over the run (spread over the epochs): with every note kept, that took held-out
-    note compression from 2% to 11% at the same recall and the same number of steps (bench/recipe.py). Runs
-    recorded before (no "notes_once" in their state) trained notes every epoch, and resume as they started."""
-    return ("notes",) if state.get("notes_once", False) else ()
+    """A run's options as it recorded them (see `_BEFORE_RECORDED` for options it predates)."""
+    return TrainOptions(**{**_BEFORE_RECORDED, **state["options"]})
 
 
 def _same_base(asked: str, recorded: str, recorded_dir: Path | None) -> bool:
@@ -268,7 +268,8 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
             profile = load_version(store)
             chunks = {c.id: c for c in store.all_chunks()}
             report = synthesize(profile, chunks, person, seed=opts.seed, heldout=opts.heldout, unseen=opts.unseen,
-                                notes_share=opts.notes_share, epochs=1.0 if opts.steps else opts.epochs)
+                                notes_share=opts.notes_share,
+                                epochs=opts.epochs if opts.notes_once and not opts.steps else 1.0)
             if not any(e.split == "train" for e in report.examples):
                 raise TrainingError("synthesis produced no training samples: ingest some notes and run "
                                     "`secondself build` first")
@@ -297,13 +298,13 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                 progress(Progress("continue", 1, 1, mode))
             _save_examples(run.path / "retention.jsonl", retention)
             _save_examples(run.path / "dataset.jsonl", dataset)
-            run.move("train", notes_once=True, counts=report.counts, dropped=report.dropped, retention=len(retention),
+            run.move("train", counts=report.counts, dropped=report.dropped, retention=len(retention),
                      profile_version=profile.version, **mode)
         examples = load_examples(run.path / "dataset.jsonl") + load_examples(run.path / "retention.jsonl")
         if run.state["step"] == "train":
             config = sft.TrainConfig(rank=opts.rank, steps=opts.steps, epochs=opts.epochs,
                                      learning_rate=opts.learning_rate, seed=opts.seed, anchor_weight=opts.anchor,
-                                     once_kinds=_once(run.state))
+                                     once_kinds=("notes",) if opts.notes_once else ())
             parent_dir = Path(run.state["parent_dir"]) if run.state.get("mode") == "continue" else None
             result = sft.train(base_dir, examples, run.path / "adapter", config, run_dir=run.path / "sft",
                                on_progress=progress, should_stop=run.cancelled,
