@@ -225,6 +225,16 @@ def test_relations_and_names():
                    ("partner", "Walter", "start"), ("teacher", "Irene Adler", "state"), ("partner", "Walter", "end")}
 
 
+def test_a_heading_line_is_not_part_of_the_next_lines_name_but_wrapped_prose_is_one_sentence():
+    text = "People\nMereana Tawhai - Head of Geothermal, my manager. 1:1 every second Tuesday.\nPriya Nair - HR."
+    got = {(o.predicate, o.object) for o in extract_observations(note(text), "Ann")}
+    assert got == {("manager", "Mereana Tawhai")}
+    wrapped = "Yesterday after a long week at the lake I finally moved to\nWellington with Helen and the cat."
+    assert {(o.predicate, o.object) for o in extract_observations(note(wrapped), "Ann")} == {("lives_in", "Wellington")}
+    dated = "Monday 3 March\nI moved to Oslo."
+    assert {(o.predicate, o.object) for o in extract_observations(note(dated), "Ann")} == {("lives_in", "Oslo")}
+
+
 # -- resolution ------------------------------------------------------------------------------------------
 
 def test_a_new_value_closes_the_previous_one_the_day_before():

@@ -141,12 +141,21 @@ def person_units(chunk: Chunk, person: str) -> Iterator[tuple[str, str, date | N
         for line in para.splitlines():
             if line.lstrip().startswith(">") and chunk.kind == "email":
                 continue
-            if not items or _BULLET.match(line) or _LABEL.match(line.strip()):
+            if not items or _BULLET.match(line) or _LABEL.match(line.strip()) or _heading(items[-1], line):
                 items.append(line.strip())
             else:
                 items[-1] += " " + line.strip()
         for item in items:
             yield from _sentences(item, day)
+
+
+def _heading(previous: str, line: str) -> bool:
+    """`previous` is a heading of its own line ("People", "Work notes") above `line`, not prose wrapped onto
+    the next line: at most three words, no digit (a date line dates what follows), no punctuation at its end,
+    and `line` starts a new capitalized item. Joined, "People" + "Mereana Tawhai - Head of Geothermal, my manager." read as the name "People Mereana"."""
+    words = previous.split()
+    return 0 < len(words) <= 3 and not previous.endswith((".", ",", ";", ":", "-", "–", "—", "&")) \
+        and not any(c.isdigit() for c in previous) and line.strip()[:1].isupper()
 
 
 def _sentences(item: str, day: date | None) -> Iterator[tuple[str, str, date | None]]:
