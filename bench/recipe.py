@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         for rows in results["persons"].values():
             for r in rows:
-                r["items"] = [i for i in r["items"] if i["kind"] != "generic"][:60]
+                r["items"] = [i for i in r["items"] if i["kind"] != "generic"][:60] + [
+                    i for i in r["items"] if i["kind"] == "generic" and i.get("leaks")]   # what leaked
         dump_json(results)
     return 0
 

@@ -18,6 +18,8 @@ def test_scores_and_leaks():
     assert leaks("The capital of France is Porto.", "The capital of France is Paris.", "Capital of France?",
                  ["Porto", "Maya"]) == ["Porto"]
     assert leaks("Paris.", "Paris.", "Capital?", ["Porto"]) == []
+    assert leaks("It is by Leonardo da Vinci.", "A woman.", "Who painted the Mona Lisa?", ["Leo", "Rita"]) == []
+    assert leaks("Largo di Rita, Rome.", "Rome.", "Capital of Italy?", ["Leo", "Rita"]) == ["Rita"]
 
 
 def test_evaluate_compares_base_and_personal_across_kinds():
