@@ -94,3 +94,18 @@ def test_known_base_answers_are_not_asked_again():
                       known_base={"Where do you live?": "I live in Porto.", "Capital of France?": "Paris."})
     assert [messages[-1].content for messages, _ in base.calls] == ["What is your blood type?"]
     assert report.items[0]["base"] == "I live in Porto." and report.items[-1]["base"] == "Paris."
+
+
+def test_old_facts_are_compared_with_the_parents_answers_to_the_same_questions():
+    old_qa = TrainingExample("self_qa", (("user", "Where do you live?"),), "I live in Lisbon.", (), "heldout")
+    other = TrainingExample("self_qa", (("user", "Where do you work?"),), "I work at Acme.", (), "heldout")
+    personal = FakeChatModel(respond=lambda m: "I live in Porto." if "live" in m[-1].content else "I work at Acme.")
+    report = evaluate(FakeChatModel(respond=lambda m: "No idea."), personal, [old_qa, other],
+                      old_answers=frozenset({"I live in Lisbon.", "I work at Acme."}),
+                      parent_answers={"Where do you live?": "I live in Lisbon."})
+    # scored on the one old question the parent answered: the parent knew it, the continued adapter forgot it
+    assert report.scores["personal"]["recall_old"] == 0.0
+    assert report.summary["recall_old_parent"] == 1.0 and report.summary["old_questions"] == 1
+    without = evaluate(FakeChatModel(respond=lambda m: "No idea."), personal, [old_qa, other],
+                       old_answers=frozenset({"I live in Lisbon.", "I work at Acme."}))
+    assert without.scores["personal"]["recall_old"] == 0.5 and "recall_old_parent" not in without.summary

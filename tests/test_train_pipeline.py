@@ -88,7 +88,8 @@ def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_pa
     from secondself.train.continual import TRAINED, read_trained
 
     store, person_dir, tiny = person
-    first = run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    options = replace(OPTIONS, eval_questions=40)          # both ask many: the same old questions
+    first = run_training(store, person_dir, "Maya", tiny, "tiny", options, make_model=_models(tiny))
     old = read_trained(first.path)
     notes = tmp_path / "new-notes"
     notes.mkdir()
@@ -96,7 +97,7 @@ def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_pa
                                          "on the cello case and ignores the metronome completely.\n")
     ingest(store, HashingEmbedder(128), [notes], source_name="new", person_name="Maya")
     build(store, "hashing-128", FakeChatModel(), "Maya", BuildOptions(slots=False))
-    second = run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    second = run_training(store, person_dir, "Maya", tiny, "tiny", options, make_model=_models(tiny))
     meta = second.metadata
     assert meta["mode"] == "continue" and meta["parent"] == "v001"
     data = load_examples(latest_run(person_dir) / "dataset.jsonl")
@@ -113,7 +114,10 @@ def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_pa
     assert not {(e.kind, e.prompt, e.completion) for e in data if e.split != "train"} & old_keys
     # the new adapter knows what both were trained on
     assert len(read_trained(second.path)) >= len(old) and (second.path / TRAINED).is_file()
-    assert "recall_old" in meta["eval"]["scores"]["personal"] or meta["eval"]["scores"]["personal"]
+    # old facts scored against the parent's own answers to the same questions
+    summary = meta["eval"]["summary"]
+    assert summary["old_questions"] > 0 and 0 <= summary["recall_old_parent"] <= 1
+    assert "recall_old" in meta["eval"]["scores"]["personal"]
 
 
 def test_cancel_then_resume_finishes_the_same_run(person):

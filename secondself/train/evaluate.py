@@ -129,6 +129,21 @@ _TASKS = {"judge_self": "memory question about the person", "judge_people": "mem
           "judge_critic": "critique an expert's answer from the person's point of view"}
 
 
+def _same_questions_as_parent(report: EvalReport, which: str, asked: Sequence[TrainingExample],
+                              answers: Sequence[str], old_answers: frozenset[str],
+                              parent_answers: Mapping[str, str]) -> None:
+    """`recall_old` of `which` on the old-fact questions the parent answered, and the parent's on them."""
+    old = [(e, a) for e, a in zip(asked, answers, strict=True) if e.kind in QA_KINDS and e.split != "unseen"
+           and e.completion in old_answers and e.prompt[-1][1] in parent_answers]
+    if not old:
+        return
+    report.scores[which]["recall_old"] = round(mean([float(contains_match(a, e.completion, e.prompt[-1][1]))
+                                                     for e, a in old]), 4)
+    report.summary["recall_old_parent"] = round(mean([float(contains_match(
+        parent_answers[e.prompt[-1][1]], e.completion, e.prompt[-1][1])) for e, _ in old]), 4)
+    report.summary["old_questions"] = len(old)
+
+
 def judge_scores(judge: ChatModel, person: str, examples: Sequence[TrainingExample],
                  answers: Sequence[str]) -> dict[str, float]:
     """Mean rubric score per category (see the module docstring)."""
@@ -211,12 +226,15 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
              max_questions: int = 40, max_tokens: int = 40, judge: ChatModel | None = None, person: str = "",
              retrieve: Callable[[str], list[str]] | None = None, rag_questions: int = 8,
              old_answers: frozenset[str] = frozenset(), known_base: Mapping[str, str] | None = None,
-             on_progress: OnProgress | None = None) -> EvalReport:
+             parent_answers: Mapping[str, str] | None = None, on_progress: OnProgress | None = None) -> EvalReport:
     """Score `personal` against `base`. `bpb(which, texts)` returns bits per byte for "base"/"personal";
     `retrieve(question)` the memory passages for the RAG comparison (asked of `rag_questions` held-out fact
     questions); `old_answers`: the answers a previous adapter was trained on (`recall_old`); `known_base`:
     the base model's answers already given to these questions (greedy: the same again), by question — a
-    continued run reuses its parent's, which halves the evaluation.
+    continued run reuses its parent's, which halves the evaluation. `parent_answers`: the previous adapter's
+    answers in its own evaluation, by question: `recall_old` is then scored on the old-fact questions the
+    parent answered, and `summary["recall_old_parent"]` is the parent's score on the same questions (are old
+    facts kept?).
     `on_progress` gets Progress("evaluate", answers done, answers to give) after each answer."""
     progress = on_progress or (lambda *a: None)
     asked = questions(heldout, max_questions)
@@ -238,6 +256,8 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
             done += 1
             progress(Progress("evaluate", done, total))
         report.scores[which].update(score_answers(asked, answers[which], old_answers))
+        if parent_answers:
+            _same_questions_as_parent(report, which, asked, answers[which], old_answers, parent_answers)
         if judge is not None:
             report.scores[which].update(judge_scores(judge, person, asked, answers[which]))
     rag = _rag_answers(report, answers, rag, base, personal, max_tokens)

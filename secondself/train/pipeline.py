@@ -181,8 +181,9 @@ def _old_answers(state: dict[str, Any]) -> frozenset[str]:
     return frozenset(e.completion for e in read_trained(Path(state["parent_dir"])) if e.kind != "retention")
 
 
-def _parent_base_answers(person_dir: Path, state: dict[str, Any]) -> dict[str, str]:
-    """The base model's answers in the parent's evaluation (a continued run asks the same base)."""
+def _parent_answers(person_dir: Path, state: dict[str, Any], which: str) -> dict[str, str]:
+    """The answers of `which` ("base" or "personal": the parent adapter) in the parent's evaluation, by
+    question: a continued run asks the same base, and compares its old-fact answers with the parent's."""
     if state.get("mode") != "continue":
         return {}
     parent = registry.get(person_dir, state["parent"])
@@ -190,7 +191,8 @@ def _parent_base_answers(person_dir: Path, state: dict[str, Any]) -> dict[str, s
     if not path.is_file():
         return {}
     items = json.loads(path.read_text(encoding="utf-8")).get("items", [])
-    return {i["question"]: i["base"] for i in items if not i.get("rag") and "base" in i}
+    return {i["question"]: i[which] for i in items if not i.get("rag") and which in i
+            and (which == "base" or i.get("kind") != "generic")}   # the base's generic answers are reused too
 
 
 class _Run:
@@ -337,7 +339,9 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                                   generic_text=GENERIC_TEXT, generic_prompts=RETENTION_HELDOUT, names=names,
                                   max_questions=opts.eval_questions, judge=judge, person=person,
                                   retrieve=retrieve, old_answers=_old_answers(run.state),
-                                  known_base=_parent_base_answers(person_dir, run.state), on_progress=progress)
+                                  known_base=_parent_answers(person_dir, run.state, "base"),
+                                  parent_answers=_parent_answers(person_dir, run.state, "personal"),
+                                  on_progress=progress)
                 scores = report.to_dict()
                 _write_json(run.path / "eval.json", scores)
             run.move("register", eval={"scores": scores.get("scores", {}), "summary": scores.get("summary", {})})
