@@ -444,3 +444,7 @@ def test_once_kinds_are_trained_once_over_the_run_and_the_rest_every_epoch(base:
     assert once.tokens_trained == 3 * sum(map(targets, qa)) + sum(map(targets, notes))
     every = sft.train(base, qa + notes, tmp_path / "b", replace(config, once_kinds=()), run_dir=tmp_path / "r2")
     assert every.tokens_trained == 3 * sum(map(targets, qa + notes))
+    # a continued run's replay: passed apart, trained once over the run whatever its kind
+    spread = sft.train(base, qa, tmp_path / "c", replace(config, once_kinds=()), run_dir=tmp_path / "r3",
+                       spread=qa[:2])
+    assert spread.tokens_trained == 3 * sum(map(targets, qa)) + sum(map(targets, qa[:2]))

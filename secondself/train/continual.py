@@ -5,8 +5,10 @@ items it was trained on (its own run's plus, for a continued adapter, its parent
 items that are not in that list (compared by kind, prompt and completion) are new: a new memory's notes and
 events, a new fact's questions, and the questions of a fact that ended (their answers changed: "Do you
 still live in Porto?" -> "No — ..."). Replay: a seeded sample of the old items that are still in the new
-data (still true), `replay` per new item and at least `MIN_REPLAY`, so that the old facts are rehearsed
-while the new ones are learned. Items the parent was trained on are never scored as held out.
+data (still true), `replay` per new item and at least `MIN_REPLAY` per round, a different sample in each of
+`rounds` rounds (the trainer spreads the sample over the epochs, each item once), and one wording of
+every old answer before a second wording of any: the replay rehearses as many old facts as it can while
+the new ones are learned. Items the parent was trained on are never scored as held out.
 
 Continuing needs a current adapter trained on the same base that has `trained.jsonl`; otherwise (or with
 `full`) a run trains from scratch.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,17 +65,19 @@ def can_continue(info: AdapterInfo | None, base_dir: Path) -> bool:
 
 @dataclass(frozen=True)
 class Plan:
-    """A continued run's data: `examples` (train = new + replay; held-out sides without what the parent
-    saw), the counts, and the answers the parent was trained on (for `recall_old`)."""
+    """A continued run's data: `examples` (train = the new items; held-out sides without what the parent
+    saw), `replayed` (old items, trained once each, spread over the run), the counts, and the answers the
+    parent was trained on (for `recall_old`)."""
 
     examples: list[TrainingExample]
+    replayed: list[TrainingExample]
     new: int
     replay: int
     old_answers: frozenset[str]
 
 
 def plan(parent: Sequence[TrainingExample], examples: Sequence[TrainingExample], replay: float,
-         seed: int = 0, parent_name: str = "the current adapter") -> Plan:
+         seed: int = 0, parent_name: str = "the current adapter", rounds: int = 1) -> Plan:
     """Split a new run's `examples` into what is new, a replay sample of the old, and the held-out sides
     (see the module docstring). Raises TrainingError when nothing is new."""
     old = {_key(e) for e in parent}
@@ -83,8 +88,14 @@ def plan(parent: Sequence[TrainingExample], examples: Sequence[TrainingExample],
                             "trained (run `secondself build` after adding notes), or retrain from scratch with "
                             "`secondself train --full`")
     still = [e for e in train if _key(e) in old]
-    n = min(len(still), max(MIN_REPLAY, round(replay * len(new))))
-    picked = sorted(still, key=lambda e: hashlib.sha1(f"{seed}|{_key(e)}".encode()).hexdigest())[:n]
+    n = min(len(still), max(1, rounds) * max(MIN_REPLAY, round(replay * len(new))))
+    shuffled = sorted(still, key=lambda e: hashlib.sha1(f"{seed}|{_key(e)}".encode()).hexdigest())
+    wording: Counter[str] = Counter()
+    nth = []                                     # 1 for an answer's first wording, 2 for its second, ...
+    for e in shuffled:
+        wording[e.completion] += 1
+        nth.append(wording[e.completion])
+    picked = [e for _, e in sorted(zip(nth, shuffled, strict=True), key=lambda t: t[0])][:n]
     held = [e for e in examples if e.split != "train" and _key(e) not in old]
     answers = frozenset(e.completion for e in parent if e.kind != "retention")
-    return Plan([*new, *picked, *held], len(new), len(picked), answers)
+    return Plan([*new, *held], picked, len(new), len(picked), answers)

@@ -22,6 +22,7 @@ after the adapter was saved, reloaded with identical logits (sft), evaluated and
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -59,7 +60,8 @@ class TrainOptions:
                                                                "epoch"})
     full: bool = field(default=False, metadata={"help": "train from scratch even when an adapter on the same "
                                                         "base could be continued"})
-    replay: float = field(default=1.0, metadata={"help": "continuous training: old items replayed per new item"})
+    replay: float = field(default=1.0, metadata={"help": "continuous training: old items replayed per new item "
+                                                         "in each epoch, a different sample each epoch"})
     seed: int = 0
     eval_questions: int = field(default=24, metadata={"help": "held-out questions asked per model (taken "
                                                                   "round-robin across kinds)"})
@@ -153,6 +155,7 @@ def resume_settings(person_dir: Path, **asked: Any) -> RunSettings:
     return RunSettings(path, options, base_dir, state.get("base_name"))
 
 
+REPLAY = "replay.jsonl"     # a continued run's replay sample, apart from dataset.jsonl
 # What a run recorded before an option existed was started with, so that resuming it continues the same run.
 _BEFORE_RECORDED = {"anchor": 0.0, "notes_once": False}
 
@@ -170,6 +173,13 @@ def _same_base(asked: str, recorded: str, recorded_dir: Path | None) -> bool:
         return where == Path(recorded).expanduser().resolve() or where == recorded_dir
     except (OSError, ValueError):
         return False
+
+
+def _replayed(run_dir: Path) -> list[TrainingExample]:
+    """A continued run's replay sample (trained once each, spread over the epochs); none in a full run, or in
+    a run started before the replay was kept apart (its replay is inside dataset.jsonl)."""
+    path = run_dir / REPLAY
+    return load_examples(path) if path.is_file() else []
 
 
 def _old_answers(state: dict[str, Any]) -> frozenset[str]:
@@ -289,16 +299,18 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                 progress(Progress("retention", i + 1, len(prompts)))
             if hasattr(base_model, "close"):  # llama.cpp beside torch slowed each training step by ~19%: freed
                 base_model.close()             # here, it starts again for the evaluation
-            dataset, mode = report.examples, {"mode": "full"}
+            dataset, mode, replayed = report.examples, {"mode": "full"}, []
             if go_on and parent is not None:
                 plan = continual.plan(continual.read_trained(parent.path), dataset + retention, opts.replay,
-                                      opts.seed, parent.version)
+                                      opts.seed, parent.version, rounds=math.ceil(opts.epochs))
                 dataset, retention = [e for e in plan.examples if e.kind != "retention"], \
                     [e for e in plan.examples if e.kind == "retention"]
+                replayed = plan.replayed
                 mode = {"mode": "continue", "parent": parent.version, "parent_dir": str(parent.path),
                         "new_items": plan.new, "replayed": plan.replay}
                 progress(Progress("continue", 1, 1, mode))
             _save_examples(run.path / "retention.jsonl", retention)
+            _save_examples(run.path / REPLAY, replayed)
             _save_examples(run.path / "dataset.jsonl", dataset)
             run.move("train", counts=report.counts, dropped=report.dropped, retention=len(retention),
                      profile_version=profile.version, **mode)
@@ -311,7 +323,7 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
             result = sft.train(base_dir, examples, run.path / "adapter", config, run_dir=run.path / "sft",
                                on_progress=progress, should_stop=run.cancelled,
                                heldout=[e for e in examples if e.split == "valid"], init_adapter=parent_dir,
-                               anchor=ANCHOR_TEXT)
+                               anchor=ANCHOR_TEXT, spread=_replayed(run.path))
             run.move("dpo" if opts.dpo else "evaluate", train={"steps": result.steps, "final_loss": result.final_loss,
                                         "tokens": result.tokens_trained, "seconds": round(result.seconds, 1),
                                         "rank": result.rank, "rank_reason": result.rank_reason,

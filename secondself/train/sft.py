@@ -169,7 +169,8 @@ def _lora_weights(model: Any) -> dict[str, Any]:
 def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config: TrainConfig, *,
           run_dir: Path, on_progress: OnProgress | None = None,
           should_stop: Callable[[], bool] | None = None, heldout: Sequence[TrainingExample] = (),
-          init_adapter: Path | None = None, anchor: Sequence[str] = ()) -> TrainResult:
+          init_adapter: Path | None = None, anchor: Sequence[str] = (),
+          spread: Sequence[TrainingExample] = ()) -> TrainResult:
     """Train a LoRA adapter on the `split == "train"` examples and save it, verified, at `out_dir`.
 
     `heldout`: examples never trained on whose loss is measured every `config.eval_every` steps; after
@@ -178,6 +179,8 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     rank and alpha are kept) instead of a fresh LoRA — continuous learning. `anchor`: generic texts on which every
     step adds `config.anchor_weight` x the KL from the base model's next-token distributions (read once,
     adapter off) to the tuned model's: retention by distillation (see `anchor`; off when the weight is 0).
+    `spread`: more training examples, each trained once over the run, a slice of them in every epoch (as
+    `config.once_kinds`): a continued run's replay of old items, so that the replay covers many old items.
 
     Resumes from `run_dir/checkpoint` if it holds a checkpoint of the same run (same fingerprint);
     raises TrainingError if it holds one of a different run. `should_stop()` is checked after every step:
@@ -186,7 +189,7 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     after every step; info: loss, tokens, tokens_all, positions, lr, elapsed_s, eta_s, tokens_per_s.
     """
     base_dir, out_dir, run_dir = Path(base_dir), Path(out_dir), Path(run_dir)
-    train_examples = [e for e in examples if e.split == "train"]
+    train_examples = [e for e in examples if e.split == "train"] + list(spread)
     if not train_examples:
         raise TrainingError(f"no training samples ({len(examples)} examples, none in the 'train' split): "
                             "run `secondself build` to synthesize samples, then `secondself train`")
@@ -197,8 +200,11 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     order = list(range(len(train_examples)))
     random.Random(config.seed).shuffle(order)
-    once = [i for i in order if train_examples[i].kind in config.once_kinds]
-    every = [i for i in order if train_examples[i].kind not in config.once_kinds]
+    spread_from = len(train_examples) - len(spread)
+
+    def is_once(i: int) -> bool:
+        return i >= spread_from or train_examples[i].kind in config.once_kinds
+    once, every = [i for i in order if is_once(i)], [i for i in order if not is_once(i)]
     n_epochs = max(1, math.ceil(config.epochs)) if once and not config.steps else 1
     encoded = {i: encode(tokenizer, train_examples[i]) for i in order}
     epochs = [_rows([encoded[i] for i in every + once[e::n_epochs]], config, pad_id) for e in range(n_epochs)]
@@ -223,6 +229,7 @@ def train(base_dir: Path, examples: list[TrainingExample], out_dir: Path, config
                      autocast=_resolve_autocast(config.autocast, device, dtype))
     anchor = list(anchor) if config.anchor_weight > 0 else []
     run_fingerprint = fingerprint(config, base_dir, train_examples, anchor) + (
+        f"~{fingerprint(config, base_dir, spread)}" if spread else "") + (
         f"+{fingerprint(config, Path(init_adapter), [])}" if init_adapter is not None else "")
     held_rows = [Row(ids, labels, list(range(len(ids))), [1] * len(ids))
                  for ids, labels in _pieces([encode(tokenizer, e) for e in heldout], config.seq_len)]
