@@ -100,6 +100,9 @@ def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_pa
     second = run_training(store, person_dir, "Maya", tiny, "tiny", options, make_model=_models(tiny))
     meta = second.metadata
     assert meta["mode"] == "continue" and meta["parent"] == "v001"
+    # a continued run starts from trained weights with a fresh optimizer: its own (lower) learning rate
+    assert first.metadata["train"]["config"]["learning_rate"] == options.learning_rate
+    assert meta["train"]["config"]["learning_rate"] == options.continue_learning_rate < options.learning_rate
     data = load_examples(latest_run(person_dir) / "dataset.jsonl")
     replayed = load_examples(latest_run(person_dir) / "replay.jsonl")
     new = [e for e in data if e.split == "train"]
@@ -301,3 +304,25 @@ def test_resume_refuses_other_settings_and_another_base(person, prepared, monkey
 def _raise(cond: bool) -> None:
     if cond:
         raise _Killed
+
+
+def test_the_base_models_bits_per_byte_are_computed_once_per_text(prepared, tmp_path, monkeypatch):
+    from secondself.train import models, pipeline
+    from secondself.train.losses import bits_per_byte
+
+    _, tiny = prepared
+    cache = tmp_path / "runs" / pipeline.BASE_NATS
+    texts = ["I moved to Lisbon in July.", "The cello case is heavy."]
+    first = pipeline._base_bits_per_byte(cache, tiny, texts)
+    model, tok = models.load_model(tiny)
+    assert first == pytest.approx(bits_per_byte(model, tok, texts), rel=1e-9)
+
+    def no_model(*a, **k):
+        raise AssertionError("the base model was loaded again")
+    monkeypatch.setattr(models, "load_model", no_model)
+    assert pipeline._base_bits_per_byte(cache, tiny, texts[::-1]) == pytest.approx(first, rel=1e-12)
+    with pytest.raises(AssertionError, match="loaded again"):            # a new text needs the model
+        pipeline._base_bits_per_byte(cache, tiny, [*texts, "A new note."])
+    cache.write_text("{not json")                                        # damaged: recomputed, not trusted
+    monkeypatch.undo()
+    assert pipeline._base_bits_per_byte(cache, tiny, texts) == pytest.approx(first, rel=1e-9)

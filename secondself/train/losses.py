@@ -15,31 +15,46 @@ from .data import IGNORE, Row, _pad
 __all__ = ["bits_per_byte"]
 
 
-def bits_per_byte(model: Any, tokenizer: Any, texts: Sequence[str], seq_len: int = 512) -> float:
-    """Mean negative log-likelihood of `texts` in bits per UTF-8 byte (lower = better remembered).
+def bits_per_byte(model: Any, tokenizer: Any, texts: Sequence[str], seq_len: int = 512,
+                  bf16_products: bool | None = None) -> float:
+    """Mean negative log-likelihood of `texts` in bits per UTF-8 byte (lower = better remembered); see
+    `text_nats`."""
+    nats = text_nats(model, tokenizer, texts, seq_len, bf16_products)
+    return sum(nats) / math.log(2) / max(sum(len(t.encode("utf-8")) for t in texts), 1)
+
+
+def text_nats(model: Any, tokenizer: Any, texts: Sequence[str], seq_len: int = 512,
+              bf16_products: bool | None = None) -> list[float]:
+    """The negative log-likelihood of each text, in nats.
 
     Each text is read in windows of `seq_len` tokens; every token is predicted, the first from a bos/eos
-    token and each window's first from the last token of the previous window."""
+    token and each window's first from the last token of the previous window. `bf16_products`: bf16 matrix
+    products under fp32 weights (None: where the CPU has bf16 instructions, as in training): 1.6x faster on
+    the 135M, the figure equal to 3 decimals (1.8026 vs 1.8033 bits per byte on maya's held-out notes)."""
     import torch
 
+    from .models import _products, _resolve_autocast
+
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    nats, n_bytes = 0.0, 0
-    device = next(model.parameters()).device
+    out = []
+    weight = next(model.parameters())
+    device = weight.device
+    on = _resolve_autocast(bf16_products, device.type, str(weight.dtype).removeprefix("torch."))
     was_training = model.training
     model.eval()  # no dropout
-    with torch.no_grad():
+    with torch.no_grad(), _products(on):
         for text in texts:
             ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            n_bytes += len(text.encode("utf-8"))
-            context = start
+            nats, context = 0.0, start
             for i in range(0, len(ids), seq_len):
                 chunk = ids[i:i + seq_len]
                 x = torch.tensor([[context] + chunk], device=device)
                 logits = model(input_ids=x).logits[0, :-1].float()
                 nats += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
                 context = chunk[-1]
+            out.append(nats)
     model.train(was_training)
-    return nats / math.log(2) / max(n_bytes, 1)
+    return out
 
 
 def _collate(rows: Sequence[Row], packed: bool, device: str) -> dict[str, Any]:
