@@ -11,12 +11,13 @@ What it measures
        `secondself train` — which continues the current adapter on what changed plus a replay of old items —
        timed the same way; goal <= 25% of (1).
     Each command's own report is kept: steps, threads, held-out recall of both adapters, and `recall_old`
-    (the continued adapter on the facts its parent was trained on: are old facts kept?).
+    (the continued adapter on the facts its parent was trained on) beside the parent's own answers to the
+    same questions: are old facts kept?
 
 Baseline (same run): the full run (1) is the baseline of the continued run (2): "continued / full" is the
 ratio. Load average before each step is printed: the budget is about idle cores, so a loaded machine says so.
 
-    python bench/continual.py [--person maya] [--new 5] [--threads N] [--json]
+    python bench/continual.py [--person maya] [--new 5] [--threads N] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,9 +68,11 @@ def train(env: dict[str, str], *flags: str) -> dict[str, Any]:
            "new_items": meta.get("new_items"), "replayed": meta.get("replayed"),
            "recall_base": base.get("recall"), "recall": personal.get("recall"),
            "recall_old": personal.get("recall_old"), "refusal": personal.get("refusal"),
+           "recall_old_parent": ev.get("summary", {}).get("recall_old_parent"),
            "summary": ev.get("summary", {})}
     log(f"  {seconds:.0f} s, {row['steps']} steps, recall {row['recall_base']} -> {row['recall']}"
-        + (f", recall_old {row['recall_old']}" if row["recall_old"] is not None else ""))
+        + (f", recall_old {row['recall_old']} (parent {row['recall_old_parent']}, same questions)"
+           if row["recall_old"] is not None else ""))
     return row
 
 
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--person", default="maya", help="example person folder name")
     ap.add_argument("--new", type=int, default=5, help="files held back, then added before the continued run")
     ap.add_argument("--threads", type=int, default=None, help="pin training threads (SECONDSELF_THREADS)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="copy the home (store, runs, adapters) here at the end, to study the runs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     out = (lambda s="": print(s, file=sys.stderr)) if args.json else print
@@ -108,17 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         cli(env, "ingest", str(stage), "--source-name", args.person)
         cli(env, "build", *about)
         result["continued"] = train(env)
+        if args.keep:
+            shutil.copytree(home, args.keep, symlinks=True)
     full, cont = result["full"], result["continued"]
     result["continued_vs_full"] = ratio(cont["seconds"], full["seconds"])
     result["goal_full_met"] = full["seconds"] <= 15 * 60
     result["goal_continued_met"] = bool(result["continued_vs_full"] is not None and result["continued_vs_full"] <= 0.25)
     rows = [[name, r["version"], r["mode"], f"{r['seconds']:.0f}", r["train_s"], r["steps"],
              "/".join(map(str, r["threads"] or [])), f"{r['load_average']:.1f}",
-             f"{r['recall_base']}->{r['recall']}", r["recall_old"], r["refusal"],
+             f"{r['recall_base']}->{r['recall']}", r["recall_old"], r["recall_old_parent"], r["refusal"],
              r["summary"].get("retention_loss"), r["summary"].get("generic_leaks")]
             for name, r in (("full (baseline)", full), ("continued", cont))]
     out(table(["run", "adapter", "mode", "wall s", "train s", "steps", "threads", "load", "recall",
-               "recall_old", "refusal", "retention", "leaks"], rows))
+               "recall_old", "parent", "refusal", "retention", "leaks"], rows))
     out(f"\nnew files: {', '.join(result['new_files'])}")
     out(f"full run {full['seconds'] / 60:.1f} min (goal <= 15 on 2 idle cores: "
         f"{'met' if result['goal_full_met'] else 'NOT met'}); continued / full: "
