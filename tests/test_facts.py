@@ -235,6 +235,12 @@ def test_a_heading_line_is_not_part_of_the_next_lines_name_but_wrapped_prose_is_
     assert {(o.predicate, o.object) for o in extract_observations(note(dated), "Ann")} == {("lives_in", "Oslo")}
 
 
+def test_a_company_form_with_dots_is_part_of_the_name():
+    text = "Today I started at Waterkant Ingenieurs B.V. With two months' notice. Then I moved to Leith."
+    got = {(o.predicate, o.object) for o in extract_observations(note(text), "Ann")}
+    assert got == {("works_at", "Waterkant Ingenieurs B.V."), ("lives_in", "Leith")}
+
+
 # -- resolution ------------------------------------------------------------------------------------------
 
 def test_a_new_value_closes_the_previous_one_the_day_before():

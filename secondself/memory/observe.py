@@ -61,7 +61,8 @@ class Observation:
 _UP, _LOW = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿĀ-ž"
 _CAP = rf"[{_UP}](?:[{_UP}{_LOW}'’-]*[{_UP}{_LOW}])?(?![{_UP}{_LOW}0-9'’-])"
 NAME = rf"{_CAP}(?:[ \t]+(?:{PARTICLE}[ \t]+)?{_CAP}){{0,2}}"                      # a person's name
-PROPER = rf"{_CAP}(?:[ \t]+(?:(?:{PARTICLE}|of|&)[ \t]+)?{_CAP}){{0,4}}"         # a place or organization
+_FORM = r"(?:[A-Z]\.){2,3}(?!\w)"                                               # a company form: B.V., S.A.
+PROPER = rf"{_CAP}(?:[ \t]+(?:(?:{PARTICLE}|of|&)[ \t]+)?(?:{_FORM}|{_CAP})){{0,4}}"  # a place or organization
 _ADV = r"(?:just|finally|officially|actually|also|then|now|recently|already|still|really|first|currently)"
 _I = rf"\bI(?:['’](?:m|ve|d|ll)|[ \t]+(?:am|have|had|will|was))?(?:[ \t]+{_ADV})*(?:[ \t]+(?:have|need|got|going|about)[ \t]+to)?[ \t]+"
 _SUBJ = rf"(?:{_I}|^(?:(?i:today|yesterday|finally|officially)[ \t]+)?)"           # "I ...", or no subject
@@ -270,7 +271,8 @@ def _readings(rule: Pattern, m: re.Match[str]) -> Iterator[tuple[str, str, str, 
 def _clean(obj: str | None, kind: str) -> str:
     if not obj:
         return ""
-    words = re.sub(r"['’]s$", "", obj.strip(" ,.;:")).split()
+    kept = obj.strip(" ,.;:") + ("." if re.search(rf"\s{_FORM}[\s,;:]*$", obj) else "")   # "B.V." keeps its dot
+    words = re.sub(r"['’]s$", "", kept).split()
     while words and words[0].casefold() in NAME_STOPWORDS:
         words = words[1:]
     while words and words[-1].casefold() in NAME_STOPWORDS:
