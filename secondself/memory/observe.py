@@ -153,7 +153,8 @@ def person_units(chunk: Chunk, person: str) -> Iterator[tuple[str, str, date | N
 def _heading(previous: str, line: str) -> bool:
     """`previous` is a heading of its own line ("People", "Work notes") above `line`, not prose wrapped onto
     the next line: at most three words, no digit (a date line dates what follows), no punctuation at its end,
-    and `line` starts a new capitalized item. Joined, "People" + "Mereana Tawhai - Head of Geothermal, my manager." read as the name "People Mereana"."""
+    and `line` starts a new capitalized item. Joined, "People" + "Mereana Tawhai - Head of Geothermal, my
+    manager." read as the name "People Mereana Tawhai"."""
     words = previous.split()
     return 0 < len(words) <= 3 and not previous.endswith((".", ",", ";", ":", "-", "–", "—", "&")) \
         and not any(c.isdigit() for c in previous) and line.strip()[:1].isupper()
