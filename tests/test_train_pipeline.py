@@ -123,6 +123,31 @@ def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_pa
     assert "recall_old" in meta["eval"]["scores"]["personal"]
 
 
+def test_a_continued_run_cancelled_mid_training_resumes_with_its_replay(person, tmp_path):
+    store, person_dir, tiny = person
+    run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny))
+    notes = tmp_path / "new-notes"
+    notes.mkdir()
+    (notes / "2025-12-01.md").write_text("# 1 December 2025\n\nToday I adopted a grey cat called Figo.\n")
+    ingest(store, HashingEmbedder(128), [notes], source_name="new", person_name="Maya")
+    build(store, "hashing-128", FakeChatModel(), "Maya", BuildOptions(slots=False))
+
+    def cancel_at_step_2(p):
+        if p.stage == "train" and p.done == 2:
+            (latest_run(person_dir) / "CANCEL").write_text("now")
+
+    with pytest.raises(TrainingCancelled):
+        run_training(store, person_dir, "Maya", tiny, "tiny", OPTIONS, make_model=_models(tiny),
+                     on_progress=cancel_at_step_2)
+    run = latest_run(person_dir, unfinished=True)
+    replay = (run / "replay.jsonl").read_text()
+    info = run_training(store, person_dir, "Maya", tiny, "tiny", resume=True, make_model=_models(tiny))
+    meta = info.metadata
+    assert meta["run"] == run.name and meta["mode"] == "continue" and meta["train"]["resumed_from_step"] == 2
+    assert meta["train"]["config"]["learning_rate"] == OPTIONS.continue_learning_rate
+    assert (run / "replay.jsonl").read_text() == replay and meta["replayed"] == len(replay.splitlines())
+
+
 def test_cancel_then_resume_finishes_the_same_run(person):
     store, person_dir, tiny = person
 
