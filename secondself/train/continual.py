@@ -66,13 +66,12 @@ def can_continue(info: AdapterInfo | None, base_dir: Path) -> bool:
 @dataclass(frozen=True)
 class Plan:
     """A continued run's data: `examples` (train = the new items; held-out sides without what the parent
-    saw), `replayed` (old items, trained once each, spread over the run), the counts, and the answers the
-    parent was trained on (for `recall_old`)."""
+    saw), `replayed` (old items, trained once each, spread over the run), the number of new items, and the
+    answers the parent was trained on (for `recall_old`)."""
 
     examples: list[TrainingExample]
     replayed: list[TrainingExample]
     new: int
-    replay: int
     old_answers: frozenset[str]
 
 
@@ -98,4 +97,4 @@ def plan(parent: Sequence[TrainingExample], examples: Sequence[TrainingExample],
     picked = [e for _, e in sorted(zip(nth, shuffled, strict=True), key=lambda t: t[0])][:n]
     held = [e for e in examples if e.split != "train" and _key(e) not in old]
     answers = frozenset(e.completion for e in parent if e.kind != "retention")
-    return Plan([*new, *held], picked, len(new), len(picked), answers)
+    return Plan([*new, *held], picked, len(new), answers)

@@ -342,7 +342,7 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
                     [e for e in plan.examples if e.kind == "retention"]
                 replayed = plan.replayed
                 mode = {"mode": "continue", "parent": parent.version, "parent_dir": str(parent.path),
-                        "new_items": plan.new, "replayed": plan.replay}
+                        "new_items": plan.new, "replayed": len(plan.replayed)}
                 progress(Progress("continue", 1, 1, mode))
             _save_examples(run.path / "retention.jsonl", retention)
             _save_examples(run.path / REPLAY, replayed)
