@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,9 +90,18 @@ def leaks(answer: str, baseline: str, prompt: str, names: Sequence[str]) -> list
     return [n for n in names if len(n) > 2 and has(answer, n) and not has(baseline, n) and not has(prompt, n)]
 
 
+def _old_fact(e: TrainingExample, old_answers: frozenset[str], old_questions: Collection[str] | None) -> bool:
+    """A held-out fact question whose answer a previous adapter was trained on (and, given `old_questions`,
+    one of those questions): what `recall_old` scores."""
+    return e.kind in QA_KINDS and e.split != "unseen" and e.completion in old_answers \
+        and (old_questions is None or e.prompt[-1][1] in old_questions)
+
+
 def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str],
-                  old_answers: frozenset[str] = frozenset()) -> dict[str, float]:
-    """Closed-book scores of `answers` to `examples` (see the module docstring for each name)."""
+                  old_answers: frozenset[str] = frozenset(),
+                  old_questions: Collection[str] | None = None) -> dict[str, float]:
+    """Closed-book scores of `answers` to `examples` (see the module docstring for each name); `recall_old`
+    only on `old_questions` when they are given."""
     pairs = list(zip(examples, answers, strict=True))
     qa = [(e, a) for e, a in pairs if e.kind in QA_KINDS and e.split != "unseen"]
     unseen = [(e, a) for e, a in pairs if e.kind in QA_KINDS and e.split == "unseen"]
@@ -109,7 +118,7 @@ def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str],
         for kind in QA_KINDS:
             if mine := [hit(e, a) for e, a in qa if e.kind == kind]:
                 out[f"recall_{kind}"] = round(mean(mine), 4)
-        if old := [hit(e, a) for e, a in qa if e.completion in old_answers]:
+        if old := [hit(e, a) for e, a in qa if _old_fact(e, old_answers, old_questions)]:
             out["recall_old"] = round(mean(old), 4)
         out["qa_f1"] = round(mean([token_f1(a, e.completion) for e, a in qa]), 4)
         out["qa_exact"] = round(mean([float(normalize_answer(a) == normalize_answer(e.completion)) for e, a in qa]), 4)
@@ -129,19 +138,14 @@ _TASKS = {"judge_self": "memory question about the person", "judge_people": "mem
           "judge_critic": "critique an expert's answer from the person's point of view"}
 
 
-def _same_questions_as_parent(report: EvalReport, which: str, asked: Sequence[TrainingExample],
-                              answers: Sequence[str], old_answers: frozenset[str],
-                              parent_answers: Mapping[str, str]) -> None:
-    """`recall_old` of `which` on the old-fact questions the parent answered, and the parent's on them."""
-    old = [(e, a) for e, a in zip(asked, answers, strict=True) if e.kind in QA_KINDS and e.split != "unseen"
-           and e.completion in old_answers and e.prompt[-1][1] in parent_answers]
-    if not old:
-        return
-    report.scores[which]["recall_old"] = round(mean([float(contains_match(a, e.completion, e.prompt[-1][1]))
-                                                     for e, a in old]), 4)
-    report.summary["recall_old_parent"] = round(mean([float(contains_match(
-        parent_answers[e.prompt[-1][1]], e.completion, e.prompt[-1][1])) for e, _ in old]), 4)
-    report.summary["old_questions"] = len(old)
+def _parent_recall_old(report: EvalReport, asked: Sequence[TrainingExample], old_answers: frozenset[str],
+                       parent_answers: Mapping[str, str]) -> None:
+    """The parent's `recall_old` from its own answers to the same questions, and how many they are."""
+    theirs = [e for e in asked if _old_fact(e, old_answers, parent_answers)]
+    if theirs:
+        parent = score_answers(theirs, [parent_answers[e.prompt[-1][1]] for e in theirs], old_answers)
+        report.summary["recall_old_parent"] = parent["recall_old"]
+        report.summary["old_questions"] = len(theirs)
 
 
 def judge_scores(judge: ChatModel, person: str, examples: Sequence[TrainingExample],
@@ -255,11 +259,12 @@ def evaluate(base: ChatModel, personal: ChatModel, heldout: Sequence[TrainingExa
             answers[which].append(known[q] if which == "base" and q in known else _answer(model, ex, max_tokens))
             done += 1
             progress(Progress("evaluate", done, total))
-        report.scores[which].update(score_answers(asked, answers[which], old_answers))
-        if parent_answers:
-            _same_questions_as_parent(report, which, asked, answers[which], old_answers, parent_answers)
+        report.scores[which].update(score_answers(asked, answers[which], old_answers,
+                                                  parent_answers.keys() if parent_answers else None))
         if judge is not None:
             report.scores[which].update(judge_scores(judge, person, asked, answers[which]))
+    if parent_answers:
+        _parent_recall_old(report, asked, old_answers, parent_answers)
     rag = _rag_answers(report, answers, rag, base, personal, max_tokens)
     report.items = [{"kind": e.kind, "split": e.split, "question": e.prompt[-1][1], "reference": e.completion,
                      "base": b, "personal": p, **({"rag": True} if i >= len(asked) else {})}
