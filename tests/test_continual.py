@@ -1,5 +1,7 @@
 """Continuous learning's plan: what is new, what is replayed (without a model)."""
 
+from collections import Counter
+
 import pytest
 
 from secondself.errors import TrainingError
@@ -36,3 +38,28 @@ def test_replay_is_capped_by_the_old_items_still_true():
 def test_nothing_new_is_a_clear_error():
     with pytest.raises(TrainingError, match="nothing new to learn"):
         plan(OLD, OLD, 1.0)
+
+
+def note(i: int) -> TrainingExample:
+    return TrainingExample("notes", (), f"Note {i}: a day in the person's life.", (), "train")
+
+
+def refusal(i: int) -> TrainingExample:
+    return TrainingExample("unanswerable", (("user", f"Unknown thing {i}?"),), "I don't know — my memories don't say.",
+                           (), "train")
+
+
+def test_each_kind_is_replayed_as_much_as_the_full_run_trained_it():
+    old = OLD + [note(i) for i in range(120)] + [refusal(i) for i in range(40)]
+    new = [qa(100 + i, 0) for i in range(10)]
+    for seed in range(3):
+        p = plan(old, old + new, 1.0, seed=seed, rounds=6, once_kinds=("notes",))
+        kinds = Counter(e.kind for e in p.replayed)
+        # trained in the full run: questions 120 x 6 epochs, refusals 40 x 6, notes 120 x 1 (once over the run)
+        assert sum(kinds.values()) == 6 * max(MIN_REPLAY, 10) == 96
+        assert abs(kinds["self_qa"] - 96 * 720 / 1080) <= 1 and abs(kinds["unanswerable"] - 96 * 240 / 1080) <= 1
+        assert len({e.completion for e in p.replayed if e.kind == "self_qa"}) == 40   # every old fact rehearsed
+        # the same answer to 40 questions is not "one answer": refusals are rehearsed as often as they were trained
+        assert len({e.prompt for e in p.replayed if e.kind == "unanswerable"}) == kinds["unanswerable"]
+    notes_every_epoch = Counter(e.kind for e in plan(old, old + new, 1.0, rounds=6).replayed)["notes"]
+    assert notes_every_epoch > kinds["notes"]

@@ -84,9 +84,17 @@ def test_train_registers_an_evaluated_adapter(person):
         registry.use(store, person_dir, "v009")
 
 
-def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_path):
+def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_path, monkeypatch):
+    from secondself.train import continual
     from secondself.train.continual import TRAINED, read_trained
 
+    drawn: list[dict] = []
+
+    def plan(*args, **kwargs):
+        drawn.append({k: kwargs[k] for k in ("rounds", "once_kinds")})
+        return real_plan(*args, **kwargs)
+    real_plan = continual.plan
+    monkeypatch.setattr(continual, "plan", plan)
     store, person_dir, tiny = person
     options = replace(OPTIONS, eval_questions=40)          # both ask many: the same old questions
     first = run_training(store, person_dir, "Maya", tiny, "tiny", options, make_model=_models(tiny))
@@ -113,6 +121,8 @@ def test_a_new_memory_continues_the_current_adapter_with_a_replay(person, tmp_pa
     assert len(new) < len(old) / 4, [(e.kind, e.completion[:60]) for e in new]    # only what changed
     assert len(replayed) == meta["replayed"] and len(replayed) >= min(len(old), 16)
     assert len(new) + len(replayed) < len(old)                       # a fraction of a full run
+    # the replay is drawn as the full run trained: a note once, a question every epoch
+    assert drawn == [{"rounds": 6, "once_kinds": ("notes",)}]
     # held-out items never include what v001 was trained on
     assert not {(e.kind, e.prompt, e.completion) for e in data if e.split != "train"} & old_keys
     # the new adapter knows what both were trained on

@@ -8,7 +8,12 @@ still live in Porto?" -> "No — ..."). Replay: a seeded sample of the old items
 data (still true), `replay` per new item and at least `MIN_REPLAY` per round, a different sample in each of
 `rounds` rounds (the trainer spreads the sample over the epochs, each item once), and one wording of
 every old answer before a second wording of any: the replay rehearses as many old facts as it can while
-the new ones are learned. Items the parent was trained on are never scored as held out.
+the new ones are learned. Each kind gets its share of the replay as the full run trained it: a kind's
+items x `rounds` epochs, or x 1 for a `once_kinds` kind (raw notes, seen once over a full run). Drawn
+without regard to kind, a replay spent two fifths of its items on old notes and rehearsed half the old
+facts, and since every refusal has the same answer ("I don't know ..."), one wording per answer let a
+single refusal through: a continued adapter answered unanswerable questions again. Items the parent was
+trained on are never scored as held out.
 
 Continuing needs a current adapter trained on the same base that has `trained.jsonl`; otherwise (or with
 `full`) a run trains from scratch.
@@ -18,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,7 +81,8 @@ class Plan:
 
 
 def plan(parent: Sequence[TrainingExample], examples: Sequence[TrainingExample], replay: float,
-         seed: int = 0, parent_name: str = "the current adapter", rounds: int = 1) -> Plan:
+         seed: int = 0, parent_name: str = "the current adapter", rounds: int = 1,
+         once_kinds: Collection[str] = ()) -> Plan:
     """Split a new run's `examples` into what is new, a replay sample of the old, and the held-out sides
     (see the module docstring). Raises TrainingError when nothing is new."""
     old = {_key(e) for e in parent}
@@ -88,13 +94,29 @@ def plan(parent: Sequence[TrainingExample], examples: Sequence[TrainingExample],
                             "`secondself train --full`")
     still = [e for e in train if _key(e) in old]
     n = min(len(still), max(1, rounds) * max(MIN_REPLAY, round(replay * len(new))))
-    shuffled = sorted(still, key=lambda e: hashlib.sha1(f"{seed}|{_key(e)}".encode()).hexdigest())
-    wording: Counter[str] = Counter()
-    nth = []                                     # 1 for an answer's first wording, 2 for its second, ...
-    for e in shuffled:
-        wording[e.completion] += 1
-        nth.append(wording[e.completion])
-    picked = [e for _, e in sorted(zip(nth, shuffled, strict=True), key=lambda t: t[0])][:n]
+    by_kind: dict[str, list[TrainingExample]] = defaultdict(list)
+    for e in sorted(still, key=lambda e: hashlib.sha1(f"{seed}|{_key(e)}".encode()).hexdigest()):
+        by_kind[e.kind].append(e)
+    picked: list[TrainingExample] = []
+    for kind, count in _shares(by_kind, n, rounds, once_kinds).items():
+        wording: Counter[str] = Counter()
+        nth = []                                 # 1 for an answer's first wording, 2 for its second, ...
+        for e in by_kind[kind]:
+            wording[e.completion] += 1
+            nth.append(wording[e.completion])
+        picked += [e for _, e in sorted(zip(nth, by_kind[kind], strict=True), key=lambda t: t[0])][:count]
     held = [e for e in examples if e.split != "train" and _key(e) not in old]
     answers = frozenset(e.completion for e in parent if e.kind != "retention")
     return Plan([*new, *held], picked, len(new), answers)
+
+
+def _shares(by_kind: dict[str, list[TrainingExample]], n: int, rounds: int,
+            once_kinds: Collection[str]) -> dict[str, int]:
+    """How many of the `n` replayed items each kind gets: in proportion to how much the full run trained
+    it (its items x `rounds` epochs, or x 1 for a `once_kinds` kind), never more than it has (D'Hondt)."""
+    weight = {k: len(items) * (1 if k in once_kinds else max(1, rounds)) for k, items in by_kind.items()}
+    count = dict.fromkeys(by_kind, 0)
+    for _ in range(min(n, sum(map(len, by_kind.values())))):
+        kind = max((k for k in by_kind if count[k] < len(by_kind[k])), key=lambda k: weight[k] / (count[k] + 1))
+        count[kind] += 1
+    return count

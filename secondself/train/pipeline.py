@@ -337,7 +337,8 @@ def run_training(store: Store, person_dir: Path, person: str, base_dir: Path, ba
             dataset, mode, replayed = report.examples, {"mode": "full"}, []
             if go_on and parent is not None:
                 plan = continual.plan(continual.read_trained(parent.path), dataset + retention, opts.replay,
-                                      opts.seed, parent.version, rounds=math.ceil(opts.epochs))
+                                      opts.seed, parent.version, rounds=math.ceil(opts.epochs),
+                                      once_kinds=("notes",) if opts.notes_once else ())
                 dataset, retention = [e for e in plan.examples if e.kind != "retention"], \
                     [e for e in plan.examples if e.kind == "retention"]
                 replayed = plan.replayed
