@@ -68,9 +68,10 @@ class TrainOptions:
     replay: float = field(default=0.5, metadata={"help": "continuous training: old items replayed per new item "
                                                          "in each epoch, a different sample each epoch, each kind "
                                                          "as much as the full run trained it (maya, 5 new files: "
-                                                         "old facts kept 0.65 at 0.5, 0.69 at 1.0 in 20% more "
-                                                         "time, 0.47 with one sample for all epochs; heldout: "
-                                                         "refusal 0.88, 0.25 with kinds mixed)"})
+                                                         "old facts kept 0.62, the parent 0.81; kinds mixed: 0.65 "
+                                                         "at 0.5, 0.69 at 1.0 in 20% more time, 0.47 with one "
+                                                         "sample for all epochs; heldout: refusal 0.88, 0.25 with "
+                                                         "kinds mixed)"})
     seed: int = 0
     eval_questions: int = field(default=24, metadata={"help": "held-out questions asked per model (taken "
                                                                   "round-robin across kinds)"})
