@@ -14,7 +14,11 @@ UNK = TrainingExample("unanswerable", (SYS, ("user", "What is your blood type?")
 
 def test_scores_and_leaks():
     s = score_answers([QA, UNK], ["I live in Lisbon.", "I don't know."])
-    assert s == {"recall": 1.0, "recall_self_qa": 1.0, "qa_f1": 1.0, "qa_exact": 1.0, "refusal": 1.0}
+    assert s == {"recall": 1.0, "recall_self_qa": 1.0, "qa_f1": 1.0, "qa_exact": 1.0, "refusal": 1.0,
+                 "over_refusal": 0.0}
+    # refusing everything is not knowing when to refuse: the answerable questions say so
+    s = score_answers([QA, WHO, UNK], ["I don't know — my memories don't say.", "Inês is my sister.", "I don't know."])
+    assert s["refusal"] == 1.0 and s["over_refusal"] == 0.5 and s["recall"] == 0.5
     assert leaks("The capital of France is Porto.", "The capital of France is Paris.", "Capital of France?",
                  ["Porto", "Maya"]) == ["Porto"]
     assert leaks("Paris.", "Paris.", "Capital?", ["Porto"]) == []

@@ -15,7 +15,9 @@ question, no retrieval: this measures what the weights know — "closed book") a
 - rag_recall / rag_f1 (when a `retrieve` function is given): the same held-out fact questions with the
   memories retrieved for them in the prompt, the same passages for both models (RAG + personal vs RAG +
   base);
-- refusal: share of held-out unanswerable questions answered with "I don't know";
+- refusal: share of held-out unanswerable questions answered with "I don't know"; over_refusal: share of the
+  held-out questions the memories answer (the fact questions above) answered with "I don't know" (a model
+  that refuses everything scores refusal 1 and over_refusal 1);
 - skills_f1: token F1 on held-out context-enhance and context-critic items;
 - memory_bpb: bits per UTF-8 byte of the person's held-out notes (language modelling is compression: a
   model that knows the person compresses their text better); `compression_gain` = 1 - personal/base;
@@ -122,6 +124,7 @@ def score_answers(examples: Sequence[TrainingExample], answers: Sequence[str],
             out["recall_old"] = round(mean(old), 4)
         out["qa_f1"] = round(mean([token_f1(a, e.completion) for e, a in qa]), 4)
         out["qa_exact"] = round(mean([float(normalize_answer(a) == normalize_answer(e.completion)) for e, a in qa]), 4)
+        out["over_refusal"] = round(mean([float(refused(a)) for _, a in qa]), 4)
     if unseen:
         out["guess"] = round(mean([hit(e, a) for e, a in unseen]), 4)
     if un:
