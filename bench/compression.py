@@ -5,8 +5,8 @@ What it measures
     For each example person (`--person`, default maya; heldout and blind were not developed on) the corpus
     is ingested and layer 1 built as in `bench/recipe.py`, and the training data synthesized as `secondself
     train` does. Then a LoRA (rank `--rank`, every linear layer, as `train`) is trained on the *training
-    notes only* (the person's own text, packed in rows of 256 tokens, 4 rows a step, AdamW at a constant
-    `--lr` after 3 warm-up steps) for `--passes` passes, and after each pass the bits per UTF-8 byte of the
+    notes only* (the person's own text, encoded and packed in rows of 256 tokens by the training code, 4 rows
+    a step, the same loss, AdamW at a constant `--lr` after 3 warm-up steps) for `--passes` passes, and after each pass the bits per UTF-8 byte of the
     *held-out notes* (the text `secondself eval` measures compression on) are measured with
     `train.losses.bits_per_byte`, the same code as `eval`. Nothing but notes is trained: no questions, no
     anchor. This is an upper bound for what the notes can teach the model about the person's other notes at
@@ -41,24 +41,21 @@ from recipe import prepare  # noqa: E402
 SEQ, BATCH, WARMUP = 256, 4, 3
 
 
-def ceiling(base_dir: Path, train: list[str], held: list[str], passes: int, lr: float, rank: int) -> dict[str, Any]:
-    """Notes-only LoRA, pass by pass: held-out bits per byte after each pass, and the base's."""
+def ceiling(base_dir: Path, train: list[Any], held: list[str], passes: int, lr: float, rank: int) -> dict[str, Any]:
+    """Notes-only LoRA, pass by pass: held-out bits per byte after each pass, and the base's. `train`: the
+    training notes (TrainingExamples), encoded and packed as `secondself train` does."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from secondself.train.data import TARGET_MODULES
-    from secondself.train.losses import bits_per_byte
+    from secondself.train.data import IGNORE, TARGET_MODULES, encode, pack
+    from secondself.train.losses import _collate, _step_loss, bits_per_byte
     from secondself.train.models import _products, _resolve_autocast, load_model
 
     model, tok = load_model(base_dir)
     base_bpb = bits_per_byte(model, tok, held)
     model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(TARGET_MODULES),
                                              task_type="CAUSAL_LM", bias="none"))
-    eos = tok.eos_token_id
-    stream: list[int] = []
-    for text in train:
-        stream += list(tok(text, add_special_tokens=False)["input_ids"]) + [eos]
-    rows = [stream[i:i + SEQ] for i in range(0, len(stream), SEQ)]
+    rows = pack([encode(tok, e) for e in train], SEQ, tok.pad_token_id or tok.eos_token_id or 0)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     bf16 = _resolve_autocast(None, "cpu", "float32")
@@ -68,13 +65,11 @@ def ceiling(base_dir: Path, train: list[str], held: list[str], passes: int, lr: 
         random.Random(n).shuffle(rows)
         for i in range(0, len(rows), BATCH):
             batch = rows[i:i + BATCH]
-            width = max(map(len, batch))
-            x = torch.tensor([r + [eos] * (width - len(r)) for r in batch])
-            labels = torch.tensor([r + [-100] * (width - len(r)) for r in batch])
             for g in opt.param_groups:
                 g["lr"] = lr * min(1.0, (step + 1) / WARMUP)
             with _products(bf16):
-                loss = model(input_ids=x, labels=labels).loss
+                loss = _step_loss(model, _collate(batch, True, "cpu"),
+                                  max(1, sum(x != IGNORE for r in batch for x in r.labels[1:])))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -85,7 +80,8 @@ def ceiling(base_dir: Path, train: list[str], held: list[str], passes: int, lr: 
                     "gain": round(1 - b / base_bpb, 4)})
         log(f"  pass {n}: held-out notes {b:.4f} bits/byte, gain {1 - b / base_bpb:.1%} ({out[-1]['seconds']} s)")
     return {"base_bpb": round(base_bpb, 4), "passes": out, "train_notes": len(train), "heldout_notes": len(held),
-            "train_bytes": sum(len(t.encode()) for t in train), "heldout_bytes": sum(len(t.encode()) for t in held)}
+            "train_bytes": sum(len(e.completion.encode()) for e in train),
+            "heldout_bytes": sum(len(t.encode()) for t in held)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             pdir.mkdir()
             profile, chunks, name = prepare(REPO / "examples" / person, pdir)
             examples = synthesize(profile, chunks, name, epochs=6).examples   # as `train`: notes once in 6 epochs
-            notes = {s: [e.completion for e in examples if e.kind == "notes" and e.split == s]
-                     for s in ("train", "heldout")}
+            notes = {s: [e for e in examples if e.kind == "notes" and e.split == s] for s in ("train", "heldout")}
             log(f"[{person}] {len(notes['train'])} training notes, {len(notes['heldout'])} held out ...")
-            results["persons"][person] = ceiling(base_dir, notes["train"], notes["heldout"], args.passes, args.lr,
-                                                 args.rank)
+            results["persons"][person] = ceiling(base_dir, notes["train"], [e.completion for e in notes["heldout"]],
+                                                 args.passes, args.lr, args.rank)
     if args.json:
         dump_json(results)
         return 0
